@@ -1,0 +1,37 @@
+# Every target creates or updates the environment first, so a fresh clone needs nothing else.
+UV      ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV    := .venv
+PY      := $(VENV)/bin/python
+PYTEST_WORKERS ?= 2
+
+.PHONY: env demo test test-fast lint bench clean
+
+.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet "uv>=0.5"
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-extras
+	touch $@
+
+env: $(VENV)/.synced
+
+demo: env
+	$(PY) -m floe_compute.demo
+
+test: env
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+test-fast: env
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
+
+lint: env
+	$(VENV)/bin/ruff check src tests benchmarks fixtures
+	$(VENV)/bin/ruff format --check src tests benchmarks fixtures
+	$(VENV)/bin/mypy --strict src
+
+bench: env
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache

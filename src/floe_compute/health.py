@@ -1,0 +1,95 @@
+"""Health: the status a check returns, and an optional background monitor."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from floe_compute.pool import PoolStats
+
+if TYPE_CHECKING:
+    from floe_compute.plugin import ComputePlugin
+
+__all__ = ["HealthMonitor", "HealthState", "HealthStatus"]
+
+log = logging.getLogger("floe_compute.health")
+
+
+class HealthState(str, enum.Enum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class HealthStatus:
+    """The result of one health check."""
+
+    status: HealthState
+    latency_ms: float
+    message: str
+    checked_at: datetime
+    pool: PoolStats | None
+
+    @property
+    def healthy(self) -> bool:
+        return self.status is HealthState.HEALTHY
+
+
+class HealthMonitor:
+    """Checks a plugin's health on an interval, logs each state change once, and after a failure
+    disposes the pool so the next checkout opens fresh connections."""
+
+    def __init__(self, plugin: ComputePlugin, interval: float) -> None:
+        self._plugin = plugin
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last: HealthStatus | None = None
+        self.changes: list[HealthStatus] = []
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name=f"floe-compute-health-{self._plugin.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=self._interval + 5)
+
+    def check_once(self) -> HealthStatus:
+        status = self._plugin.health_check()
+        previous = self.last
+        self.last = status
+        if previous is None or previous.status is not status.status:
+            self.changes.append(status)
+            level = logging.INFO if status.status is HealthState.HEALTHY else logging.WARNING
+            log.log(
+                level,
+                "health of %s changed to %s: %s",
+                self._plugin.pool_name,
+                status.status,
+                status.message,
+                extra={"floe": {"event": "health_change", "status": str(status.status)}},
+            )
+        if status.status is HealthState.UNHEALTHY:
+            engine = self._plugin._engine
+            if engine is not None:
+                engine.pool.dispose()
+        return status
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.check_once()
+            except Exception:  # health_check never raises; this guards the thread itself
+                log.exception("health monitor of %s failed", self._plugin.pool_name)

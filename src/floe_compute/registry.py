@@ -1,0 +1,131 @@
+"""Plugin discovery (entry-point group ``floe.computes``) and :func:`create_plugin`."""
+
+from __future__ import annotations
+
+import os
+import threading
+from importlib.metadata import entry_points
+from typing import Any
+
+from pydantic import ValidationError
+
+from floe_compute.config import (
+    ComputeConfig,
+    load_manifest,
+    merge_overrides,
+    parse_url,
+    validation_message,
+)
+from floe_compute.errors import ConfigError, PluginNotFoundError
+from floe_compute.plugin import ComputePlugin
+
+__all__ = ["DEFAULT_URL", "ENTRY_POINT_GROUP", "create_plugin", "get_plugin_class", "list_plugins"]
+
+ENTRY_POINT_GROUP = "floe.computes"
+DEFAULT_URL = "duckdb:///:memory:"
+
+_lock = threading.Lock()
+_classes: dict[str, type[ComputePlugin]] | None = None
+_broken: dict[str, str] = {}
+
+
+def _discover() -> dict[str, type[ComputePlugin]]:
+    """Load every installed plugin once; a plugin that fails to import is reported, not fatal."""
+    global _classes
+    with _lock:
+        if _classes is None:
+            found: dict[str, type[ComputePlugin]] = {}
+            for ep in entry_points(group=ENTRY_POINT_GROUP):
+                try:
+                    cls = ep.load()
+                except Exception as exc:  # a missing optional driver must not hide other plugins
+                    _broken[ep.name] = f"{type(exc).__name__}: {exc}"
+                    continue
+                if not (isinstance(cls, type) and issubclass(cls, ComputePlugin)):
+                    _broken[ep.name] = f"{ep.value} is not a ComputePlugin subclass"
+                    continue
+                found[ep.name] = cls
+            _classes = found
+        return _classes
+
+
+def list_plugins() -> list[str]:
+    """Names of the installed plugins that can be used."""
+    return sorted(_discover())
+
+
+def _available() -> str:
+    classes = _discover()
+    names = [f"{name} ({', '.join(cls.schemes)}://)" for name, cls in sorted(classes.items())]
+    return ", ".join(names) or "none"
+
+
+def get_plugin_class(scheme_or_name: str) -> type[ComputePlugin]:
+    """The plugin that claims a URL backend (``postgresql`` for ``postgresql+psycopg``) or name."""
+    classes = _discover()
+    if scheme_or_name in classes:
+        return classes[scheme_or_name]
+    for cls in classes.values():
+        if scheme_or_name in cls.schemes:
+            return cls
+    hint = (
+        f" (plugin {scheme_or_name!r} failed to load: {_broken[scheme_or_name]})"
+        if scheme_or_name in _broken
+        else ""
+    )
+    raise PluginNotFoundError(
+        f"no compute plugin for {scheme_or_name!r}{hint}; installed: {_available()}",
+        available=list_plugins(),
+    )
+
+
+def _build(cls: type[ComputePlugin], fields: dict[str, Any]) -> ComputePlugin:
+    try:
+        config = cls.config_class.model_validate(fields)
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc, f"invalid {cls.name} config")) from None
+    return cls(config)
+
+
+def create_plugin(
+    url_or_target: str | ComputeConfig | None = None,
+    *,
+    manifest: str | os.PathLike[str] | None = None,
+    **overrides: Any,
+) -> ComputePlugin:
+    """A plugin for a URL, a config, or a manifest target; keyword overrides win over all three.
+
+    With nothing given, the embedded default: DuckDB in memory. The plugin is not connected yet:
+    use it as a context manager or call ``connect()``.
+    """
+    if isinstance(url_or_target, ComputeConfig):
+        cls = _class_for_config(url_or_target)
+        fields = merge_overrides(url_or_target.model_dump(exclude_unset=True), overrides)
+        return _build(cls, fields)
+    if manifest is not None:
+        fields = merge_overrides(load_manifest(manifest, url_or_target), overrides)
+    elif url_or_target is None:
+        fields = merge_overrides({"url": DEFAULT_URL}, overrides)
+    elif "://" in url_or_target or url_or_target.startswith("duckdb:"):
+        fields = merge_overrides({"url": url_or_target}, overrides)
+    else:
+        raise ConfigError(
+            f"{url_or_target!r} is neither a URL (scheme://...) nor usable as a target name "
+            "without manifest=...; e.g. create_plugin('duckdb:///:memory:') or "
+            f"create_plugin({url_or_target!r}, manifest='floe.yaml')"
+        )
+    url = fields.get("url")
+    if url is None:
+        raise ConfigError("url: missing; every target needs a url such as 'duckdb:///:memory:'")
+    try:
+        backend = parse_url(url).get_backend_name()
+    except ValueError as exc:
+        raise ConfigError(f"url: {exc}") from None
+    return _build(get_plugin_class(backend), fields)
+
+
+def _class_for_config(config: ComputeConfig) -> type[ComputePlugin]:
+    for cls in _discover().values():
+        if type(config) is cls.config_class:
+            return cls
+    return get_plugin_class(config.url.get_backend_name())
