@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.elements import TextClause
 
@@ -155,7 +155,7 @@ class ComputePlugin(abc.ABC):
             options.update(self.engine_options())
             if "creator" in options:
                 options["creator"] = self._timed_creator(options["creator"])
-            engine = create_engine(self._config.sqlalchemy_url(), **options)
+            engine = create_engine(self.engine_url(), **options)
         except ComputeError:
             raise
         except Exception as exc:
@@ -170,6 +170,7 @@ class ComputePlugin(abc.ABC):
         except Exception as exc:
             self._dispose(engine)
             raise self._connection_error(exc, "cannot connect") from exc
+        tracker.start_counting()
         if self._config.health.monitor_interval:
             from floe_compute.health import HealthMonitor
 
@@ -370,7 +371,7 @@ class ComputePlugin(abc.ABC):
     def _connection_error(self, exc: BaseException, doing: str) -> ComputeError:
         if isinstance(exc, ComputeError):
             return exc
-        orig: BaseException = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+        orig: BaseException = (exc.orig or exc) if isinstance(exc, sa_exc.DBAPIError) else exc
         mapped = self.classify_error(orig) if isinstance(orig, Exception) else None
         where = self._config.url.render_as_string(hide_password=True)
         detail = mapped[1] if mapped else _driver_message(orig)
@@ -473,6 +474,10 @@ class ComputePlugin(abc.ABC):
     # -- engine hooks -----------------------------------------------------------------------
 
     ping_statement: ClassVar[str] = "SELECT 1"
+
+    def engine_url(self) -> URL:
+        """The URL handed to ``create_engine``; an engine may pick its own dialect here."""
+        return self._config.sqlalchemy_url()
 
     def engine_options(self) -> dict[str, Any]:
         """Extra ``create_engine`` options: pool class, ``creator``, ``connect_args``."""

@@ -128,6 +128,13 @@ class PoolTracker:
             self._invalidations += 1
             self._pending_replacements += 1
 
+    def start_counting(self) -> None:
+        """Forget the checkouts made so far (the plugin's own connectivity probe)."""
+        with self._lock:
+            self._checkouts = 0
+            self._wait_total = 0.0
+            self._wait_max = 0.0
+
     def wait_started(self) -> None:
         with self._lock:
             self._waiting += 1

@@ -14,7 +14,12 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 from duckdb_engine import ConnectionWrapper
+from duckdb_engine import Dialect as DuckDBEngineDialect
 from pydantic import model_validator
+from sqlalchemy import text
+from sqlalchemy.dialects import registry
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine.reflection import ReflectionDefaults
 
 from floe_compute.config import ComputeConfig, parse_size
 from floe_compute.errors import (
@@ -70,6 +75,46 @@ class DuckDBConfig(ComputeConfig):
         return self.database == MEMORY
 
 
+class FloeDuckDBDialect(DuckDBEngineDialect):  # type: ignore[misc]
+    """duckdb-engine, with primary keys reflected from ``duckdb_constraints()``.
+
+    duckdb-engine inherits PostgreSQL's ``pg_constraint`` query, whose column numbering DuckDB does
+    not match, so ``inspect().get_pk_constraint()`` comes back empty.
+    """
+
+    supports_statement_cache = False  # as duckdb-engine's own dialect
+
+    def get_multi_pk_constraint(
+        self,
+        connection: Connection,
+        schema: str | None,
+        filter_names: list[str] | None,
+        scope: Any,
+        kind: Any,
+        **kw: Any,
+    ) -> list[tuple[tuple[str | None, str], dict[str, Any]]]:
+        rows = connection.execute(
+            text(
+                "SELECT table_name, constraint_name, constraint_column_names "
+                "FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY' "
+                "AND schema_name = coalesce(:schema, current_schema())"
+            ),
+            {"schema": schema},
+        ).all()
+        keys = {table: (name, list(columns)) for table, name, columns in rows}
+        tables = filter_names if filter_names is not None else self.get_table_names(connection, schema)
+        result = []
+        for table in tables:
+            if table in keys:
+                name, columns = keys[table]
+                result.append(((schema, table), {"constrained_columns": columns, "name": name}))
+            else:
+                result.append(((schema, table), ReflectionDefaults.pk_constraint()))
+        return result
+
+
+registry.register("duckdb.floe", __name__, "FloeDuckDBDialect")
+
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.+?) \(PID (?P<pid>\d+)\)")
 
 
@@ -107,6 +152,9 @@ class DuckDBComputePlugin(ComputePlugin):
             options["max_temp_directory_size"] = f"{parse_size(limits.max_temp_directory_size)}B"
         options.update(self.config.settings)
         return options
+
+    def engine_url(self) -> URL:
+        return self.config.sqlalchemy_url().set(drivername="duckdb+floe")
 
     def engine_options(self) -> dict[str, Any]:
         config = self.config

@@ -1,0 +1,323 @@
+"""The contract suite: what a user can rely on from every ComputePlugin."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+
+from floe_compute import (
+    ComputeError,
+    ComputePlugin,
+    ConfigError,
+    HealthState,
+    PoolExhaustedError,
+    QueryCancelledError,
+    QueryError,
+    QueryTimeoutError,
+    ResourceLimitError,
+)
+
+Factory = Callable[..., ComputePlugin]
+
+__all__ = ["ComputePluginContract"]
+
+
+class ComputePluginContract:
+    """Inherit, provide ``compute_factory``, and override the SQL hooks your engine needs."""
+
+    #: A statement that runs for minutes unless it is cancelled.
+    slow_query = "SELECT count(*) FROM range(10000000000)"
+    #: Seconds within which a cancelled query must have let go of its connection.
+    cancel_grace = 2.0
+
+    def series_query(self, n: int) -> str:
+        """``n`` rows: an integer ``i`` from 0 and a text ``label``."""
+        return f"SELECT i, 'row ' || CAST(i AS VARCHAR) AS label FROM range({n}) AS t(i) ORDER BY i"
+
+    def endless_query(self) -> str:
+        """A result that streams rows for minutes (the deadline must stop it mid-iteration)."""
+        return "SELECT i FROM range(10000000000) AS t(i)"
+
+    # -- fixtures -------------------------------------------------------------------------------
+
+    @pytest.fixture
+    def compute_factory(self) -> Factory:
+        raise NotImplementedError("provide a compute_factory fixture: (**overrides) -> ComputePlugin")
+
+    @pytest.fixture
+    def make_plugin(self, compute_factory: Factory) -> Iterator[Factory]:
+        created: list[ComputePlugin] = []
+
+        def make(**overrides: Any) -> ComputePlugin:
+            plugin = compute_factory(**overrides)
+            plugin.connect()
+            created.append(plugin)
+            return plugin
+
+        yield make
+        for plugin in created:
+            plugin.disconnect()
+
+    @pytest.fixture
+    def plugin(self, make_plugin: Factory) -> ComputePlugin:
+        return make_plugin()
+
+    # -- execute and fetch ------------------------------------------------------------------
+
+    def test_rows_are_tuples_in_order(self, plugin: ComputePlugin) -> None:
+        with plugin.execute(self.series_query(5)) as result:
+            assert result.columns == ["i", "label"]
+            rows = list(result)
+        assert rows == [(i, f"row {i}") for i in range(5)]
+        assert all(type(row) is tuple for row in rows)
+
+    def test_fetchone_fetchmany_fetchall_and_rowcount(self, plugin: ComputePlugin) -> None:
+        with plugin.execute(self.series_query(10), batch_size=3) as result:
+            assert result.fetchone() == (0, "row 0")
+            assert [r[0] for r in result.fetchmany(4)] == [1, 2, 3, 4]
+            assert result.rowcount >= 5
+            assert [r[0] for r in result.fetchall()] == [5, 6, 7, 8, 9]
+            assert result.fetchone() is None
+            assert result.fetchmany(2) == []
+            assert result.rowcount == 10
+
+    def test_arrow_batches_is_a_record_batch_reader(self, plugin: ComputePlugin) -> None:
+        with plugin.execute(self.series_query(25_000)) as result:
+            reader = result.arrow_batches(10_000)
+            assert isinstance(reader, pa.RecordBatchReader)
+            assert reader.schema.names == ["i", "label"]
+            sizes = [batch.num_rows for batch in reader]
+        assert sum(sizes) == 25_000
+        assert max(sizes) <= 10_000
+
+    def test_to_arrow_has_every_row(self, plugin: ComputePlugin) -> None:
+        with plugin.execute(self.series_query(1000)) as result:
+            table = result.to_arrow()
+        assert table.num_rows == 1000
+        assert table.column("i").to_pylist() == list(range(1000))
+
+    def test_statement_without_rows(self, plugin: ComputePlugin) -> None:
+        plugin.execute("CREATE TABLE contract_ddl (id INTEGER)").close()
+        plugin.execute("INSERT INTO contract_ddl VALUES (1), (2)").close()
+        with plugin.execute("SELECT count(*) FROM contract_ddl") as result:
+            assert result.fetchall() == [(2,)]
+
+    # -- parameters and SQLAlchemy ----------------------------------------------------------
+
+    def test_named_parameters_bind(self, plugin: ComputePlugin) -> None:
+        sql = f"SELECT i FROM ({self.series_query(100)}) AS s WHERE i >= :low AND i < :high"
+        with plugin.execute(sql, {"low": 10, "high": 13}) as result:
+            assert result.fetchall() == [(10,), (11,), (12,)]
+
+    def test_sqlalchemy_executables_are_accepted(self, plugin: ComputePlugin) -> None:
+        with plugin.execute(sa.text("SELECT :x + 1 AS y"), {"x": 41}) as result:
+            assert result.fetchall() == [(42,)]
+        with plugin.execute(sa.select(sa.literal(7).label("seven"))) as result:
+            assert result.columns == ["seven"]
+            assert result.fetchall() == [(7,)]
+
+    def test_wrong_parameter_names_are_named(self, plugin: ComputePlugin) -> None:
+        with pytest.raises(QueryError, match=r"missing :low.*unexpected :lo\b"):
+            plugin.execute("SELECT :low AS x", {"lo": 1})
+        assert plugin.pool_stats().in_use == 0
+
+    def test_engine_works_with_sqlalchemy_inspect(self, plugin: ComputePlugin) -> None:
+        plugin.execute("CREATE TABLE contract_inspect (id INTEGER PRIMARY KEY, name VARCHAR(20))").close()
+        inspector = sa.inspect(plugin.engine)
+        assert "contract_inspect" in inspector.get_table_names()
+        columns = [c["name"] for c in inspector.get_columns("contract_inspect")]
+        assert columns == ["id", "name"]
+        assert inspector.get_pk_constraint("contract_inspect")["constrained_columns"] == ["id"]
+
+    # -- errors -----------------------------------------------------------------------------
+
+    def test_missing_table_names_query_and_table(self, plugin: ComputePlugin) -> None:
+        with pytest.raises(QueryError) as caught:
+            plugin.execute("SELECT * FROM contract_no_such_table")
+        error = caught.value
+        assert error.query_id and error.query_id in str(error)
+        assert "contract_no_such_table" in str(error)
+        assert error.statement is not None and error.statement.startswith("SELECT")
+        assert plugin.name in str(error)
+        assert error.__cause__ is not None
+        assert not isinstance(error.__cause__, sa.exc.SQLAlchemyError)
+        assert plugin.pool_stats().in_use == 0
+
+    def test_syntax_error_is_a_query_error(self, plugin: ComputePlugin) -> None:
+        with pytest.raises(QueryError, match="syntax"):
+            plugin.execute("SELEC 1")
+        assert plugin.pool_stats().in_use == 0
+
+    def test_invalid_arguments_are_config_errors(self, plugin: ComputePlugin) -> None:
+        with pytest.raises(ConfigError, match="timeout"):
+            plugin.execute("SELECT 1", timeout=-1)
+        with pytest.raises(ConfigError, match="batch_size"):
+            plugin.execute("SELECT 1", batch_size=0)
+
+    # -- timeouts and cancellation ----------------------------------------------------------
+
+    def test_timeout_cancels_on_the_engine(self, make_plugin: Factory) -> None:
+        plugin = make_plugin(pool={"size": 1, "max_overflow": 0})
+        started = time.monotonic()
+        with pytest.raises(QueryTimeoutError) as caught:
+            plugin.execute(self.slow_query, timeout=0.5).fetchall()
+        waited = time.monotonic() - started
+        error = caught.value
+        assert error.timeout == 0.5
+        assert 0.5 <= error.elapsed < 0.5 + self.cancel_grace
+        assert waited < 0.5 + self.cancel_grace
+        assert error.query_id in str(error)
+        # the only connection is free again and usable: the query is not still running on it
+        assert plugin.pool_stats().in_use == 0
+        with plugin.execute("SELECT 1", timeout=5) as result:
+            assert result.fetchall() == [(1,)]
+
+    def test_timeout_is_logged_once(self, plugin: ComputePlugin, caplog: pytest.LogCaptureFixture) -> None:
+        with caplog.at_level("WARNING", logger="floe_compute"), pytest.raises(QueryTimeoutError):
+            plugin.execute(self.slow_query, timeout=0.3).fetchall()
+        lines = [r for r in caplog.records if "timed out" in r.getMessage()]
+        assert len(lines) == 1
+        fields = lines[0].floe  # type: ignore[attr-defined]
+        assert fields["engine"] == plugin.name
+        assert fields["timeout_s"] == 0.3
+        assert fields["elapsed_s"] >= 0.3
+        assert fields["query_id"].startswith("q-")
+        assert fields["statement"].startswith("SELECT")
+
+    def test_default_timeout_comes_from_config(self, make_plugin: Factory) -> None:
+        plugin = make_plugin(timeouts={"query": 0.3})
+        with pytest.raises(QueryTimeoutError) as caught:
+            plugin.execute(self.slow_query).fetchall()
+        assert caught.value.timeout == 0.3
+
+    def test_deadline_covers_streaming(self, plugin: ComputePlugin) -> None:
+        seen = 0
+        with pytest.raises(QueryTimeoutError), plugin.execute(self.endless_query(), timeout=0.5) as result:
+            for _ in result:
+                seen += 1
+        assert seen > 0
+        assert plugin.pool_stats().in_use == 0
+
+    def test_deadline_covers_arrow_streaming(self, plugin: ComputePlugin) -> None:
+        with pytest.raises(QueryTimeoutError), plugin.execute(self.endless_query(), timeout=0.5) as result:
+            for _ in result.arrow_batches(1000):
+                pass
+        assert plugin.pool_stats().in_use == 0
+
+    def test_cancel_from_another_thread(self, plugin: ComputePlugin) -> None:
+        result = plugin.execute(self.endless_query())
+        timer = threading.Timer(0.3, result.cancel)
+        timer.start()
+        with pytest.raises(QueryCancelledError) as caught:
+            for _ in result:
+                pass
+        timer.join()
+        assert caught.value.query_id == result.query_id
+        assert plugin.pool_stats().in_use == 0
+        with plugin.execute("SELECT 1") as again:
+            assert again.fetchall() == [(1,)]
+
+    # -- limits -----------------------------------------------------------------------------
+
+    def test_max_result_rows(self, make_plugin: Factory) -> None:
+        plugin = make_plugin(limits={"max_result_rows": 100})
+        with plugin.execute(self.series_query(100)) as result:
+            assert len(result.fetchall()) == 100
+        with pytest.raises(ResourceLimitError, match="max_result_rows=100"):
+            plugin.execute(self.series_query(101)).fetchall()
+        with pytest.raises(ResourceLimitError), plugin.execute(self.series_query(50_000)) as result:
+            for _ in result.arrow_batches(1000):
+                pass
+        assert plugin.pool_stats().in_use == 0
+
+    # -- connections always come back -------------------------------------------------------
+
+    def test_connection_returned_when_exhausted(self, plugin: ComputePlugin) -> None:
+        result = plugin.execute(self.series_query(10))
+        assert plugin.pool_stats().in_use == 1
+        list(result)
+        assert result.closed
+        assert plugin.pool_stats().in_use == 0
+
+    def test_connection_returned_when_closed_early(self, plugin: ComputePlugin) -> None:
+        result = plugin.execute(self.series_query(100_000))
+        result.fetchmany(5)
+        result.close()
+        assert plugin.pool_stats().in_use == 0
+
+    def test_connection_returned_when_dropped(self, plugin: ComputePlugin) -> None:
+        result = plugin.execute(self.series_query(100_000))
+        result.fetchone()
+        with pytest.warns(ResourceWarning, match="not closed"):
+            del result
+            gc.collect()
+        assert plugin.pool_stats().in_use == 0
+
+    def test_pool_exhaustion_waits_then_fails(self, make_plugin: Factory) -> None:
+        plugin = make_plugin(pool={"size": 1, "max_overflow": 0, "timeout": 0.3})
+        held = plugin.execute(self.series_query(100))
+        started = time.monotonic()
+        with pytest.raises(PoolExhaustedError, match=r"size=1.*pool.timeout=0.3s"):
+            plugin.execute("SELECT 1")
+        assert time.monotonic() - started >= 0.3
+        held.close()
+        assert plugin.pool_stats().timeouts == 1
+        with plugin.execute("SELECT 1") as result:
+            assert result.fetchall() == [(1,)]
+
+    # -- health and statistics --------------------------------------------------------------
+
+    def test_health_check_is_healthy(self, plugin: ComputePlugin) -> None:
+        status = plugin.health_check()
+        assert status.status is HealthState.HEALTHY
+        assert status.status == "healthy"
+        assert status.latency_ms > 0
+        assert status.pool is not None and status.pool.in_use == 0
+
+    def test_pool_stats_exact_under_concurrency(self, make_plugin: Factory) -> None:
+        plugin = make_plugin(pool={"size": 4, "max_overflow": 0, "timeout": 60})
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                for _ in range(200):
+                    with plugin.execute("SELECT 1") as result:
+                        result.fetchall()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        stats = plugin.pool_stats()
+        assert stats.checkouts == 1600
+        assert stats.in_use == 0
+        assert stats.waiting == 0
+        assert stats.connects <= 4
+        assert stats.max == 4
+
+    # -- secrets ----------------------------------------------------------------------------
+
+    def test_secrets_never_in_repr(self, plugin: ComputePlugin) -> None:
+        shown = repr(plugin) + str(plugin) + repr(plugin.config) + str(plugin.config)
+        for secret in plugin.config.secrets:
+            assert secret not in shown
+
+    def test_errors_are_compute_errors(self, plugin: ComputePlugin) -> None:
+        for sql in ("SELECT * FROM contract_missing", "SELEC"):
+            with pytest.raises(ComputeError):
+                plugin.execute(sql)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert plugin.health_check().status is HealthState.HEALTHY
