@@ -8,6 +8,7 @@ cursor of that root (its own DuckDB connection to the same database). duckdb-eng
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from pydantic import model_validator
 from sqlalchemy import text
 from sqlalchemy.dialects import registry
 from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine.interfaces import ReflectedPrimaryKeyConstraint
 from sqlalchemy.engine.reflection import ReflectionDefaults
 
 from floe_compute.config import ComputeConfig, parse_size
@@ -75,7 +77,7 @@ class DuckDBConfig(ComputeConfig):
         return self.database == MEMORY
 
 
-class FloeDuckDBDialect(DuckDBEngineDialect):  # type: ignore[misc]
+class FloeDuckDBDialect(DuckDBEngineDialect):
     """duckdb-engine, with primary keys reflected from ``duckdb_constraints()``.
 
     duckdb-engine inherits PostgreSQL's ``pg_constraint`` query, whose column numbering DuckDB does
@@ -84,15 +86,14 @@ class FloeDuckDBDialect(DuckDBEngineDialect):  # type: ignore[misc]
 
     supports_statement_cache = False  # as duckdb-engine's own dialect
 
-    def get_multi_pk_constraint(
+    def get_multi_pk_constraint(  # type: ignore[override]  # the two supertypes disagree
         self,
         connection: Connection,
-        schema: str | None,
-        filter_names: list[str] | None,
-        scope: Any,
-        kind: Any,
+        *,
+        schema: str | None = None,
+        filter_names: Collection[str] | None = None,
         **kw: Any,
-    ) -> list[tuple[tuple[str | None, str], dict[str, Any]]]:
+    ) -> Iterable[tuple[tuple[str | None, str], ReflectedPrimaryKeyConstraint]]:
         rows = connection.execute(
             text(
                 "SELECT table_name, constraint_name, constraint_column_names "
@@ -101,16 +102,11 @@ class FloeDuckDBDialect(DuckDBEngineDialect):  # type: ignore[misc]
             ),
             {"schema": schema},
         ).all()
-        keys = {table: (name, list(columns)) for table, name, columns in rows}
+        keys: dict[str, ReflectedPrimaryKeyConstraint] = {
+            table: {"constrained_columns": list(columns), "name": name} for table, name, columns in rows
+        }
         tables = filter_names if filter_names is not None else self.get_table_names(connection, schema)
-        result = []
-        for table in tables:
-            if table in keys:
-                name, columns = keys[table]
-                result.append(((schema, table), {"constrained_columns": columns, "name": name}))
-            else:
-                result.append(((schema, table), ReflectionDefaults.pk_constraint()))
-        return result
+        return [((schema, t), keys.get(t) or ReflectionDefaults.pk_constraint()) for t in tables]
 
 
 registry.register("duckdb.floe", __name__, "FloeDuckDBDialect")

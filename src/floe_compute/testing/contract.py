@@ -143,7 +143,8 @@ class ComputePluginContract:
         with pytest.raises(QueryError) as caught:
             plugin.execute("SELECT * FROM contract_no_such_table")
         error = caught.value
-        assert error.query_id and error.query_id in str(error)
+        assert error.query_id is not None
+        assert error.query_id in str(error)
         assert "contract_no_such_table" in str(error)
         assert error.statement is not None and error.statement.startswith("SELECT")
         assert plugin.name in str(error)
@@ -174,7 +175,7 @@ class ComputePluginContract:
         assert error.timeout == 0.5
         assert 0.5 <= error.elapsed < 0.5 + self.cancel_grace
         assert waited < 0.5 + self.cancel_grace
-        assert error.query_id in str(error)
+        assert str(error.query_id) in str(error)
         # the only connection is free again and usable: the query is not still running on it
         assert plugin.pool_stats().in_use == 0
         with plugin.execute("SELECT 1", timeout=5) as result:
@@ -278,7 +279,7 @@ class ComputePluginContract:
     def test_health_check_is_healthy(self, plugin: ComputePlugin) -> None:
         status = plugin.health_check()
         assert status.status is HealthState.HEALTHY
-        assert status.status == "healthy"
+        assert str(status.status) == "healthy"
         assert status.latency_ms > 0
         assert status.pool is not None and status.pool.in_use == 0
 
