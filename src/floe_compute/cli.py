@@ -27,6 +27,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, TextIO
@@ -315,11 +316,14 @@ def cmd_health(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_health_dict(status), indent=2, default=str))
     else:
-        print(f"{compute.pool_name}: {status.status} ({status.latency_ms:.1f} ms): {status.message}")
+        print(f"status:  {status.status}")
+        print(f"target:  {compute.pool_name}")
+        print(f"latency: {status.latency_ms:.1f} ms")
+        print(f"message: {status.message}")
         pool = status.pool
         if pool is not None:
             print(
-                f"pool: size={pool.size} max={pool.max} idle={pool.idle} in_use={pool.in_use} "
+                f"pool:    size={pool.size} max={pool.max} idle={pool.idle} in_use={pool.in_use} "
                 f"waiting={pool.waiting} checkouts={pool.checkouts} connects={pool.connects} "
                 f"timeouts={pool.timeouts}"
             )
@@ -494,6 +498,10 @@ def _silence_stdout() -> None:
 
 
 def _setup_logging(verbose: bool) -> None:
+    if not verbose and not sys.warnoptions:
+        # Python warnings (e.g. SQLAlchemy's about a dialect's statement cache) are for developers,
+        # not for the user of a command; -v or python -W shows them
+        warnings.simplefilter("ignore")
     logger = logging.getLogger("floe_compute")
     if verbose:
         handler = logging.StreamHandler(sys.stderr)

@@ -21,7 +21,9 @@ from pydantic import (
     PositiveInt,
     SecretStr,
     ValidationError,
+    field_serializer,
     field_validator,
+    model_validator,
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -76,7 +78,19 @@ Size = Annotated[str | int | None, Field(default=None)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    """Frozen and strict about unknown keys. Inputs stay out of pydantic's own messages (they may
+    be secrets); ``model_validate`` fails with a :class:`ConfigError` that names the field."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", arbitrary_types_allowed=True, hide_input_in_errors=True
+    )
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Any:
+        try:
+            return super().model_validate(obj, **kwargs)
+        except ValidationError as exc:
+            raise ConfigError(validation_message(exc, f"invalid {cls.__name__}")) from None
 
 
 class PoolConfig(_Model):
@@ -132,16 +146,36 @@ class ComputeConfig(_Model):
     """Engine session settings, applied to every pooled connection."""
     telemetry: bool = True
 
+    @model_validator(mode="before")
+    @classmethod
+    def _password_out_of_url(cls, data: Any) -> Any:
+        """Keep the URL's password only as ``password`` (a SecretStr), so no dump can show it."""
+        if not isinstance(data, dict) or data.get("url") is None:
+            return data
+        try:
+            url = parse_url(data["url"])
+        except ValueError:
+            return data  # the field validator reports it
+        data = dict(data)
+        if url.password is not None:
+            data.setdefault("password", str(url.password))
+            url = url._replace(password=None)  # set() ignores None
+        data["url"] = url
+        return data
+
     @field_validator("url", mode="before")
     @classmethod
     def _parse_url(cls, value: Any) -> URL:
         return parse_url(value)
 
+    @field_serializer("url")
+    def _dump_url(self, url: URL) -> str:
+        return url.render_as_string(hide_password=False)  # the password is never in it
+
     @property
     def secrets(self) -> tuple[str, ...]:
         """Every secret value in this config, for scrubbing text before it is shown."""
-        found = [self.url.password, self.password.get_secret_value() if self.password else None]
-        return tuple(str(s) for s in found if s)
+        return (self.password.get_secret_value(),) if self.password else ()
 
     def sqlalchemy_url(self) -> URL:
         """The URL with :attr:`password` applied."""

@@ -7,8 +7,6 @@ import threading
 from importlib.metadata import entry_points
 from typing import Any
 
-from pydantic import ValidationError
-
 from floe_compute.config import (
     ComputeConfig,
     load_manifest,
@@ -80,11 +78,7 @@ def get_plugin_class(scheme_or_name: str) -> type[ComputePlugin]:
 
 
 def _build(cls: type[ComputePlugin], fields: dict[str, Any]) -> ComputePlugin:
-    try:
-        config = cls.config_class.model_validate(fields)
-    except ValidationError as exc:
-        raise ConfigError(validation_message(exc, f"invalid {cls.name} config")) from None
-    return cls(config)
+    return cls(cls.config_class.model_validate(fields))
 
 
 def create_plugin(

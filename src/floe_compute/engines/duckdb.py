@@ -55,8 +55,6 @@ class DuckDBConfig(ComputeConfig):
             data["url"] = f"duckdb:///{database}"
             return data
         url = ComputeConfig._parse_url(data["url"])
-        if url.get_backend_name() != "duckdb":
-            raise ValueError(f"url: expected a duckdb:// URL, got {url.drivername}://")
         query = dict(url.query)
         if "read_only" in query:
             data.setdefault("read_only", str(query.pop("read_only")).lower() in ("1", "true"))
