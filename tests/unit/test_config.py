@@ -45,7 +45,9 @@ def test_read_only_memory_database_is_rejected() -> None:
 
 
 def test_url_password_and_secret_fields_never_shown(caplog: pytest.LogCaptureFixture) -> None:
-    config = ComputeConfig(url="postgresql+psycopg://analyst:s3cr3t-pw@db.internal/warehouse", password="other-secret")
+    config = ComputeConfig(
+        url="postgresql+psycopg://analyst:s3cr3t-pw@db.internal/warehouse", password="other-secret"
+    )
     shown = repr(config) + str(config) + str(config.model_dump())
     assert "s3cr3t-pw" not in shown
     assert "other-secret" not in shown

@@ -124,7 +124,12 @@ def test_limits_apply_to_the_database(tmp_path: Path) -> None:
 
 
 def test_query_over_the_memory_limit_is_a_resource_limit_error(tmp_path: Path) -> None:
-    limits = {"memory_limit": "64MB", "threads": 1, "max_temp_directory_size": "1MB", "temp_directory": str(tmp_path)}
+    limits = {
+        "memory_limit": "64MB",
+        "threads": 1,
+        "max_temp_directory_size": "1MB",
+        "temp_directory": str(tmp_path),
+    }
     with create_plugin("duckdb:///:memory:", limits=limits) as plugin:
         with pytest.raises(ResourceLimitError, match=r"limits.memory_limit=64MB"):
             plugin.execute(

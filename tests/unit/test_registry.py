@@ -78,8 +78,7 @@ def test_manifest_missing_environment_variable(tmp_path: Path, monkeypatch: pyte
     monkeypatch.delenv("FLOE_UNSET_PASSWORD", raising=False)
     manifest = tmp_path / "floe.yaml"
     manifest.write_text(
-        "compute:\n  targets:\n"
-        '    prod: {url: "duckdb:///:memory:", password: "${FLOE_UNSET_PASSWORD}"}\n'
+        'compute:\n  targets:\n    prod: {url: "duckdb:///:memory:", password: "${FLOE_UNSET_PASSWORD}"}\n'
     )
     with pytest.raises(ConfigError, match="FLOE_UNSET_PASSWORD is not set"):
         create_plugin("prod", manifest=manifest)

@@ -191,13 +191,12 @@ class DuckDBComputePlugin(ComputePlugin):
 
     def dbt_target(self) -> dict[str, Any]:
         config = self.config
-        path = config.database if config.in_memory else str(Path(config.database).resolve())
-        settings = {k: v for k, v in self.database_config().items()}
-        target: dict[str, Any] = {
+        return {
             "type": "duckdb",
-            "path": path,
+            # dbt runs in its own process, so a relative path must not depend on its cwd
+            "path": config.database if config.in_memory else str(Path(config.database).resolve()),
             "schema": "main",
             "threads": config.limits.threads or 4,
-            "settings": settings,
+            # connect-time options: dbt-duckdb applies ``settings`` only after loading extensions
+            "config_options": self.database_config(),
         }
-        return target
