@@ -12,7 +12,6 @@ from floe_compute.config import (
     load_manifest,
     merge_overrides,
     parse_url,
-    validation_message,
 )
 from floe_compute.errors import ConfigError, PluginNotFoundError
 from floe_compute.plugin import ComputePlugin
