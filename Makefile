@@ -17,7 +17,7 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 env: $(VENV)/.synced
 
 demo: env
-	$(PY) -m floe_compute.demo
+	$(PY) examples/demo.py
 
 test: env
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
