@@ -19,16 +19,18 @@ Errors are one line on stderr (``floe-compute: error: ...``), never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any, TextIO
 
@@ -222,11 +224,9 @@ class _Progress:
     def clear(self) -> None:
         """Erase the line (the caller holds ``lock``)."""
         if self._shown:
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 self._err.write("\r\x1b[K")
                 self._err.flush()
-            except (OSError, ValueError):
-                pass
             self._shown = False
 
     def stop(self) -> None:
@@ -266,25 +266,27 @@ def cmd_query(args: argparse.Namespace) -> int:
     sql = _read_sql(args.sql)
     out: TextIO = sys.stdout
     show_progress = args.progress if args.progress is not None else _isatty(sys.stderr)
-    progress: _Progress | None = None
     with _plugin(args) as compute:
+        # started before execute(), so a long-running statement shows it is alive before any row
+        progress = _Progress(sys.stderr).start() if show_progress else None
+        lock = progress.lock if progress is not None else contextlib.nullcontext()
         try:
             with compute.execute(sql, timeout=args.timeout, batch_size=args.batch_size) as result:
                 writer = WRITERS[args.format](out, result.columns)
-                progress = _Progress(sys.stderr).start() if show_progress else None
                 try:
                     while rows := result.fetchmany(args.batch_size):
-                        if progress is None:
+                        with lock:
+                            if progress is not None:
+                                progress.clear()
                             writer.batch(rows)
                             out.flush()
-                        else:
-                            with progress.lock:
-                                progress.clear()
-                                writer.batch(rows)
-                                out.flush()
+                        if progress is not None:
                             progress.rows = result.rowcount
-                    writer.finish(result.rowcount)
-                    out.flush()
+                    with lock:
+                        if progress is not None:
+                            progress.clear()
+                        writer.finish(result.rowcount)
+                        out.flush()
                 except BaseException:
                     # stop the query on the engine before the connection goes back to the pool
                     result.cancel()
@@ -476,74 +478,109 @@ def build_parser() -> argparse.ArgumentParser:
 def _error(message: str) -> None:
     """One line on stderr; stderr failing as well is ignored."""
     line = " ".join(message.split())
-    try:
+    with contextlib.suppress(OSError, ValueError):
         sys.stdout.flush()
-    except (OSError, ValueError):
-        pass
-    try:
+    with contextlib.suppress(OSError, ValueError):
         sys.stderr.write(f"{PROG}: error: {line}\n")
         sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
 
 
 def _silence_stdout() -> None:
     """After a broken pipe, point stdout at /dev/null so the interpreter's final flush is quiet."""
-    try:
+    with contextlib.suppress(OSError, ValueError, AttributeError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass
 
 
-def _setup_logging(verbose: bool) -> None:
-    if not verbose and not sys.warnoptions:
-        # Python warnings (e.g. SQLAlchemy's about a dialect's statement cache) are for developers,
-        # not for the user of a command; -v or python -W shows them
-        warnings.simplefilter("ignore")
+@contextlib.contextmanager
+def _quiet_library(verbose: bool) -> Iterator[None]:
+    """Keep the library's log lines and Python warnings off the terminal unless ``--verbose``.
+
+    Errors reach the user as the one-line message; the structured log record of a timeout or
+    SQLAlchemy's warning about a dialect's statement cache would only repeat or clutter it.
+    Everything is restored afterwards, so ``main()`` can be called in-process.
+    """
     logger = logging.getLogger("floe_compute")
+    saved = (logger.propagate, logger.level)
+    handler: logging.Handler
     if verbose:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
-        logger.addHandler(handler)
         logger.setLevel(logging.INFO)
-    elif not logger.handlers:
-        # errors reach the user as the one-line message; keep the library's log lines
-        # (e.g. the structured timeout record) off the terminal unless --verbose
-        logger.addHandler(logging.NullHandler())
-        logger.propagate = False
+    else:
+        handler = logging.NullHandler()
+    logger.addHandler(handler)
+    logger.propagate = False
+    with warnings.catch_warnings():
+        if not verbose and not sys.warnoptions:
+            warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            logger.removeHandler(handler)
+            logger.propagate, logger.level = saved
+
+
+class _Interrupts:
+    """Remembers a Ctrl-C: DuckDB turns SIGINT into its own "Query interrupted" error, which must
+    still end the command as interrupted (130), not as a failed query."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._previous: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if previous is signal.default_int_handler:  # not when SIGINT is ignored or handled
+                self._previous = previous
+                signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (the console script exits with it)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(bool(getattr(args, "verbose", False)))
+    with _quiet_library(bool(getattr(args, "verbose", False))), _Interrupts() as interrupts:
+        return _run(args, interrupts)
+
+
+def _run(args: argparse.Namespace, interrupts: _Interrupts) -> int:
     try:
         code: int = args.func(args)
         return code
-    except _UsageError as exc:
-        _error(str(exc))
-        return EXIT_USAGE
-    except QueryTimeoutError as exc:
-        _error(str(exc))
-        return EXIT_TIMEOUT
-    except ConfigError as exc:
-        _error(str(exc))
-        return EXIT_USAGE
-    except ComputeError as exc:
-        _error(str(exc))
-        return EXIT_ERROR
-    except BrokenPipeError:
-        _silence_stdout()
-        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         _error("interrupted")
         return EXIT_INTERRUPTED
-    except Exception as exc:  # never a traceback: one line naming what went wrong
-        _error(f"unexpected {type(exc).__name__}: {exc}")
-        return EXIT_ERROR
+    except Exception as exc:
+        if interrupts.seen:
+            _error("interrupted")
+            return EXIT_INTERRUPTED
+        return _failure(exc)
+
+
+def _failure(exc: Exception) -> int:
+    """Report a failure in one line (never a traceback) and return its exit status."""
+    if isinstance(exc, BrokenPipeError):  # the reader went away (``| head``): nothing to report
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    if isinstance(exc, ComputeError | _UsageError):
+        _error(str(exc))
+        if isinstance(exc, QueryTimeoutError):
+            return EXIT_TIMEOUT
+        return EXIT_USAGE if isinstance(exc, ConfigError | _UsageError) else EXIT_ERROR
+    _error(f"unexpected {type(exc).__name__}: {exc}")
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":

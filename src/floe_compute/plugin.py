@@ -150,6 +150,8 @@ class ComputePlugin(abc.ABC):
             "pool_recycle": pool.recycle or -1,
             "pool_pre_ping": pre_ping,
             "pool_reset_on_return": "rollback",
+            # drivers' messages must never carry parameter values into logs or errors
+            "hide_parameters": True,
         }
         try:
             options.update(self.engine_options())
