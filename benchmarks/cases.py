@@ -27,9 +27,7 @@ from typing import Any, TypedDict
 
 __all__ = ["CASES", "QUERY", "Measurement", "query"]
 
-QUERY = (
-    "SELECT i AS id, i / 7 AS amount, chr((65 + i % 26)::INTEGER) AS tag FROM range({rows}) AS t(i)"
-)
+QUERY = "SELECT i AS id, i / 7 AS amount, chr((65 + i % 26)::INTEGER) AS tag FROM range({rows}) AS t(i)"
 """The query of every streaming case: one BIGINT, one DOUBLE and one VARCHAR column.
 
 Those are the three value types that dominate analytic results, and each has its own conversion

@@ -208,7 +208,9 @@ def _count(rows: int) -> str:
 
 def report(results: dict[str, dict[str, Any]], targets: list[Target], args: argparse.Namespace) -> None:
     """Print the table of cases, the latency and timeout figures, and the targets."""
-    print(f"\nfloe-compute benchmark: {_count(args.rows)} rows x 3 columns, DuckDB in memory, batches of 10000")
+    print(
+        f"\nfloe-compute benchmark: {_count(args.rows)} rows x 3 columns, DuckDB in memory, batches of 10000"
+    )
     print(f"best of {args.repeat} fresh processes per case (median in brackets); peak RSS = worst run\n")
     print(f"{'case':<22} {'rows':>6} {'wall s':>8} {'(median)':>9} {'peak RSS MB':>12} {'setup MB':>9}")
     for key in (*STREAMING, *(f"{name}@small" for name in FLAT)):
@@ -258,7 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     document = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+        },
         "settings": {key: value for key, value in vars(args).items() if key not in ("case", "output")},
         "results": results,
         "targets": [vars(target) for target in targets],

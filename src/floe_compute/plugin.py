@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sqlalchemy import create_engine, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import PoolResetState, QueuePool
 from sqlalchemy.sql.elements import TextClause
 
 from floe_compute.config import ComputeConfig
@@ -149,7 +149,8 @@ class ComputePlugin(abc.ABC):
             "pool_timeout": pool.timeout,
             "pool_recycle": pool.recycle or -1,
             "pool_pre_ping": pre_ping,
-            "pool_reset_on_return": "rollback",
+            # _on_pool_reset rolls back, unless execute() already ended the transaction
+            "pool_reset_on_return": None,
             # drivers' messages must never carry parameter values into logs or errors
             "hide_parameters": True,
         }
@@ -165,6 +166,7 @@ class ComputePlugin(abc.ABC):
         tracker = PoolTracker(engine.pool, pool.size + pool.max_overflow)
         event.listen(engine, "do_connect", lambda *_: tracker.connect_started())
         event.listen(engine.pool, "connect", self._on_pool_connect)
+        event.listen(engine.pool, "reset", partial(_on_pool_reset, engine.dialect))
         self._tracker = tracker
         self._telemetry.attach(tracker)
         try:
@@ -335,6 +337,7 @@ class ComputePlugin(abc.ABC):
                 connection.commit()
             else:
                 connection.rollback()
+            connection.info[_TRANSACTION_ENDED] = True
         except Exception as exc:
             if error is None:
                 error = self._query_error(exc, context)
@@ -509,6 +512,17 @@ class ComputePlugin(abc.ABC):
 
     def on_dispose(self) -> None:  # noqa: B027
         """Release what ``engine_options`` created, after the pool is disposed."""
+
+
+_TRANSACTION_ENDED = "floe_compute.transaction_ended"
+
+
+def _on_pool_reset(dialect: Any, dbapi_connection: Any, record: Any, state: PoolResetState) -> None:
+    """Rollback-on-return, skipped right after execute()'s own commit or rollback: a second round
+    trip to the engine for nothing. Other users of ``plugin.engine`` keep the usual rollback."""
+    if record.info.pop(_TRANSACTION_ENDED, False) or state.transaction_was_reset:
+        return
+    dialect.do_rollback(dbapi_connection)
 
 
 def _caused_by(error: ComputeError, cause: BaseException | None) -> ComputeError:

@@ -11,7 +11,6 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 from sqlalchemy.engine import Connection, CursorResult
 
 from floe_compute.errors import ResourceLimitError
@@ -19,6 +18,8 @@ from floe_compute.timeouts import QueryHandle, QueryState
 
 if TYPE_CHECKING:
     from types import TracebackType
+
+    import pyarrow as pa
 
     from floe_compute.plugin import ComputePlugin, QueryContext
 
@@ -148,6 +149,8 @@ class QueryResult:
 
     def arrow_batches(self, batch_size: int | None = None) -> pa.RecordBatchReader:
         """A standard ``pyarrow.RecordBatchReader`` over the rest of the result."""
+        import pyarrow as pa  # imported on first use: row-only services don't pay ~40 MB for it
+
         size = batch_size or self._batch_size
         native = None
         if not self._exhausted and self._rows == 0 and self._buffer_pos >= len(self._buffer):
@@ -184,6 +187,8 @@ class QueryResult:
             yield self._rows_to_batch(rows, first.schema)
 
     def _rows_to_batch(self, rows: Sequence[Row], schema: pa.Schema | None) -> pa.RecordBatch:
+        import pyarrow as pa
+
         columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in self.columns]
         if schema is None:
             arrays = [pa.array(col) for col in columns]

@@ -88,11 +88,17 @@ class Watchdog:
         self._seq = itertools.count()
         self._wakeup = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._compact_at = 1024
 
     def watch(self, handle: QueryHandle) -> None:
         if handle.deadline is None:
             return
         with self._wakeup:
+            if len(self._heap) >= self._compact_at:
+                # finished queries with far deadlines would otherwise pile up until they expire
+                self._heap = [entry for entry in self._heap if entry[2].state is QueryState.RUNNING]
+                heapq.heapify(self._heap)
+                self._compact_at = max(1024, 2 * len(self._heap))
             heapq.heappush(self._heap, (handle.deadline, next(self._seq), handle))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="floe-compute-watchdog", daemon=True)

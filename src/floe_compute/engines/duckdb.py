@@ -10,10 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 from duckdb_engine import ConnectionWrapper
 from duckdb_engine import Dialect as DuckDBEngineDialect
 from pydantic import model_validator
@@ -31,6 +30,9 @@ from floe_compute.errors import (
     ResourceLimitError,
 )
 from floe_compute.plugin import ComputePlugin
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["DuckDBComputePlugin", "DuckDBConfig"]
 
