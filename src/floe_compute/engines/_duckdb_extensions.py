@@ -1,4 +1,4 @@
-"""DuckDB extensions from their PyPI packages, never from DuckDB's download server.
+"""DuckDB extensions from their PyPI packages, and the Iceberg catalogs the iceberg extension attaches.
 
 DuckDB publishes extensions as wheels named ``duckdb-extension-<name>``; each holds
 ``duckdb_extension_<name>/extensions/v<duckdb version>/<name>.duckdb_extension`` and loads only
@@ -14,12 +14,16 @@ import importlib.util
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Annotated
 
 import duckdb
+from pydantic import Field, SecretStr, field_validator, model_validator
 
+from floe_compute.config import _Model
 from floe_compute.errors import ConfigError
 
 __all__ = [
+    "IcebergCatalog",
     "default_extension_directory",
     "extension_file",
     "install_and_load",
@@ -101,7 +105,7 @@ def install_and_load(con: duckdb.DuckDBPyConnection, names: Iterable[str], *, lo
             continue
         path = extension_file(name)
         try:
-            con.execute(f"INSTALL '{_quote(str(path))}'")
+            con.execute(f"INSTALL {_sql(str(path))}")
             if load:
                 con.execute(f"LOAD {name}")
         except duckdb.Error as exc:
@@ -113,5 +117,94 @@ def install_and_load(con: duckdb.DuckDBPyConnection, names: Iterable[str], *, lo
             ) from exc
 
 
-def _quote(value: str) -> str:
-    return value.replace("'", "''")
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+def _sql(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class IcebergCatalog(_Model):
+    """An Iceberg REST catalog, ATTACHed under ``name`` so ``SELECT * FROM name.ns.table`` works.
+
+    Credentials are either ``client_id``+``client_secret`` (OAuth2 client credentials) or a
+    ready ``token``; with neither, the catalog is called without authorization. They reach
+    DuckDB only through a temporary secret, never through a logged statement.
+    """
+
+    type: Annotated[str, Field(pattern="^iceberg$")] = "iceberg"
+    name: Identifier
+    endpoint: str
+    warehouse: str
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    token: SecretStr | None = None
+    oauth2_server_uri: str | None = None
+    """Where client credentials are exchanged for a token; default ``<endpoint>/v1/oauth/tokens``."""
+    oauth2_scope: str | None = None
+    read_only: bool = False
+    options: dict[Identifier, str | int | bool] = Field(default_factory=dict)
+    """More ATTACH options, such as ``access_delegation_mode``."""
+
+    @field_validator("endpoint", "oauth2_server_uri")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> IcebergCatalog:
+        if (self.client_id is None) != (self.client_secret is None):
+            raise ValueError("give client_id and client_secret together")
+        if self.token is not None and self.client_secret is not None:
+            raise ValueError("give either token or client_id/client_secret, not both")
+        if self.name.lower() in ("main", "memory", "system", "temp"):
+            raise ValueError(f"name {self.name!r} is reserved by DuckDB")
+        return self
+
+    @property
+    def secret_name(self) -> str:
+        return f"floe_{self.name.lower()}_secret"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s.get_secret_value() for s in self.sensitive().values())
+
+    def sensitive(self) -> dict[str, SecretStr]:
+        return {k: s for k, s in (("client_secret", self.client_secret), ("token", self.token)) if s}
+
+    def secret_params(self, sensitive: dict[str, str]) -> dict[str, str]:
+        """The secret's parameters, with ``sensitive`` as the credential values (real or templated)."""
+        params = {"client_id": self.client_id, **sensitive}
+        if self.client_id is not None:  # a secret, unlike ATTACH, has no default token endpoint
+            token_uri = self.oauth2_server_uri or f"{self.endpoint}/v1/oauth/tokens"
+            params |= {"oauth2_server_uri": token_uri, "oauth2_scope": self.oauth2_scope}
+        return {k: v for k, v in params.items() if v is not None}
+
+    def create_secret_sql(self) -> str | None:
+        """``CREATE SECRET``: the only statement that holds a credential. Never logged."""
+        given = {k: s.get_secret_value() for k, s in self.sensitive().items()}
+        if not given:
+            return None
+        params = ", ".join(f"{k.upper()} {_sql(v)}" for k, v in self.secret_params(given).items())
+        return f"CREATE OR REPLACE TEMPORARY SECRET {self.secret_name} (TYPE iceberg, {params})"
+
+    def attach_options(self) -> dict[str, str | int | bool]:
+        auth = {} if self.sensitive() else {"authorization_type": "none"}
+        return {"endpoint": self.endpoint, **auth, **self.options}
+
+    def attach_sql(self) -> str:
+        options = [f"TYPE {self.type}"]
+        if self.sensitive():
+            options.append(f"SECRET {self.secret_name}")
+        if self.read_only:
+            options.append("READ_ONLY")
+        for key, value in self.attach_options().items():
+            shown = str(value).lower() if isinstance(value, bool | int) else _sql(value)
+            options.append(f"{key.upper()} {shown}")
+        return f"ATTACH {_sql(self.warehouse)} AS {self.name} ({', '.join(options)})"
+
+    def dbt_env_var(self, key: str) -> str:
+        """dbt hides ``DBT_ENV_SECRET_*`` variables from its logs and allows them only in profiles."""
+        return f"DBT_ENV_SECRET_FLOE_{self.name.upper()}_{key.upper()}"

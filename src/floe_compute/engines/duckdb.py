@@ -7,15 +7,16 @@ cursor of that root (its own DuckDB connection to the same database). duckdb-eng
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Collection, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import duckdb
 from duckdb_engine import ConnectionWrapper
 from duckdb_engine import Dialect as DuckDBEngineDialect
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from sqlalchemy import text
 from sqlalchemy.dialects import registry
 from sqlalchemy.engine import URL, Connection
@@ -23,10 +24,13 @@ from sqlalchemy.engine.interfaces import ReflectedPrimaryKeyConstraint
 from sqlalchemy.engine.reflection import ReflectionDefaults
 
 from floe_compute.config import ComputeConfig, parse_size
+from floe_compute.engines import _duckdb_extensions as extensions
+from floe_compute.engines._duckdb_extensions import IcebergCatalog
 from floe_compute.errors import (
     ComputeError,
     ConfigError,
     ConnectionFailedError,
+    QueryError,
     ResourceLimitError,
 )
 from floe_compute.plugin import ComputePlugin
@@ -34,7 +38,9 @@ from floe_compute.plugin import ComputePlugin
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["DuckDBComputePlugin", "DuckDBConfig"]
+__all__ = ["DuckDBComputePlugin", "DuckDBConfig", "IcebergCatalog"]
+
+log = logging.getLogger("floe_compute")
 
 MEMORY = ":memory:"
 
@@ -45,6 +51,12 @@ class DuckDBConfig(ComputeConfig):
     url: Any = None
     database: str = MEMORY
     read_only: bool = False
+    extensions: tuple[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], ...] = ()
+    """Loaded from their PyPI packages (``duckdb-extension-<name>``); never downloaded."""
+    extension_directory: Path | None = None
+    """Where the extension files are installed (dbt reads them there too); default: a user cache."""
+    attach: tuple[IcebergCatalog, ...] = ()
+    """Iceberg REST catalogs attached when the database opens; visible to every pooled connection."""
 
     @model_validator(mode="before")
     @classmethod
@@ -72,9 +84,33 @@ class DuckDBConfig(ComputeConfig):
             raise ValueError("read_only: an in-memory database cannot be opened read-only")
         return self
 
+    @model_validator(mode="after")
+    def _unique_catalog_names(self) -> DuckDBConfig:
+        names = [c.name.lower() for c in self.attach]
+        if len(names) != len(set(names)):
+            raise ValueError("attach: catalog names must be unique")
+        return self
+
     @property
     def in_memory(self) -> bool:
         return self.database == MEMORY
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return super().secrets + tuple(s for c in self.attach for s in c.secrets)
+
+    @property
+    def all_extensions(self) -> tuple[str, ...]:
+        """The extensions to load: the configured ones, what they need, and what ``attach`` needs."""
+        needed = [*self.extensions, *(["iceberg", "httpfs"] if self.attach else [])]
+        return extensions.with_dependencies(needed)
+
+    @property
+    def extension_path(self) -> Path | None:
+        if not self.all_extensions:
+            return None
+        chosen = self.extension_directory or self.settings.get("extension_directory")
+        return Path(str(chosen)).resolve() if chosen else extensions.default_extension_directory()
 
 
 class FloeDuckDBDialect(DuckDBEngineDialect):
@@ -112,6 +148,23 @@ class FloeDuckDBDialect(DuckDBEngineDialect):
 registry.register("duckdb.floe", __name__, "FloeDuckDBDialect")
 
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.+?) \(PID (?P<pid>\d+)\)")
+_UNREACHABLE = "Could not connect to server"
+_MISSING_EXTENSION = re.compile(
+    r'Extension "[^"]*?(?P<file>\w+)\.duckdb_extension" not found|exists in the (?P<ext>\w+) extension'
+)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _scrubbed(exc: BaseException, scrub: Any) -> BaseException:
+    """The driver's error with secrets removed from its message, to keep as ``__cause__``."""
+    try:
+        return type(exc)(scrub(str(exc)))
+    except Exception:
+        return ConnectionFailedError(scrub(str(exc)))
 
 
 class DuckDBComputePlugin(ComputePlugin):
@@ -147,6 +200,8 @@ class DuckDBComputePlugin(ComputePlugin):
         if limits.max_temp_directory_size is not None:
             options["max_temp_directory_size"] = f"{parse_size(limits.max_temp_directory_size)}B"
         options.update(self.config.settings)
+        if self.config.extension_path is not None:
+            options["extension_directory"] = str(self.config.extension_path)
         return options
 
     def engine_url(self) -> URL:
@@ -163,7 +218,43 @@ class DuckDBComputePlugin(ComputePlugin):
         except duckdb.Error as exc:
             raise self._connection_error(exc, f"cannot open {config.database}") from exc
         root = self._root
+        try:
+            self._prepare(root)
+        except BaseException:
+            self.on_dispose()
+            raise
         return {"creator": lambda: ConnectionWrapper(root.cursor())}
+
+    def _prepare(self, root: duckdb.DuckDBPyConnection) -> None:
+        """Load the extensions and attach the catalogs, once per database.
+
+        Extensions, secrets and attached catalogs belong to the DuckDB database, not to one
+        connection, so every pooled cursor (and every thread) sees what is done here.
+        """
+        config = self.config
+        if config.extension_path is not None:
+            config.extension_path.mkdir(parents=True, exist_ok=True)
+            extensions.install_and_load(root, config.all_extensions)
+        for catalog in config.attach:
+            where = f"Iceberg catalog {catalog.name!r} at {catalog.endpoint}"
+            try:
+                secret_sql = catalog.create_secret_sql()
+                if secret_sql is not None:
+                    root.execute(secret_sql)
+                root.execute(catalog.attach_sql())
+            except duckdb.Error as exc:
+                # the driver's error may quote the statement, and so the secret: chain a copy
+                raise ConnectionFailedError(
+                    f"duckdb: cannot attach {where}: {self._hide(_first_line(exc))}", engine=self.name
+                ) from _scrubbed(exc, self._hide)
+            log.info("duckdb: attached %s", where)
+
+    def _hide(self, text: str) -> str:
+        """Replace the known secrets. (``redact``'s keyword masking would also eat the word after
+        "token" in DuckDB's "Could not get token from <url>", hiding the endpoint.)"""
+        for secret in self.config.secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def on_dispose(self) -> None:
         root, self._root = self._root, None
@@ -189,16 +280,54 @@ class DuckDBComputePlugin(ComputePlugin):
                 f"the database file {self.config.database} is locked by another process "
                 f"(PID {holder['pid']}, {holder['exe']})"
             )
+        if isinstance(exc, duckdb.IOException | duckdb.HTTPException) and _UNREACHABLE in message:
+            return ConnectionFailedError, f"an attached catalog is unreachable: {message}"
+        if missing := _MISSING_EXTENSION.search(message):
+            return QueryError, (
+                f"{message} (the DuckDB extension {missing['file'] or missing['ext']!r} is not "
+                "loaded: add it to DuckDBConfig.extensions, which loads it from its PyPI package)"
+            )
+        if "no version-hint could be found" in message:
+            return QueryError, (
+                "iceberg_scan needs the table's metadata file (<table>/metadata/<n>-<uuid>.metadata.json), "
+                f"not its directory, when the writer leaves no version-hint.text: {message}"
+            )
         return None
 
     def dbt_target(self) -> dict[str, Any]:
         config = self.config
-        return {
+        target: dict[str, Any] = {
             "type": "duckdb",
             # dbt runs in its own process, so a relative path must not depend on its cwd
             "path": config.database if config.in_memory else str(Path(config.database).resolve()),
             "schema": "main",
             "threads": config.limits.threads or 4,
-            # connect-time options: dbt-duckdb applies ``settings`` only after loading extensions
+            # connect-time options: dbt-duckdb applies ``settings`` only after loading extensions;
+            # not its ``extensions`` key either, which would INSTALL (download) them
             "config_options": self.database_config(),
         }
+        if config.extension_path is not None:
+            # dbt autoloads from the directory: make sure it is filled even before connect()
+            config.extension_path.mkdir(parents=True, exist_ok=True)
+            directory = {"extension_directory": str(config.extension_path)}
+            with duckdb.connect(config={**directory, "autoinstall_known_extensions": False}) as con:
+                extensions.install_and_load(con, config.all_extensions, load=False)
+        if config.attach:
+            target["secrets"] = [
+                {"type": "iceberg", "name": c.secret_name}
+                | c.secret_params({k: f"{{{{ env_var('{c.dbt_env_var(k)}') }}}}" for k in c.sensitive()})
+                for c in config.attach
+                if c.sensitive()
+            ]
+            target["attach"] = [
+                {"path": c.warehouse, "alias": c.name, "type": "iceberg", "read_only": c.read_only}
+                | ({"secret": c.secret_name} if c.sensitive() else {})
+                | {"options": c.attach_options()}
+                for c in config.attach
+            ]
+        return target
+
+    def dbt_env(self) -> dict[str, str]:
+        """The environment a dbt process needs for :meth:`dbt_profile`: the catalogs' secrets."""
+        catalogs = self.config.attach
+        return {c.dbt_env_var(k): s.get_secret_value() for c in catalogs for k, s in c.sensitive().items()}
