@@ -185,7 +185,7 @@ class _Progress:
 
     def __init__(self, err: TextIO) -> None:
         self._err = err
-        self._tty = _isatty(err)
+        self.tty = _isatty(err)
         self.lock = threading.Lock()
         self.rows = 0
         self._shown = False
@@ -212,7 +212,7 @@ class _Progress:
     def _draw(self) -> None:
         line = _rate(self.rows, time.monotonic() - self._started)
         try:
-            if self._tty:
+            if self.tty:
                 self._err.write(f"\r{line}\x1b[K")
                 self._shown = True
             else:
@@ -269,22 +269,26 @@ def cmd_query(args: argparse.Namespace) -> int:
     with _plugin(args) as compute:
         # started before execute(), so a long-running statement shows it is alive before any row
         progress = _Progress(sys.stderr).start() if show_progress else None
-        lock = progress.lock if progress is not None else contextlib.nullcontext()
+        # Rows and the progress line share the screen only when both go to the terminal: then the
+        # line is erased before each batch, under the lock. Otherwise the two never wait on each
+        # other, and the line keeps moving while a slow reader holds up stdout.
+        shared = progress if progress is not None and progress.tty and _isatty(out) else None
+        lock = shared.lock if shared is not None else contextlib.nullcontext()
         try:
             with compute.execute(sql, timeout=args.timeout, batch_size=args.batch_size) as result:
                 writer = WRITERS[args.format](out, result.columns)
                 try:
                     while rows := result.fetchmany(args.batch_size):
                         with lock:
-                            if progress is not None:
-                                progress.clear()
+                            if shared is not None:
+                                shared.clear()
                             writer.batch(rows)
                             out.flush()
                         if progress is not None:
                             progress.rows = result.rowcount
                     with lock:
-                        if progress is not None:
-                            progress.clear()
+                        if shared is not None:
+                            shared.clear()
                         writer.finish(result.rowcount)
                         out.flush()
                 except BaseException:
