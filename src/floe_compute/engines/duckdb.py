@@ -107,10 +107,10 @@ class DuckDBConfig(ComputeConfig):
 
     @property
     def extension_path(self) -> Path | None:
-        if not self.all_extensions:
-            return None
         chosen = self.extension_directory or self.settings.get("extension_directory")
-        return Path(str(chosen)).resolve() if chosen else extensions.default_extension_directory()
+        if chosen:
+            return Path(str(chosen)).resolve()
+        return extensions.default_extension_directory() if self.all_extensions else None
 
 
 class FloeDuckDBDialect(DuckDBEngineDialect):
@@ -282,10 +282,12 @@ class DuckDBComputePlugin(ComputePlugin):
             )
         if isinstance(exc, duckdb.IOException | duckdb.HTTPException) and _UNREACHABLE in message:
             return ConnectionFailedError, f"an attached catalog is unreachable: {message}"
-        if missing := _MISSING_EXTENSION.search(message):
+        if missing := _MISSING_EXTENSION.search(str(exc)):
+            name = missing["file"] or missing["ext"]
             return QueryError, (
-                f"{message} (the DuckDB extension {missing['file'] or missing['ext']!r} is not "
-                "loaded: add it to DuckDBConfig.extensions, which loads it from its PyPI package)"
+                f"the DuckDB extension {name!r} is not loaded: add it to DuckDBConfig.extensions, "
+                f"which loads it from the {extensions.package_name(name)} package (nothing is "
+                f"downloaded at run time): {message}"
             )
         if "no version-hint could be found" in message:
             return QueryError, (
