@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -53,7 +54,8 @@ class HealthMonitor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last: HealthStatus | None = None
-        self.changes: list[HealthStatus] = []
+        self.changes: deque[HealthStatus] = deque(maxlen=100)
+        """The most recent state changes (the first check counts as one), oldest first."""
 
     def start(self) -> None:
         self._thread = threading.Thread(
@@ -82,9 +84,9 @@ class HealthMonitor:
                 extra={"floe": {"event": "health_change", "status": str(status.status)}},
             )
         if status.status is HealthState.UNHEALTHY:
-            engine = self._plugin._engine
-            if engine is not None:
-                engine.pool.dispose()
+            tracker = self._plugin._tracker
+            if tracker is not None:
+                tracker.discard_idle()
         return status
 
     def _run(self) -> None:

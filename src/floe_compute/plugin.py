@@ -122,6 +122,11 @@ class ComputePlugin(abc.ABC):
         return self._ensure_engine()
 
     @property
+    def monitor(self) -> HealthMonitor | None:
+        """The background health monitor, when ``health.monitor_interval`` is set and connected."""
+        return self._monitor
+
+    @property
     def connected(self) -> bool:
         return self._engine is not None
 
@@ -348,7 +353,7 @@ class ComputePlugin(abc.ABC):
             connection.invalidate()
         finally:
             connection.close()
-        if state is QueryState.TIMED_OUT:
+        if state is QueryState.TIMED_OUT or isinstance(error, QueryTimeoutError):
             self._log_timeout(context)
         self._telemetry.query_finished(context, error, rows)
 
@@ -390,11 +395,14 @@ class ComputePlugin(abc.ABC):
         state = context.handle.state
         where = f"{self.name}: query {context.query_id} ({context.summary})"
         error: QueryError | ConnectionFailedError
-        if state is QueryState.TIMED_OUT:
+        orig_exc = exc.orig if isinstance(exc, sa_exc.StatementError) and exc.orig else exc
+        # the engine's own statement timeout may fire before the watchdog: the same timeout for the caller
+        server_timeout = isinstance(orig_exc, Exception) and self._is_timeout(orig_exc)
+        if state is QueryState.TIMED_OUT or server_timeout:
             elapsed = context.handle.elapsed
+            limit = "the engine's statement timeout" if context.timeout is None else f"{context.timeout:g}s"
             error = QueryTimeoutError(
-                f"{where} timed out after {elapsed:.3f}s (timeout {context.timeout:g}s) "
-                "and was cancelled on the engine",
+                f"{where} timed out after {elapsed:.3f}s (timeout {limit}) and was cancelled on the engine",
                 engine=self.name,
                 query_id=context.query_id,
                 statement=context.summary,
@@ -430,7 +438,11 @@ class ComputePlugin(abc.ABC):
                         statement=context.summary,
                     )
             return _caused_by(error, orig)
-        return _caused_by(error, exc)
+        return _caused_by(error, orig_exc)
+
+    def _is_timeout(self, exc: Exception) -> bool:
+        mapped = self.classify_error(exc)
+        return mapped is not None and issubclass(mapped[0], QueryTimeoutError)
 
     # -- health and statistics --------------------------------------------------------------
 
@@ -445,21 +457,28 @@ class ComputePlugin(abc.ABC):
         timeout = timeout or min(self._config.timeouts.connect, 10.0)
         started = time.perf_counter()
         state, message = HealthState.HEALTHY, "ok"
+        busy = self._tracker.snapshot() if self._tracker else None
         try:
-            with self.execute(self.ping_statement, timeout=timeout) as result:
-                result.fetchall()
+            # a saturated pool is reported as such: queueing behind users would only time the queue
+            if busy is None or not busy.saturated:
+                busy = None
+                with self.execute(self.ping_statement, timeout=timeout) as result:
+                    result.fetchall()
+        except PoolExhaustedError:
+            busy = self._tracker.snapshot() if self._tracker else None
         except Exception as exc:
             state = HealthState.UNHEALTHY
             message = str(exc) if isinstance(exc, ComputeError) else self._scrub(repr(exc))
         latency_ms = (time.perf_counter() - started) * 1000
         pool = self._tracker.snapshot() if self._tracker else None
         if state is HealthState.HEALTHY:
-            if latency_ms > self._config.health.slow_ping_ms:
+            busy = busy or (pool if pool is not None and pool.saturated else None)
+            if busy is not None:
+                state = HealthState.DEGRADED
+                message = f"pool saturated: {busy.in_use}/{busy.max} in use, {busy.waiting} waiting"
+            elif latency_ms > self._config.health.slow_ping_ms:
                 state = HealthState.DEGRADED
                 message = f"ping took {latency_ms:.0f} ms (threshold {self._config.health.slow_ping_ms:g} ms)"
-            elif pool is not None and pool.saturated:
-                state = HealthState.DEGRADED
-                message = f"pool saturated: {pool.in_use}/{pool.max} in use, {pool.waiting} waiting"
         status = HealthStatus(
             status=state,
             latency_ms=latency_ms,

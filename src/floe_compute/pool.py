@@ -35,8 +35,10 @@ class PoolStats:
     connects: int
     disconnects: int
     invalidations: int
+    """Connections discarded as broken: invalidated after an error or a failed pre-ping, recycled
+    because the pool was invalidated as a whole, or disposed by the health monitor after a failure."""
     reconnects: int
-    """Connections opened to replace invalidated ones."""
+    """Connections opened to replace the discarded ones."""
     timeouts: int
     """Checkouts that gave up after ``pool.timeout``."""
     wait_time_total_ms: float
@@ -71,16 +73,16 @@ class PoolTracker:
         self._wait_max = 0.0
         self._checked_out_at: dict[int, float] = {}
         self._connecting = threading.local()
+        self._hard_invalidated: set[int] = set()
+        self._discarding = threading.local()
         self.listeners: list[Listener] = []
         """Called as ``listener(event_name, seconds)`` for create, wait and use times."""
         for name in ("connect", "checkout", "checkin", "close", "close_detached", "invalidate"):
             event.listen(pool, name, getattr(self, f"_on_{name}"))
-        event.listen(pool, "soft_invalidate", self._on_invalidate)
 
     def remove(self) -> None:
         for name in ("connect", "checkout", "checkin", "close", "close_detached", "invalidate"):
             event.remove(self._pool, name, getattr(self, f"_on_{name}"))
-        event.remove(self._pool, "soft_invalidate", self._on_invalidate)
 
     def _emit(self, name: str, seconds: float) -> None:
         for listener in self.listeners:
@@ -116,8 +118,20 @@ class PoolTracker:
         self._emit("use", time.perf_counter() - started)
 
     def _on_close(self, dbapi_connection: Any, record: Any) -> None:
+        # SQLAlchemy fires no invalidate event when it recycles a connection older than a pool-wide
+        # invalidation (after the first failed pre-ping, the others are replaced silently)
+        started = getattr(record, "starttime", None) or 0.0
+        stale = started < getattr(self._pool, "_invalidate_time", 0.0) or started < getattr(
+            record, "_soft_invalidate_time", 0.0
+        )
         with self._lock:
             self._disconnects += 1
+            if id(record) in self._hard_invalidated:
+                self._hard_invalidated.discard(id(record))
+                return
+            if stale or getattr(self._discarding, "active", False):
+                self._invalidations += 1
+                self._pending_replacements += 1
 
     def _on_close_detached(self, dbapi_connection: Any) -> None:
         with self._lock:
@@ -127,6 +141,16 @@ class PoolTracker:
         with self._lock:
             self._invalidations += 1
             self._pending_replacements += 1
+            self._hard_invalidated.add(id(record))  # its close event follows: counted once
+
+    def discard_idle(self) -> None:
+        """Close every idle connection after a failure, counting them as invalidations; the next
+        checkouts open fresh ones (counted as reconnects)."""
+        self._discarding.active = True
+        try:
+            self._pool.dispose()
+        finally:
+            self._discarding.active = False
 
     def start_counting(self) -> None:
         """Forget the checkouts made so far (the plugin's own connectivity probe)."""

@@ -1,0 +1,223 @@
+"""PostgreSQL through psycopg 3.
+
+Results stream through server-side cursors (``DECLARE`` + ``FETCH``), so memory stays flat whatever
+the result size. A per-query timeout is applied twice: ``SET LOCAL statement_timeout`` inside the
+query's own transaction (it ends with the transaction, so it never leaks into the next checkout, and
+it stops the statement even if this process dies), and the core's watchdog, which sends a protocol
+cancel request when the deadline passes (the server timeout applies to each ``FETCH``, not to a
+whole streamed result).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import psycopg
+from pydantic import model_validator
+from sqlalchemy.dialects import registry
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg, PGExecutionContext_psycopg
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.sql import expression
+
+from floe_compute.config import ComputeConfig
+from floe_compute.errors import (
+    ComputeError,
+    ConnectionFailedError,
+    QueryCancelledError,
+    QueryError,
+    QueryTimeoutError,
+    ResourceLimitError,
+)
+from floe_compute.plugin import ComputePlugin
+
+__all__ = ["PostgresComputePlugin", "PostgresConfig"]
+
+CANCEL_TIMEOUT_S = 1.0
+"""How long a cancel request may take. The watchdog holds the query's handle meanwhile, so the
+connection cannot go back to the pool (and a late cancel cannot hit the next query on it)."""
+
+_SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
+_STRINGS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+_CURSOR_QUERY = re.compile(r"^[\s(]*(SELECT|VALUES|TABLE|WITH)\b", re.IGNORECASE)
+_DATA_MODIFYING = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
+_UNSUPPORTED_LIMITS = {
+    "memory_limit": "PostgreSQL has no per-query memory limit; set work_mem in settings",
+    "temp_directory": "the temp directory is a server setting (temp_tablespaces)",
+    "max_temp_directory_size": "temp_file_limit can only be set by a superuser, on the server",
+}
+_QUOTED = re.compile(r'"(?:[^"]|"")*"')
+_CONNECTION_LOST = {"57P01", "57P02", "57P03", "53300"}
+
+
+class PostgresConfig(ComputeConfig):
+    """A PostgreSQL server: ``postgresql://`` or ``postgresql+psycopg://user@host:port/db``."""
+
+    dbt_schema: str = "public"
+    """The schema dbt builds models in."""
+    dbt_password_env: str = "PGPASSWORD"
+    """The environment variable the dbt profile reads the password from (never written to it)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> PostgresConfig:
+        backend, _, driver = self.url.drivername.partition("+")
+        if backend != "postgresql" or driver not in ("", "psycopg", "floe_psycopg"):
+            raise ValueError(
+                f"url: {self.url.drivername} is not supported; use postgresql+psycopg:// (psycopg 3)"
+            )
+        for name in self.settings:
+            if not _SETTING_NAME.match(name):
+                raise ValueError(f"settings: {name!r} is not a PostgreSQL setting name")
+        for limit, why in _UNSUPPORTED_LIMITS.items():
+            if getattr(self.limits, limit) is not None:
+                raise ValueError(f"limits.{limit}: not supported by PostgreSQL ({why})")
+        return self
+
+
+class _ExecutionContext(PGExecutionContext_psycopg):
+    """Streams only what ``DECLARE ... CURSOR`` accepts; other statements use a plain cursor."""
+
+    def create_cursor(self) -> Any:
+        if self.execution_options.get("stream_results", False) and not self._declarable():
+            self._is_server_side = False
+            return self.create_default_cursor()
+        return super().create_cursor()
+
+    def _declarable(self) -> bool:
+        compiled = self.compiled
+        if compiled is not None and isinstance(compiled.statement, expression.Selectable):
+            return True
+        return returns_cursor(self.unicode_statement or "")
+
+
+class FloePsycopgDialect(PGDialect_psycopg):
+    """SQLAlchemy's psycopg dialect, streaming only the statements a server-side cursor can run.
+
+    ``stream_results`` makes the stock dialect ``DECLARE`` a cursor for every statement, which fails
+    for ``CREATE``, ``INSERT``, ``SHOW``, ``EXPLAIN``...
+    """
+
+    execution_ctx_cls = _ExecutionContext
+    supports_statement_cache = True
+
+
+registry.register("postgresql.floe_psycopg", __name__, "FloePsycopgDialect")
+
+
+def returns_cursor(sql: str) -> bool:
+    """Whether ``DECLARE CURSOR FOR <sql>`` is valid: a query, with no data-modifying CTE."""
+    cleaned = _STRINGS.sub("''", _COMMENTS.sub(" ", sql))
+    match = _CURSOR_QUERY.match(cleaned)
+    if match is None:
+        return False
+    return match.group(1).upper() != "WITH" or not _DATA_MODIFYING.search(cleaned)
+
+
+def _option(name: str, value: str | int | float | bool) -> str:
+    """One ``-c name=value`` for libpq's ``options`` (spaces and backslashes escaped)."""
+    text = ("on" if value else "off") if isinstance(value, bool) else str(value)
+    return f"-c {name}=" + text.replace("\\", "\\\\").replace(" ", "\\ ")
+
+
+class PostgresComputePlugin(ComputePlugin):
+    """PostgreSQL with a pre-pinged QueuePool, server-side cursors and server-side cancel."""
+
+    name = "postgresql"
+    schemes = ("postgresql",)
+    config_class = PostgresConfig
+    db_system = "postgresql"
+    default_batch_size = 10_000
+
+    @property
+    def config(self) -> PostgresConfig:
+        assert isinstance(self._config, PostgresConfig)
+        return self._config
+
+    def session_settings(self) -> dict[str, str | int | float | bool]:
+        """Settings every connection starts with: the supported limits, then ``settings``."""
+        limits = self.config.limits
+        settings: dict[str, str | int | float | bool] = {}
+        if limits.threads is not None:
+            settings["max_parallel_workers_per_gather"] = limits.threads
+        settings.update(self.config.settings)
+        return settings
+
+    def engine_url(self) -> URL:
+        return self.config.sqlalchemy_url().set(drivername="postgresql+floe_psycopg")
+
+    def engine_options(self) -> dict[str, Any]:
+        query = self.config.url.query
+        args: dict[str, Any] = {}
+        if "connect_timeout" not in query:
+            # unset, libpq waits 130 s for a server that does not answer; it rounds < 2 s up to 2 s
+            args["connect_timeout"] = max(2, math.ceil(self.config.timeouts.connect))
+        if "application_name" not in query:
+            args["application_name"] = "floe-compute"
+        # applied by the server when the session starts, before anything (dialect setup included)
+        options = [str(query["options"])] if "options" in query else []
+        options += [_option(k, v) for k, v in self.session_settings().items()]
+        if options:
+            args["options"] = " ".join(options)
+        return {"connect_args": args}
+
+    def begin_query(self, connection: Connection, timeout: float | None) -> None:
+        if timeout is not None:
+            # SET takes no bind parameters (psycopg binds server-side); ms is an int we computed
+            ms = max(1, math.ceil(timeout * 1000))
+            connection.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
+
+    def cancel(self, dbapi_connection: Any) -> None:
+        cancel_safe = getattr(dbapi_connection, "cancel_safe", None)  # psycopg >= 3.2
+        if cancel_safe is not None:
+            cancel_safe(timeout=CANCEL_TIMEOUT_S)
+        else:
+            dbapi_connection.cancel()
+
+    def classify_error(self, exc: Exception) -> tuple[type[ComputeError], str] | None:
+        if not isinstance(exc, psycopg.Error):
+            return None
+        sqlstate = exc.sqlstate
+        primary = exc.diag.message_primary if sqlstate else None
+        if primary and sqlstate and sqlstate.startswith("22"):
+            # data exceptions quote the offending value, which may be a bound parameter
+            primary = _QUOTED.sub('"..."', primary)
+        # built from the server's fields: str(exc) may echo the statement
+        detail = f"{primary} (SQLSTATE {sqlstate})" if primary else " ".join(str(exc).split())
+        if isinstance(exc, psycopg.errors.ConnectionTimeout):
+            return ConnectionFailedError, f"{detail} (connect timeout {self._connect_timeout()}s)"
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            if "statement timeout" in (primary or ""):
+                return QueryTimeoutError, detail
+            return QueryCancelledError, f"cancelled on the server: {detail}"
+        if sqlstate is None or sqlstate.startswith(("08", "28")) or sqlstate in _CONNECTION_LOST:
+            return ConnectionFailedError, detail
+        if sqlstate in ("53100", "53200", "53400"):  # disk full, out of memory, temp_file_limit
+            return ResourceLimitError, detail
+        return QueryError, detail
+
+    def _connect_timeout(self) -> object:
+        return self.config.url.query.get("connect_timeout") or max(2, math.ceil(self.config.timeouts.connect))
+
+    def dbt_target(self) -> dict[str, Any]:
+        config = self.config
+        url = config.url
+        env = config.dbt_password_env
+        target: dict[str, Any] = {
+            "type": "postgres",
+            "host": url.host or "localhost",
+            "port": url.port or 5432,
+            "user": url.username or "",
+            # the profile never holds the secret: dbt reads it from the environment
+            "password": f"{{{{ env_var('{env}') }}}}"
+            if config.password
+            else f"{{{{ env_var('{env}', '') }}}}",
+            "dbname": url.database or url.username or "",
+            "schema": config.dbt_schema,
+            "threads": config.pool.size,
+            "connect_timeout": int(str(self._connect_timeout())),
+        }
+        if "sslmode" in url.query:
+            target["sslmode"] = str(url.query["sslmode"])
+        return target

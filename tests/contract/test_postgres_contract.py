@@ -1,0 +1,37 @@
+"""The contract suite, unchanged, on PostgreSQL (a throwaway cluster; a fresh database per test)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from floe_compute import ComputePlugin, create_plugin
+from floe_compute.testing import ComputePluginContract
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))  # postgres_fixtures
+
+pytest_plugins = ["postgres_fixtures"]
+pytestmark = pytest.mark.postgres
+
+
+class TestPostgres(ComputePluginContract):
+    slow_query = "SELECT pg_sleep(600)"
+
+    def series_query(self, n: int) -> str:
+        return f"SELECT i, 'row ' || i AS label FROM generate_series(0, {n - 1}) AS t(i) ORDER BY i"
+
+    def endless_query(self) -> str:
+        # in the select list generate_series streams; in FROM it would be materialized first
+        return "SELECT generate_series(1, 10000000000) AS i"
+
+    @pytest.fixture
+    def compute_factory(self, pg_url: str) -> Any:
+        url = pg_url
+
+        def make(**overrides: Any) -> ComputePlugin:
+            return create_plugin(url, **overrides)
+
+        return make
