@@ -338,11 +338,14 @@ class ComputePlugin(abc.ABC):
         """End the transaction and give the connection back; called exactly once per query."""
         state = context.handle.finish()
         try:
-            if error is None and state is QueryState.DONE:
-                connection.commit()
+            if connection.invalidated:
+                pass  # lost with its transaction; a rollback would only check out a new connection
             else:
-                connection.rollback()
-            connection.info[_TRANSACTION_ENDED] = True
+                if error is None and state is QueryState.DONE:
+                    connection.commit()
+                else:
+                    connection.rollback()
+                connection.info[_TRANSACTION_ENDED] = True
         except Exception as exc:
             if error is None:
                 error = self._query_error(exc, context)
