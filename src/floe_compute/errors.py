@@ -86,8 +86,13 @@ class ResourceLimitError(QueryError):
 
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][\w+.-]*://)(?P<creds>[^/@\s]*)@")
 _KEY_VALUE_SECRET = re.compile(
-    r"(?P<key>\b(?:password|passwd|pwd|secret|client_secret|token|access_token|private_key)\b"
-    r"\s*[=:]\s*|\b(?:SECRET|TOKEN|PASSWORD)\s+)(?P<q>['\"]?)(?P<value>[^'\"\s,)]+)(?P=q)",
+    r"(?P<key>\b(?:password|passwd|pwd|secret|client_secret|token|access_token|private_key)\s*[=:]\s*)"
+    r"(?P<q>['\"]?)(?P<value>[^'\"\s,)]+)(?P=q)",
+    re.IGNORECASE,
+)
+# SQL such as CREATE SECRET (TYPE iceberg, TOKEN 'abc'): only a quoted literal after the keyword
+_SQL_SECRET = re.compile(
+    r"(?P<key>\b(?:SECRET|TOKEN|PASSWORD|CLIENT_SECRET)\s+)(?P<q>')(?P<value>(?:[^']|'')*)'",
     re.IGNORECASE,
 )
 
@@ -107,4 +112,7 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
         return f"{m.group('scheme')}{user}:***@" if ":" in m.group("creds") else m.group(0)
 
     text = _URL_CREDENTIALS.sub(_mask_url, text)
-    return _KEY_VALUE_SECRET.sub(lambda m: f"{m.group('key')}{m.group('q')}***{m.group('q')}", text)
+    def _mask(m: re.Match[str]) -> str:
+        return f"{m.group('key')}{m.group('q')}***{m.group('q')}"
+
+    return _SQL_SECRET.sub(_mask, _KEY_VALUE_SECRET.sub(_mask, text))

@@ -7,6 +7,7 @@ engine's native reader when it has one, otherwise they are built from those row 
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -255,7 +256,8 @@ class QueryResult:
                 stacklevel=2,
                 source=self,
             )
-            self._release(None)
+            with contextlib.suppress(Exception):  # nothing may escape a finalizer
+                self._release(None)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"

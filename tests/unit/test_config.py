@@ -82,3 +82,11 @@ def test_secret_in_statement_never_logged(caplog: pytest.LogCaptureFixture) -> N
             plugin.execute("SELECT 1", timeout=0)
         assert plugin.execute("SELECT 'fine'").fetchall() == [("fine",)]
     assert "pw-in-config" not in caplog.text
+
+
+def test_redact_leaves_ordinary_words_alone() -> None:
+    assert redact("password authentication failed for user floe") == (
+        "password authentication failed for user floe"
+    )
+    assert redact("could not get token from http://catalog") == "could not get token from http://catalog"
+    assert "abc" not in redact("CREATE SECRET s (TYPE iceberg, TOKEN 'abc')")

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +16,9 @@ import sqlalchemy as sa
 from floe_compute import (
     ConfigError,
     ConnectionFailedError,
+    QueryCancelledError,
     QueryError,
+    QueryTimeoutError,
     ResourceLimitError,
     create_plugin,
 )
@@ -154,3 +157,25 @@ def test_pandas_read_sql_and_sqlalchemy_core_on_the_engine() -> None:
         query = sa.select(sa.func.sum(orders.c.amount)).where(orders.c.id > 1)
         with plugin.execute(query) as result:
             assert result.fetchall() == [(50,)]
+
+
+def test_timed_out_query_stops_running_inside_duckdb() -> None:
+    """Interrupted, not abandoned: once the error is raised, DuckDB's threads stop burning CPU."""
+    with create_plugin(limits={"threads": 2}) as plugin:
+        with pytest.raises(QueryTimeoutError):
+            plugin.execute("SELECT count(*) FROM range(100000000000)", timeout=0.3).fetchall()
+        before = time.process_time()
+        time.sleep(0.5)
+        assert time.process_time() - before < 0.2  # a query still running would use ~1 s here
+
+
+def test_cancelled_stream_stops_running_inside_duckdb() -> None:
+    with create_plugin(limits={"threads": 2}) as plugin:
+        result = plugin.execute("SELECT i, md5(i::VARCHAR) FROM range(100000000000) t(i)")
+        threading.Timer(0.3, result.cancel).start()
+        with pytest.raises(QueryCancelledError):
+            for _ in result:
+                pass
+        before = time.process_time()
+        time.sleep(0.5)
+        assert time.process_time() - before < 0.2
