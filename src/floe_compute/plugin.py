@@ -337,28 +337,29 @@ class ComputePlugin(abc.ABC):
     ) -> None:
         """End the transaction and give the connection back; called exactly once per query."""
         state = context.handle.finish()
+        committing = error is None and state is QueryState.DONE
+        failure: BaseException | None = None
         try:
             if connection.invalidated:
                 pass  # lost with its transaction; a rollback would only check out a new connection
+            elif committing:
+                connection.commit()
+                connection.info[_TRANSACTION_ENDED] = True
             else:
-                if error is None and state is QueryState.DONE:
-                    connection.commit()
-                else:
-                    connection.rollback()
+                connection.rollback()
                 connection.info[_TRANSACTION_ENDED] = True
         except Exception as exc:
-            if error is None:
-                error = self._query_error(exc, context)
-                connection.invalidate()
-                connection.close()
-                self._telemetry.query_finished(context, error, rows)
-                raise error  # noqa: B904 - the driver's error is already its __cause__
+            # a connection that cannot end its transaction is not given to anyone else
             connection.invalidate()
+            if committing:
+                failure = error = self._query_error(exc, context)
         finally:
             connection.close()
         if state is QueryState.TIMED_OUT or isinstance(error, QueryTimeoutError):
             self._log_timeout(context)
         self._telemetry.query_finished(context, error, rows)
+        if failure is not None:
+            raise failure  # the commit failed: the caller must not believe it happened
 
     def _log_timeout(self, context: QueryContext) -> None:
         elapsed = context.handle.elapsed
