@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
+from iceberg_demo import iceberg_section  # examples/, next to this file
 
 import floe_compute
 from floe_compute import ComputePlugin, QueryTimeoutError, create_plugin
@@ -105,15 +106,6 @@ def stream_rows(compute: ComputePlugin) -> None:
         rows = result.rowcount
     say(rate(rows, time.perf_counter() - started))
     say("rows per region: " + ", ".join(f"{r} {n:,}" for r, n in sorted(per_region.items())))
-
-
-def iceberg_section(compute: ComputePlugin, workdir: Path) -> None:
-    """PLACEHOLDER: the Iceberg part of the demo goes here.
-
-    To be added: read (and write) Iceberg tables through DuckDB's iceberg extension, loaded from
-    the ``duckdb-extension-iceberg`` package, against a local catalog under ``workdir``. It runs
-    after the streaming steps and before the timeout step; until then it does nothing.
-    """
 
 
 def timeout_and_cancel(compute: ComputePlugin) -> None:
@@ -201,10 +193,10 @@ def main(argv: list[str] | None = None) -> int:
             build_tables(compute, args.rows)
             stream_arrow(compute)
             stream_rows(compute)
-            iceberg_section(compute, workdir)
             timeout_and_cancel(compute)
             pool_and_health(compute)
             dbt_profile(compute)
+        iceberg_section(workdir / "iceberg")
     print(f"\ndemo finished in {time.perf_counter() - started:.1f} s")
     return 0
 

@@ -45,7 +45,7 @@ def _trips(start: int, count: int) -> pa.Table:
 
 def iceberg_section(workdir: Path) -> None:
     """Build a two-snapshot Iceberg table, then query it by metadata file and through a catalog."""
-    print("\n== Iceberg: a table written by pyiceberg, read by DuckDB without any download")
+    print("\n== 6. Iceberg: a table written by pyiceberg, read by DuckDB without any download")
     missing = [
         p
         for p in ("pyiceberg", "duckdb_extension_iceberg", "duckdb_extension_avro", "duckdb_extension_httpfs")
