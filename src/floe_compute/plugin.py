@@ -499,6 +499,11 @@ class ComputePlugin(abc.ABC):
         """A ``profiles.yml`` mapping for this target, ready for ``yaml.safe_dump``."""
         return {profile: {"target": target, "outputs": {target: self.dbt_target()}}}
 
+    def dbt_env(self) -> dict[str, str]:
+        """Environment variables a dbt process needs for :meth:`dbt_profile`: the profile refers
+        to secrets with ``env_var()`` and never contains them."""
+        return {}
+
     # -- engine hooks -----------------------------------------------------------------------
 
     ping_statement: ClassVar[str] = "SELECT 1"
