@@ -30,6 +30,7 @@ from floe_compute.errors import (
     ComputeError,
     ConfigError,
     ConnectionFailedError,
+    QueryCancelledError,
     QueryError,
     ResourceLimitError,
 )
@@ -275,6 +276,9 @@ class DuckDBComputePlugin(ComputePlugin):
             limit = self.config.limits.memory_limit
             named = f"limits.memory_limit={limit}" if limit else "the memory available to DuckDB"
             return ResourceLimitError, f"exceeded {named}: {message}"
+        if isinstance(exc, duckdb.InterruptException):
+            # not our watchdog or cancel() (the core checks those first): Ctrl-C in this process
+            return QueryCancelledError, f"interrupted: {message}"
         if isinstance(exc, duckdb.IOException) and (holder := _LOCK_HOLDER.search(message)):
             return ConnectionFailedError, (
                 f"the database file {self.config.database} is locked by another process "
