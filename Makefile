@@ -26,8 +26,8 @@ test-fast: env
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
 
 lint: env
-	$(VENV)/bin/ruff check src tests benchmarks fixtures
-	$(VENV)/bin/ruff format --check src tests benchmarks fixtures
+	$(VENV)/bin/ruff check src tests benchmarks fixtures examples
+	$(VENV)/bin/ruff format --check src tests benchmarks fixtures examples
 	$(VENV)/bin/mypy --strict src
 
 bench: env

@@ -112,6 +112,7 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
         return f"{m.group('scheme')}{user}:***@" if ":" in m.group("creds") else m.group(0)
 
     text = _URL_CREDENTIALS.sub(_mask_url, text)
+
     def _mask(m: re.Match[str]) -> str:
         return f"{m.group('key')}{m.group('q')}***{m.group('q')}"
 
