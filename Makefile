@@ -32,6 +32,7 @@ lint: env
 
 bench: env
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/postgres_load.py
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache

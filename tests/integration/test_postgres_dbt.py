@@ -35,7 +35,8 @@ def test_dbt_debug_passes_with_the_generated_profile(pg_server: PostgresServer, 
     assert profile["floe"]["outputs"]["dev"]["password"] == "{{ env_var('FLOE_TEST_PG_PASSWORD') }}"
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env.update(FLOE_TEST_PG_PASSWORD=pg_server.password, DBT_SEND_ANONYMOUS_USAGE_STATS="false")
+    assert plugin.dbt_env() == {"FLOE_TEST_PG_PASSWORD": pg_server.password}
+    env.update(plugin.dbt_env(), DBT_SEND_ANONYMOUS_USAGE_STATS="false")
     args = [str(DBT), "debug", "--no-version-check", "--project-dir", str(tmp_path / "project"),
             "--profiles-dir", str(tmp_path / "profiles"), "--log-path", str(tmp_path / "logs")]  # fmt: skip
     debug = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, check=False)

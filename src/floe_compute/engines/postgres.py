@@ -221,3 +221,7 @@ class PostgresComputePlugin(ComputePlugin):
         if "sslmode" in url.query:
             target["sslmode"] = str(url.query["sslmode"])
         return target
+
+    def dbt_env(self) -> dict[str, str]:
+        password = self.config.password
+        return {self.config.dbt_password_env: password.get_secret_value()} if password else {}
