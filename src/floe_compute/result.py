@@ -8,6 +8,7 @@ engine's native reader when it has one, otherwise they are built from those row 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -114,11 +115,11 @@ class QueryResult:
         self._rows += count
 
     def __iter__(self) -> Iterator[Row]:
-        if self._buffer_pos < len(self._buffer):
-            yield from self._take_buffer(len(self._buffer))
+        # chain() walks each batch in C: no Python frame per row, only one call per batch
+        head = self._take_buffer(len(self._buffer))
         size = self._batch_size
-        while batch := self._fetch_batch(size):
-            yield from batch
+        batches: Iterator[list[Row]] = iter(lambda: self._fetch_batch(size), [])
+        return itertools.chain(head, itertools.chain.from_iterable(batches))
 
     def _take_buffer(self, n: int) -> list[Row]:
         rows = self._buffer[self._buffer_pos : self._buffer_pos + n]
