@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from floe_compute import ComputePlugin, create_plugin
 from floe_compute.testing import ComputePluginContract
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))  # postgres_fixtures
 
 pytest_plugins = ["postgres_fixtures"]
 pytestmark = pytest.mark.postgres

@@ -10,31 +10,14 @@ from __future__ import annotations
 
 import importlib.util
 import secrets
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.iceberg import IcebergTableFixture, build_iceberg_table
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from fixtures.iceberg import IcebergTableFixture, build_iceberg_table  # noqa: E402
-
-
-def _load_require() -> Any:
-    """``tests/conftest.py``'s ``require`` (skip locally, fail in CI), by path: its module name
-    ``conftest`` is ambiguous once several conftest files exist."""
-    spec = importlib.util.spec_from_file_location("floe_tests_conftest", ROOT / "tests" / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.require
-
-
-require = _load_require()
+from support import require
 
 CLIENT_ID = "floe"
 PACKAGES = ("duckdb_extension_iceberg", "duckdb_extension_avro", "duckdb_extension_httpfs")

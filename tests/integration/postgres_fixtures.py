@@ -16,33 +16,15 @@ Missing PostgreSQL binaries skip locally and fail in CI (``require``).
 from __future__ import annotations
 
 import importlib.util
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.postgres import PostgresNotInstalledError, PostgresServer
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from fixtures.postgres import PostgresNotInstalledError, PostgresServer  # noqa: E402
-
-
-def _load_require() -> Any:
-    """``tests/conftest.py``'s ``require`` (skip locally, fail in CI), loaded by path: the module
-    name ``conftest`` is ambiguous once several conftest files exist."""
-    spec = importlib.util.spec_from_file_location("floe_tests_conftest_pg", ROOT / "tests" / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.require
-
-
-require = _load_require()
+from support import require
 
 
 def new_server() -> PostgresServer:

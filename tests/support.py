@@ -1,4 +1,4 @@
-"""Shared test settings: integration tests must not skip in CI."""
+"""Helpers shared by the tests: integration tests must not skip in CI."""
 
 from __future__ import annotations
 
