@@ -99,7 +99,7 @@ def create_plugin(
         fields = merge_overrides(load_manifest(manifest, url_or_target), overrides)
     elif url_or_target is None:
         fields = merge_overrides({"url": DEFAULT_URL}, overrides)
-    elif "://" in url_or_target or url_or_target.startswith("duckdb:"):
+    elif "://" in url_or_target or _claimed_scheme(url_or_target):
         fields = merge_overrides({"url": url_or_target}, overrides)
     else:
         raise ConfigError(
@@ -115,6 +115,12 @@ def create_plugin(
     except ValueError as exc:
         raise ConfigError(f"url: {exc}") from None
     return _build(get_plugin_class(backend), fields)
+
+
+def _claimed_scheme(text: str) -> bool:
+    """``scheme:...`` without slashes, for a scheme some plugin claims."""
+    scheme = text.split(":", 1)[0] if ":" in text else ""
+    return any(scheme.split("+")[0] in cls.schemes for cls in _discover().values())
 
 
 def _class_for_config(config: ComputeConfig) -> type[ComputePlugin]:
