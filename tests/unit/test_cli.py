@@ -434,8 +434,7 @@ def test_plugins_lists_every_installed_plugin_with_its_schemes(capsys: pytest.Ca
 
 def test_console_script_is_installed() -> None:
     script = Path(sys.executable).parent / "floe-compute"
-    if not script.exists():
-        pytest.skip("the floe-compute script is not installed next to this interpreter")
+    assert script.exists(), "installing floe-compute puts the floe-compute script next to python"
     proc = subprocess.run(
         [str(script), "query", "duckdb:///:memory:", "SELECT 1 AS one", "-f", "csv"],
         capture_output=True,
