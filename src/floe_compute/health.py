@@ -84,9 +84,7 @@ class HealthMonitor:
                 extra={"floe": {"event": "health_change", "status": str(status.status)}},
             )
         if status.status is HealthState.UNHEALTHY:
-            tracker = self._plugin._tracker
-            if tracker is not None:
-                tracker.discard_idle()
+            self._plugin.discard_idle_connections()
         return status
 
     def _run(self) -> None:

@@ -397,56 +397,39 @@ class ComputePlugin(abc.ABC):
     def _query_error(self, exc: BaseException | None, context: QueryContext) -> BaseException:
         """The error the caller sees for a failed, timed-out or cancelled query."""
         state = context.handle.state
+        if state is QueryState.RUNNING and (
+            exc is None or isinstance(exc, ComputeError) or not isinstance(exc, Exception)
+        ):
+            return exc if exc is not None else QueryError(f"{self.name}: query {context.query_id} failed")
         where = f"{self.name}: query {context.query_id} ({context.summary})"
+        orig = exc.orig if isinstance(exc, sa_exc.StatementError) and exc.orig else exc
+        mapped = self.classify_error(orig) if isinstance(orig, Exception) else None
+        ids = {"engine": self.name, "query_id": context.query_id, "statement": context.summary}
         error: QueryError | ConnectionFailedError
-        orig_exc = exc.orig if isinstance(exc, sa_exc.StatementError) and exc.orig else exc
         # the engine's own statement timeout may fire before the watchdog: the same timeout for the caller
-        server_timeout = isinstance(orig_exc, Exception) and self._is_timeout(orig_exc)
-        if state is QueryState.TIMED_OUT or server_timeout:
+        if state is QueryState.TIMED_OUT or (mapped and issubclass(mapped[0], QueryTimeoutError)):
             elapsed = context.handle.elapsed
             limit = "the engine's statement timeout" if context.timeout is None else f"{context.timeout:g}s"
             error = QueryTimeoutError(
                 f"{where} timed out after {elapsed:.3f}s (timeout {limit}) and was cancelled on the engine",
-                engine=self.name,
-                query_id=context.query_id,
-                statement=context.summary,
+                **ids,
             )
             error.timeout = context.timeout or 0.0
             error.elapsed = elapsed
         elif state is QueryState.CANCELLED:
-            error = QueryCancelledError(
-                f"{where} was cancelled",
-                engine=self.name,
-                query_id=context.query_id,
-                statement=context.summary,
-            )
-        elif exc is None or isinstance(exc, ComputeError) or not isinstance(exc, Exception):
-            return exc if exc is not None else QueryError(where + " failed")
+            error = QueryCancelledError(f"{where} was cancelled", **ids)
+        elif isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+            message = f"{where}: the connection was lost: {_driver_message(exc.orig or exc)}"
+            error = ConnectionFailedError(self._scrub(message), engine=self.name)
         else:
-            orig = exc.orig if isinstance(exc, sa_exc.StatementError) and exc.orig else exc
-            mapped = self.classify_error(orig) if isinstance(orig, Exception) else None
-            invalidated = isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
-            if invalidated:
-                message = f"{where}: the connection was lost: {_driver_message(orig)}"
-                error = ConnectionFailedError(self._scrub(message), engine=self.name)
+            assert orig is not None
+            cls: type[ComputeError] = mapped[0] if mapped else QueryError
+            detail = mapped[1] if mapped else _driver_message(orig)
+            if issubclass(cls, QueryError):
+                error = cls(self._scrub(f"{where} failed: {detail}"), **ids)
             else:
-                cls: type[ComputeError] = mapped[0] if mapped else QueryError
-                detail = mapped[1] if mapped else _driver_message(orig)
-                if not issubclass(cls, QueryError):
-                    error = ConnectionFailedError(self._scrub(f"{where}: {detail}"), engine=self.name)
-                else:
-                    error = cls(
-                        self._scrub(f"{where} failed: {detail}"),
-                        engine=self.name,
-                        query_id=context.query_id,
-                        statement=context.summary,
-                    )
-            return _caused_by(error, orig)
-        return _caused_by(error, orig_exc)
-
-    def _is_timeout(self, exc: Exception) -> bool:
-        mapped = self.classify_error(exc)
-        return mapped is not None and issubclass(mapped[0], QueryTimeoutError)
+                error = ConnectionFailedError(self._scrub(f"{where}: {detail}"), engine=self.name)
+        return _caused_by(error, orig)
 
     # -- health and statistics --------------------------------------------------------------
 
@@ -456,33 +439,42 @@ class ComputePlugin(abc.ABC):
         assert self._tracker is not None
         return self._tracker.snapshot()
 
+    def discard_idle_connections(self) -> None:
+        """Close the idle pooled connections (after a failure), so the next checkouts open fresh
+        ones; they count as invalidations and reconnects in :meth:`pool_stats`."""
+        if self._tracker is not None:
+            self._tracker.discard_idle()
+
     def health_check(self, timeout: float | None = None) -> HealthStatus:
-        """Ping the engine through the pool. Never raises: failures come back as ``unhealthy``."""
+        """Ping the engine through the pool. Never raises: failures come back as ``unhealthy``.
+
+        A saturated pool is ``degraded`` at once: queueing the ping behind users would only time
+        the queue.
+        """
         timeout = timeout or min(self._config.timeouts.connect, 10.0)
         started = time.perf_counter()
         state, message = HealthState.HEALTHY, "ok"
-        busy = self._tracker.snapshot() if self._tracker else None
-        try:
-            # a saturated pool is reported as such: queueing behind users would only time the queue
-            if busy is None or not busy.saturated:
-                busy = None
+        before = self._tracker.snapshot() if self._tracker else None
+        busy = before if before is not None and before.saturated else None
+        if busy is None:
+            try:
                 with self.execute(self.ping_statement, timeout=timeout) as result:
                     result.fetchall()
-        except PoolExhaustedError:
-            busy = self._tracker.snapshot() if self._tracker else None
-        except Exception as exc:
-            state = HealthState.UNHEALTHY
-            message = str(exc) if isinstance(exc, ComputeError) else self._scrub(repr(exc))
+            except PoolExhaustedError:
+                busy = self.pool_stats()
+            except Exception as exc:
+                state = HealthState.UNHEALTHY
+                message = str(exc) if isinstance(exc, ComputeError) else self._scrub(repr(exc))
         latency_ms = (time.perf_counter() - started) * 1000
         pool = self._tracker.snapshot() if self._tracker else None
-        if state is HealthState.HEALTHY:
-            busy = busy or (pool if pool is not None and pool.saturated else None)
-            if busy is not None:
-                state = HealthState.DEGRADED
-                message = f"pool saturated: {busy.in_use}/{busy.max} in use, {busy.waiting} waiting"
-            elif latency_ms > self._config.health.slow_ping_ms:
-                state = HealthState.DEGRADED
-                message = f"ping took {latency_ms:.0f} ms (threshold {self._config.health.slow_ping_ms:g} ms)"
+        if busy is None and pool is not None and pool.saturated:
+            busy = pool
+        if state is HealthState.HEALTHY and busy is not None:
+            state = HealthState.DEGRADED
+            message = f"pool saturated: {busy.in_use}/{busy.max} in use, {busy.waiting} waiting"
+        elif state is HealthState.HEALTHY and latency_ms > self._config.health.slow_ping_ms:
+            state = HealthState.DEGRADED
+            message = f"ping took {latency_ms:.0f} ms (threshold {self._config.health.slow_ping_ms:g} ms)"
         status = HealthStatus(
             status=state,
             latency_ms=latency_ms,
