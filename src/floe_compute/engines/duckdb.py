@@ -246,16 +246,9 @@ class DuckDBComputePlugin(ComputePlugin):
             except duckdb.Error as exc:
                 # the driver's error may quote the statement, and so the secret: chain a copy
                 raise ConnectionFailedError(
-                    f"duckdb: cannot attach {where}: {self._hide(_first_line(exc))}", engine=self.name
-                ) from _scrubbed(exc, self._hide)
+                    f"duckdb: cannot attach {where}: {self._scrub(_first_line(exc))}", engine=self.name
+                ) from _scrubbed(exc, self._scrub)
             log.info("duckdb: attached %s", where)
-
-    def _hide(self, text: str) -> str:
-        """Replace the known secrets. (``redact``'s keyword masking would also eat the word after
-        "token" in DuckDB's "Could not get token from <url>", hiding the endpoint.)"""
-        for secret in self.config.secrets:
-            text = text.replace(secret, "***")
-        return text
 
     def on_dispose(self) -> None:
         root, self._root = self._root, None
