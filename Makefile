@@ -4,7 +4,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: env demo test test-fast lint bench clean
+.PHONY: env demo test test-fast lint bench clean spark-env
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -16,13 +16,21 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 env: $(VENV)/.synced
 
+# The Spark Thrift Server for the tests (fixtures/spark.py): pyspark in its own environment
+SPARK_ENV := .tools/spark
+$(SPARK_ENV)/.synced: fixtures/servers/spark/pyproject.toml fixtures/servers/spark/uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/$(SPARK_ENV) $(UV) sync --frozen --project fixtures/servers/spark
+	touch $@
+
+spark-env: $(SPARK_ENV)/.synced
+
 demo: env
 	$(PY) examples/demo.py
 
-test: env
+test: env spark-env
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
-test-fast: env
+test-fast: env spark-env
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
 
 lint: env
@@ -30,7 +38,7 @@ lint: env
 	$(VENV)/bin/ruff format --check src tests benchmarks fixtures examples
 	$(VENV)/bin/mypy --strict src
 
-bench: env
+bench: env spark-env
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/postgres_load.py
 

@@ -27,7 +27,8 @@ from pyhive.sqlalchemy_hive import HiveDialect
 from sqlalchemy import text
 from sqlalchemy.dialects import registry
 from sqlalchemy.engine import URL, Connection
-from TCLIService import ttypes
+from TCLIService import TCLIService, ttypes
+from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
 from thrift.transport import TSocket, TTransport
 
 from floe_compute.config import ComputeConfig, parse_url
@@ -51,6 +52,8 @@ CANCEL_TIMEOUT_S = 2.0
 """How long a cancel request may block (the watchdog waits for it)."""
 
 _State = ttypes.TOperationState
+_UNSET: dict[str, str | None] = {TIMEOUT_SETTING: "0", DESCRIPTION_SETTING: None}
+_GENERATED_ID = re.compile(r"^q-[0-9a-f]{16}$")
 _RUNNING = {_State.INITIALIZED_STATE, _State.RUNNING_STATE, _State.PENDING_STATE}
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _UNSAFE_VALUE = re.compile(r"[;\r\n\x00]")
@@ -149,6 +152,8 @@ class _Connection(hive.Connection):  # type: ignore[misc]
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sent: dict[str, str | None] = {}
+        # thrift's C codec: PyHive decodes every result batch in pure Python
+        self._client = TCLIService.Client(TBinaryProtocolAccelerated(self._transport))
 
     def cursor(self, *args: Any, **kwargs: Any) -> _Cursor:
         return _Cursor(self, *args, **kwargs)
@@ -156,6 +161,25 @@ class _Connection(hive.Connection):  # type: ignore[misc]
 
 class _Cursor(hive.Cursor):  # type: ignore[misc]
     """Fetches a whole server batch per ``fetchmany`` (PyHive pops rows one at a time)."""
+
+    def fetch_columns(self) -> list[list[Any]]:
+        """One server batch as columns (empty when the result is exhausted)."""
+        request = ttypes.TFetchResultsReq(
+            operationHandle=self._operationHandle,
+            orientation=ttypes.TFetchOrientation.FETCH_NEXT,
+            maxRows=self.arraysize,
+        )
+        response = self._connection.client.FetchResults(request)
+        hive._check_status(response)
+        kinds = [column[1] for column in self.description]
+        columns = [_values(c, k) for c, k in zip(response.results.columns, kinds, strict=True)]
+        if not columns or not columns[0]:
+            self._state = self._STATE_FINISHED
+            return []
+        return columns
+
+    def _fetch_more(self) -> None:
+        self._data.extend(zip(*self.fetch_columns(), strict=True))
 
     def fetchmany(self, size: int | None = None) -> list[tuple[Any, ...]]:
         size = size or self.arraysize
@@ -191,6 +215,21 @@ class _Cursor(hive.Cursor):  # type: ignore[misc]
                 time.sleep(0.05)
 
 
+def _values(column: Any, kind: str) -> list[Any]:
+    """A Thrift column's values, None where its null bitmap says so, converted like PyHive does."""
+    wrapper = next(v for v in vars(column).values() if v is not None)
+    values: list[Any] = wrapper.values
+    nulls: bytes = wrapper.nulls
+    if nulls.strip(b"\x00"):
+        for i, byte in enumerate(nulls):
+            if byte:
+                for bit in range(8):
+                    if byte >> bit & 1 and i * 8 + bit < len(values):
+                        values[i * 8 + bit] = None
+    convert = hive.TYPES_CONVERTER.get(kind)
+    return [convert(v) if v else v for v in values] if convert else values
+
+
 def _lock(state: dict[str, Any]) -> threading.Lock:
     lock: threading.Lock = state.setdefault("lock", threading.Lock())  # setdefault is atomic
     return lock
@@ -202,6 +241,10 @@ class FloeSparkDialect(HiveDialect):  # type: ignore[misc]
     name = "spark"
     driver = "floe_thrift"
     supports_statement_cache = True
+
+    @classmethod
+    def import_dbapi(cls) -> Any:
+        return hive
 
     def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
         query: QueryContext | None = context.execution_options.get("floe_query") if context else None
@@ -270,10 +313,6 @@ class _Canceller:
     def close(self) -> None:
         with self._lock:
             self._close()
-
-
-def _escape_setting(value: str) -> str:
-    return _UNSAFE_VALUE.sub(" ", value)
 
 
 class SparkComputePlugin(ComputePlugin):
@@ -360,13 +399,13 @@ class SparkComputePlugin(ComputePlugin):
             return
         timeout = "0" if context.timeout is None else str(math.ceil(context.timeout))
         description = None
-        if context.tags:
-            tags = " ".join(f"{k}={v}" for k, v in context.tags.items())
-            description = _escape_setting(f"floe {context.query_id} {tags}")
+        if context.tags or not _GENERATED_ID.match(context.query_id):
+            # the Spark UI lists the query's jobs under its id and tags
+            tags = "".join(f" {k}={v}" for k, v in context.tags.items())
+            description = _UNSAFE_VALUE.sub(" ", f"floe {context.query_id}{tags}")
         wanted = {TIMEOUT_SETTING: timeout, DESCRIPTION_SETTING: description}
-        changed = {
-            k: v for k, v in wanted.items() if dbapi.sent.get(k, None if "description" in k else "0") != v
-        }
+        sent = dbapi.sent
+        changed = {k: v for k, v in wanted.items() if sent.get(k, _UNSET[k]) != v}
         if not changed:
             return
         cursor = dbapi.cursor()
@@ -397,9 +436,11 @@ class SparkComputePlugin(ComputePlugin):
         hive._check_status(response)
         schema = _arrow_schema(response.schema.columns)
 
+        dbapi_cursor.arraysize = batch_size
+
         def batches() -> Iterator[pa.RecordBatch]:
-            while rows := dbapi_cursor.fetchmany(batch_size):
-                yield _to_batch(rows, schema)
+            while columns := dbapi_cursor.fetch_columns():
+                yield _to_batch(columns, schema)
 
         return pa.RecordBatchReader.from_batches(schema, batches())
 
@@ -500,11 +541,11 @@ def _arrow_schema(columns: list[Any]) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _to_batch(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.RecordBatch:
+def _to_batch(columns: list[list[Any]], schema: pa.Schema) -> pa.RecordBatch:
     import pyarrow as pa
 
     arrays = []
-    for values, field in zip(zip(*rows, strict=True), schema, strict=True):
+    for values, field in zip(columns, schema, strict=True):
         if pa.types.is_date32(field.type):  # PyHive passes dates through as 'YYYY-MM-DD'
             arrays.append(pa.array(values, pa.string()).cast(field.type))
         else:
