@@ -41,6 +41,7 @@ lint: env
 bench: env spark-env
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/postgres_load.py
+	$(PY) benchmarks/spark.py
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache

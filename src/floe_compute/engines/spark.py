@@ -162,6 +162,8 @@ class _Connection(hive.Connection):  # type: ignore[misc]
 class _Cursor(hive.Cursor):  # type: ignore[misc]
     """Fetches a whole server batch per ``fetchmany`` (PyHive pops rows one at a time)."""
 
+    arraysize: int
+
     def fetch_columns(self) -> list[list[Any]]:
         """One server batch as columns (empty when the result is exhausted)."""
         request = ttypes.TFetchResultsReq(
