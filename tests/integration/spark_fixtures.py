@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -44,7 +45,13 @@ def new_server(**options: Any) -> SparkThriftServer:
 
 @pytest.fixture(scope="session")
 def spark_server() -> Iterator[SparkThriftServer]:
-    """The shared server, with its UI's REST API on (tests read job states and descriptions)."""
+    """The shared server, with its UI's REST API on (tests read job states and descriptions).
+    ``FLOE_SPARK_PORT`` (and ``FLOE_SPARK_UI_PORT``) use a server already running instead."""
+    if port := os.environ.get("FLOE_SPARK_PORT"):
+        server = SparkThriftServer.attach(int(port), int(os.environ.get("FLOE_SPARK_UI_PORT", "0")))
+        yield server
+        server.cleanup()
+        return
     server = new_server(ui=True)
     yield server
     server.cleanup()
