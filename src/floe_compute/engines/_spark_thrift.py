@@ -6,9 +6,11 @@ Private to :mod:`floe_compute.engines.spark` (imported with it, never by the cor
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from pyhive import exc as hive_exc
@@ -17,6 +19,7 @@ from pyhive.sqlalchemy_hive import HiveDialect
 from sqlalchemy import text
 from sqlalchemy.dialects import registry
 from TCLIService import ttypes
+from thrift.transport import TTransport
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -53,6 +56,10 @@ class SparkCursor(hive.Cursor):  # type: ignore[misc]
 
     def fetch_columns(self) -> list[list[Any]]:
         """One server batch as columns (empty when the result is exhausted)."""
+        with lost_as_operational_error():
+            return self._fetch_columns()
+
+    def _fetch_columns(self) -> list[list[Any]]:
         request = ttypes.TFetchResultsReq(
             operationHandle=self._operationHandle,
             orientation=ttypes.TFetchOrientation.FETCH_NEXT,
@@ -87,6 +94,10 @@ class SparkCursor(hive.Cursor):  # type: ignore[misc]
 
     def run(self, statement: str, parameters: Any, state: dict[str, Any]) -> None:
         """Execute asynchronously and wait, publishing the operation handle for cancel."""
+        with lost_as_operational_error():
+            self._run(statement, parameters, state)
+
+    def _run(self, statement: str, parameters: Any, state: dict[str, Any]) -> None:
         self.execute(statement, parameters, async_=True)
         with state_lock(state):
             state["operation"] = self._operationHandle
@@ -119,6 +130,20 @@ def _values(column: Any, kind: str) -> list[Any]:
     return [convert(v) if v else v for v in values] if convert else values
 
 
+LOST = (TTransport.TTransportException, EOFError, OSError)
+"""What the Thrift layer raises when the server went away (PyHive lets them through as they are)."""
+_LOST_MESSAGE = "the connection to the Thrift server was lost"
+
+
+@contextlib.contextmanager
+def lost_as_operational_error() -> Iterator[None]:
+    """A DBAPI error for a lost connection, so SQLAlchemy invalidates it instead of pooling it."""
+    try:
+        yield
+    except LOST as exc:
+        raise hive_exc.OperationalError(f"{_LOST_MESSAGE}: {exc or type(exc).__name__}") from exc
+
+
 def state_lock(state: dict[str, Any]) -> threading.Lock:
     lock: threading.Lock = state.setdefault("lock", threading.Lock())  # setdefault is atomic
     return lock
@@ -138,9 +163,19 @@ class FloeSparkDialect(HiveDialect):  # type: ignore[misc]
     def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
         query: QueryContext | None = context.execution_options.get("floe_query") if context else None
         if query is None or query.cursor is not cursor or not isinstance(cursor, SparkCursor):
-            cursor.execute(statement, parameters)
+            with lost_as_operational_error():
+                cursor.execute(statement, parameters)
         else:
             cursor.run(statement, parameters, query.engine_state)
+
+    def do_ping(self, dbapi_connection: Any) -> bool:
+        try:
+            return bool(super().do_ping(dbapi_connection))
+        except LOST:  # a restarted or unreachable server: the pool opens a new connection
+            return False
+
+    def is_disconnect(self, e: Exception, connection: Any, cursor: Any) -> bool:
+        return isinstance(e, hive_exc.OperationalError) and isinstance(e.__cause__, LOST)
 
     def get_table_names(self, connection: Any, schema: str | None = None, **kw: Any) -> list[str]:
         # Spark's SHOW TABLES has (namespace, tableName, isTemporary); PyHive takes column 0

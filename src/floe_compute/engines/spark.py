@@ -27,6 +27,7 @@ from thrift.transport import TSocket, TTransport
 
 from floe_compute.config import ComputeConfig, parse_url
 from floe_compute.engines._spark_thrift import (
+    LOST,
     Canceller,
     SparkConnection,
     SparkCursor,
@@ -275,6 +276,8 @@ class SparkComputePlugin(ComputePlugin):
             return ConnectionFailedError, str(exc) or type(exc).__name__
         if not isinstance(exc, hive_exc.Error):
             return None
+        if isinstance(exc.__cause__, LOST):
+            return ConnectionFailedError, str(exc)
         response = exc.args[0] if exc.args else None
         status = getattr(response, "status", None)
         message = getattr(response, "errorMessage", None) or getattr(status, "errorMessage", None)
