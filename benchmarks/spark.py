@@ -118,15 +118,16 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--timeouts", type=int, default=10)
+    parser.add_argument("--port", type=int, help="use a server already running on this port")
     args = parser.parse_args()
     logging.getLogger("floe_compute").setLevel(logging.ERROR)  # one warning per timed-out query
     try:
-        server = SparkThriftServer()
+        server = SparkThriftServer.attach(args.port) if args.port else SparkThriftServer()
     except SparkNotInstalledError as exc:
         print(f"spark: skipped ({exc})")
         return 0
     print("spark: starting a local Spark Thrift Server...", flush=True)
-    with server:
+    with server if not server.external else contextlib.nullcontext(server):
         ok = throughput(server, args.rows, args.repeat)
         ok = timeouts(server, args.timeouts) and ok
     print("PASS" if ok else "FAIL")

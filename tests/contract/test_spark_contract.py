@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -37,20 +38,39 @@ class TestSpark(ComputePluginContract):
         return make
 
     def wait_until_running_on_engine(self, plugin: ComputePlugin, query_id: str) -> None:
-        """A Spark job whose description carries the query id runs on the server."""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if any(
-                query_id in (job.get("description") or "") and job["status"] == "RUNNING"
-                for job in self._jobs()
-            ):
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"no running Spark job for {query_id}")
+        """The Thrift server reports the query's operation as running (or executed and waiting for
+        its rows to be fetched, when its job starts with the fetch), asked over a session of our own."""
+        from TCLIService import ttypes
+
+        state = ttypes.TOperationState
+        with contextlib.closing(self._server.connect()) as admin:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                context = plugin._running.get(query_id)
+                handle = context.engine_state.get("operation") if context else None
+                if handle is not None:
+                    status = admin.client.GetOperationStatus(ttypes.TGetOperationStatusReq(handle))
+                    if status.operationState in (state.RUNNING_STATE, state.FINISHED_STATE):
+                        return
+                time.sleep(0.02)
+        raise AssertionError(f"the Thrift server never showed {query_id} running")
+
+    def test_a_failing_block_rolls_back(self, plugin: ComputePlugin) -> None:
+        """Not on Spark: the Thrift server has no transactions, an INSERT is written when it runs.
+        What holds instead: the failure reaches the caller and the connection is released."""
+        plugin.execute("CREATE TABLE contract_rollback (id INTEGER)").close()
+        with (
+            pytest.raises(RuntimeError, match="caller failed"),
+            plugin.execute("INSERT INTO contract_rollback VALUES (1)"),
+        ):
+            raise RuntimeError("caller failed")
+        assert plugin.pool_stats().in_use == 0
+        with plugin.execute("SELECT id FROM contract_rollback") as result:
+            assert result.fetchall() == [(1,)]
 
     @pytest.fixture(autouse=True)
-    def _keep_jobs(self, spark_jobs: Any) -> None:
-        self._jobs = spark_jobs
+    def _keep_server(self, spark_server: Any) -> None:
+        self._server = spark_server
 
     def test_engine_works_with_sqlalchemy_inspect(self, plugin: ComputePlugin) -> None:
         """The shared test without its PRIMARY KEY: Spark's session catalog refuses constraints

@@ -80,8 +80,8 @@ def spark_jobs(spark_server: SparkThriftServer) -> Callable[[], list[dict[str, A
 
 def list_jobs(server: SparkThriftServer) -> list[dict[str, Any]]:
     assert server.ui_url is not None
-    with urllib.request.urlopen(f"{server.ui_url}/api/v1/applications", timeout=10) as response:
+    with urllib.request.urlopen(f"{server.ui_url}/api/v1/applications", timeout=60) as response:
         app = json.load(response)[0]["id"]
-    with urllib.request.urlopen(f"{server.ui_url}/api/v1/applications/{app}/jobs", timeout=10) as response:
+    with urllib.request.urlopen(f"{server.ui_url}/api/v1/applications/{app}/jobs", timeout=60) as response:
         jobs: list[dict[str, Any]] = json.load(response)
     return jobs

@@ -54,6 +54,10 @@ class SparkCursor(hive.Cursor):  # type: ignore[misc]
 
     arraysize: int
 
+    def _reset_state(self) -> None:
+        with contextlib.suppress(hive_exc.OperationalError):  # its operation was closed by a cancel
+            super()._reset_state()
+
     def fetch_columns(self) -> list[list[Any]]:
         """One server batch as columns (empty when the result is exhausted)."""
         with lost_as_operational_error():
@@ -108,6 +112,8 @@ class SparkCursor(hive.Cursor):  # type: ignore[misc]
             started = time.monotonic()
             status = self.poll(get_progress_update=False)
             if status.operationState == _State.FINISHED_STATE:
+                with state_lock(state):
+                    state["executed"] = True
                 return
             if status.operationState not in _RUNNING:
                 raise hive_exc.OperationalError(status)
@@ -169,10 +175,14 @@ class FloeSparkDialect(HiveDialect):  # type: ignore[misc]
             cursor.run(statement, parameters, query.engine_state)
 
     def do_ping(self, dbapi_connection: Any) -> bool:
+        """``GetInfo`` on the session: one round trip, and no statement for Spark to plan."""
+        request = ttypes.TGetInfoReq(dbapi_connection.sessionHandle, ttypes.TGetInfoType.CLI_SERVER_NAME)
         try:
-            return bool(super().do_ping(dbapi_connection))
+            response = dbapi_connection.client.GetInfo(request)
         except LOST:  # a restarted or unreachable server: the pool opens a new connection
             return False
+        # an unknown session (the server restarted behind a proxy) is as gone as a closed socket
+        return bool(response.status.statusCode == ttypes.TStatusCode.SUCCESS_STATUS)
 
     def is_disconnect(self, e: Exception, connection: Any, cursor: Any) -> bool:
         return isinstance(e, hive_exc.OperationalError) and isinstance(e.__cause__, LOST)
@@ -180,6 +190,11 @@ class FloeSparkDialect(HiveDialect):  # type: ignore[misc]
     def get_table_names(self, connection: Any, schema: str | None = None, **kw: Any) -> list[str]:
         # Spark's SHOW TABLES has (namespace, tableName, isTemporary); PyHive takes column 0
         return self._names(connection, "SHOW TABLES", schema, views=False)
+
+    def get_pk_constraint(
+        self, connection: Any, table_name: str, schema: str | None = None, **kw: Any
+    ) -> Any:
+        return {"constrained_columns": [], "name": None}  # PyHive returns a list; Spark has none
 
     def get_view_names(self, connection: Any, schema: str | None = None, **kw: Any) -> list[str]:
         return self._names(connection, "SHOW VIEWS", schema, views=True)
@@ -212,14 +227,22 @@ class Canceller:
             if self._connection is None:
                 self._connection = self._connect(read_timeout=CANCEL_TIMEOUT_S)
 
-    def cancel(self, handle: Any) -> None:
+    def cancel(self, handle: Any, *, executed: bool) -> None:
+        """``CancelOperation`` while the statement executes. Once it has executed, Spark ignores a
+        cancel (the state is final) although fetching may run jobs (incremental collect): closing
+        the operation is what cancels its job group then."""
+        if executed:
+            request: Any = ttypes.TCloseOperationReq(operationHandle=handle)
+        else:
+            request = ttypes.TCancelOperationReq(operationHandle=handle)
         with self._lock:
             for attempt in (1, 2):  # the server may have restarted since the session was opened
                 try:
                     if self._connection is None:
                         self._connection = self._connect(read_timeout=CANCEL_TIMEOUT_S)
-                    request = ttypes.TCancelOperationReq(operationHandle=handle)
-                    self._connection.client.CancelOperation(request)  # an ended query: error status
+                    client = self._connection.client
+                    # an operation that already ended answers with an error status: nothing to do
+                    (client.CloseOperation if executed else client.CancelOperation)(request)
                     return
                 except Exception:
                     self._close()

@@ -250,7 +250,8 @@ class SparkComputePlugin(ComputePlugin):
             if handle is None:  # not on the server yet: the query's thread cancels it on arrival
                 state["cancel_requested"] = True
                 return
-        self._canceller.cancel(handle)
+            executed = state.get("executed", False)
+        self._canceller.cancel(handle, executed=executed)
 
     def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
         """Arrow batches typed by the schema the server reports, built from the row batches."""
