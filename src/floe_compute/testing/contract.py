@@ -582,10 +582,45 @@ class ComputePluginContract:
 
     # -- secrets ----------------------------------------------------------------------------
 
-    def test_secrets_never_in_repr(self, plugin: ComputePlugin) -> None:
-        shown = repr(plugin) + str(plugin) + repr(plugin.config) + str(plugin.config)
-        for secret in plugin.config.secrets:
-            assert secret not in shown
+    #: A secret value the suite configures and binds, and then looks for everywhere it must not be.
+    secret = "Contract-S3cret-9f1c"
+
+    def secret_overrides(self) -> dict[str, Any]:
+        """Overrides that give the plugin a secret (default: ``password``); an engine whose
+        password must be right overrides this with a secret it can accept."""
+        return {"password": self.secret}
+
+    def test_secrets_never_in_repr_dumps_or_health(self, make_plugin: Factory) -> None:
+        plugin = make_plugin(**self.secret_overrides())
+        assert self.secret in plugin.config.secrets  # the guard below is not vacuous
+        status = plugin.health_check()
+        shown = [
+            repr(plugin),
+            str(plugin),
+            repr(plugin.config),
+            str(plugin.config),
+            plugin.config.model_dump_json(),
+            str(plugin.config.model_dump()),
+            plugin.pool_name,
+            repr(status),
+            status.message,
+        ]
+        for text in shown:
+            assert self.secret not in text
+
+    def test_bound_values_never_in_errors_or_logs(
+        self, plugin: ComputePlugin, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        with caplog.at_level("DEBUG"), pytest.raises(QueryError) as caught:
+            plugin.execute("SELECT CAST(:s AS INTEGER) AS n", {"s": self.secret}).fetchall()
+        error = caught.value
+        assert error.query_id is not None
+        assert self.secret not in str(error)
+        assert self.secret not in repr(error)
+        for record in caplog.records:
+            assert self.secret not in record.getMessage()
+            assert self.secret not in str(getattr(record, "floe", ""))
+        assert plugin.pool_stats().in_use == 0
 
     def test_errors_are_compute_errors(self, plugin: ComputePlugin) -> None:
         for sql in ("SELECT * FROM contract_missing", "SELEC"):
