@@ -436,6 +436,34 @@ class ComputePluginContract:
         assert stats.in_use == 0
         assert stats.timeouts == 0  # a query's deadline, not a pool that gave up
 
+    def test_a_deadline_that_passes_between_fetches_claims_no_engine_cancel(
+        self, plugin: ComputePlugin
+    ) -> None:
+        result = plugin.execute(self.series_query(10), timeout=0.2, query_id="contract-late")
+        deadline = time.monotonic() + 30
+        while plugin.running_queries():  # a stopped query is no longer listed: the deadline passed
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with pytest.raises(QueryTimeoutError) as caught:
+            result.fetchall()
+        assert "cancelled on the engine" not in str(caught.value)
+        assert "discarded" in str(caught.value)
+        assert plugin.pool_stats().in_use == 0
+
+    def test_saturated_pool_is_degraded_at_once_without_counting_a_timeout(
+        self, make_plugin: Factory
+    ) -> None:
+        plugin = make_plugin(pool={"size": 1, "max_overflow": 0, "timeout": 30})
+        held = plugin.execute(self.series_query(100))
+        started = time.monotonic()
+        status = plugin.health_check()
+        assert time.monotonic() - started < 5  # not pool.timeout=30
+        assert status.status is HealthState.DEGRADED
+        assert "saturated" in status.message
+        held.close()
+        assert plugin.pool_stats().timeouts == 0
+        assert plugin.health_check().status is HealthState.HEALTHY
+
     # -- results that end early -------------------------------------------------------------
 
     def test_rowcount_counts_rows_handed_out(self, plugin: ComputePlugin) -> None:
