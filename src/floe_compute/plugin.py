@@ -444,11 +444,11 @@ class ComputePlugin(abc.ABC):
             context.handle.cancel()
         error = self._query_error(exc, context)
         self._finish_query(context, connection, error, rows)
-        if interrupted and not isinstance(exc, KeyboardInterrupt):
-            interrupt = KeyboardInterrupt()
-            interrupt.__cause__ = error
-            return interrupt
-        return error
+        if not interrupted:
+            return error
+        interrupt = exc if isinstance(exc, KeyboardInterrupt) else KeyboardInterrupt()
+        interrupt.__cause__ = error
+        return interrupt
 
     # -- stopping and listing queries -------------------------------------------------------
 
