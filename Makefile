@@ -42,6 +42,7 @@ bench: env spark-env
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/postgres_load.py
 	$(PY) benchmarks/spark.py
+	$(PY) benchmarks/startup.py
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache
