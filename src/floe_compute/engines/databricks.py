@@ -1,0 +1,335 @@
+"""Databricks SQL warehouses and clusters through ``databricks-sql-connector`` and its SQLAlchemy dialect.
+
+The connector speaks HiveServer2 Thrift over HTTPS. Statements run asynchronously on the server and the
+connector polls their state, so a blocked ``execute()`` always has a command id: cancel is the
+connector's own ``cursor.cancel()`` from another thread. Each query sets the session's statement
+timeout (``STATEMENT_TIMEOUT`` on Databricks), so the warehouse stops it even if this process dies;
+tags travel as the connector's per-statement ``query_tags``. The token is never put into a URL the
+engine keeps: it reaches the connector as a keyword argument, read from a ``SecretStr`` at connect.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from databricks import sql as dbsql
+from databricks.sqlalchemy.base import DatabricksDialect
+from pydantic import ConfigDict, Field, SecretStr, model_validator
+from sqlalchemy.dialects import registry
+from sqlalchemy.engine import URL, Connection
+
+from floe_compute.config import ComputeConfig, parse_url
+from floe_compute.errors import ComputeError, ConnectionFailedError, QueryError, QueryTimeoutError
+from floe_compute.plugin import ComputePlugin, QueryContext
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["DatabricksComputePlugin", "DatabricksConfig"]
+
+_URL_FIELDS = ("http_path", "catalog", "schema")
+_SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_UNSAFE_VALUE = re.compile(r"[;\r\n\x00]")
+_UNSUPPORTED_LIMITS = ("memory_limit", "threads", "temp_directory", "max_temp_directory_size")
+
+
+class DatabricksConfig(ComputeConfig):
+    """``databricks://token:TOKEN@HOST?http_path=/sql/1.0/warehouses/ID&catalog=main&schema=default``."""
+
+    http_path: str | None = None
+    """The warehouse's or cluster's HTTP path (``/sql/1.0/warehouses/<id>``)."""
+    catalog: str | None = None
+    db_schema: str | None = Field(default=None, alias="schema")
+    """The initial schema (``schema=`` in the URL and in overrides)."""
+    access_token: SecretStr | None = None
+    """A personal access token; the URL's password (``token:<TOKEN>@``) lands here too."""
+    client_id: str | None = None
+    """OAuth machine-to-machine: the service principal's application id (with :attr:`client_secret`)."""
+    client_secret: SecretStr | None = None
+    session_configuration: dict[str, str] = Field(default_factory=dict)
+    """Session settings sent when a session opens (``STATEMENT_TIMEOUT``, ``ANSI_MODE``, ...)."""
+    timeout_setting: str = "STATEMENT_TIMEOUT"
+    """The session setting a query's deadline is sent as (in whole seconds; 0 means none)."""
+    enable_telemetry: bool = False
+    """The connector's own usage telemetry to Databricks; off unless turned on."""
+    # endpoint options, for private links, proxies and local HiveServer2-over-HTTP endpoints
+    connection_uri: str | None = None
+    """The full Thrift endpoint (``https://host:port/path``), instead of host + ``http_path``."""
+    port: int | None = Field(default=None, ge=1, le=65535)
+    tls_trusted_ca_file: str | None = None
+    tls_no_verify: bool = False
+    socket_timeout: float | None = Field(default=None, gt=0)
+    """Seconds the connector waits on one HTTP request; default: the connector's own."""
+    dbt_token_env: str = "DATABRICKS_TOKEN"
+    """The environment variable the dbt profile reads the token from (never written to it)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fields_from_url(cls, data: Any) -> Any:
+        """``?http_path=``, ``?catalog=`` and ``?schema=`` in the URL are config fields."""
+        if not isinstance(data, dict) or data.get("url") is None:
+            return data
+        try:
+            url = parse_url(data["url"])
+        except ValueError:
+            return data  # the field validator reports it
+        moved = {k: str(url.query[k]) for k in _URL_FIELDS if k in url.query}
+        if moved:
+            data = dict(data)
+            for key, value in moved.items():
+                if not (key == "schema" and "db_schema" in data):
+                    data.setdefault(key, value)
+            data["url"] = url.difference_update_query(moved)
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> DatabricksConfig:
+        backend, _, driver = self.url.drivername.partition("+")
+        if backend != "databricks" or driver not in ("", "connector"):
+            raise ValueError(f"url: {self.url.drivername} is not supported; use databricks://")
+        if not self.url.host and not self.connection_uri:
+            raise ValueError(
+                "url: the workspace host is missing (databricks://token:TOKEN@HOST?http_path=...)"
+            )
+        if not self.http_path and not self.connection_uri:
+            raise ValueError("http_path: required (the warehouse's /sql/1.0/warehouses/<id>)")
+        if self.access_token is not None and self.password is not None:
+            raise ValueError("access_token: given twice (as access_token and as the URL's password)")
+        if (self.client_id is None) != (self.client_secret is None):
+            raise ValueError("client_id and client_secret: OAuth machine-to-machine needs both")
+        if self.client_id is not None and self.token is not None:
+            raise ValueError("client_id: use either an access token or OAuth client credentials, not both")
+        if self.settings:
+            raise ValueError("settings: use session_configuration (sent when each session opens)")
+        for name, value in self.session_configuration.items():
+            if not _SETTING_NAME.match(name):
+                raise ValueError(f"session_configuration: {name!r} is not a setting name")
+            if _UNSAFE_VALUE.search(value):
+                raise ValueError(f"session_configuration.{name}: a value may not contain ';' or line breaks")
+        if not _SETTING_NAME.match(self.timeout_setting):
+            raise ValueError(f"timeout_setting: {self.timeout_setting!r} is not a setting name")
+        for limit in _UNSUPPORTED_LIMITS:
+            if getattr(self.limits, limit) is not None:
+                raise ValueError(f"limits.{limit}: not supported by Databricks (a warehouse setting)")
+        return self
+
+    @property
+    def token(self) -> SecretStr | None:
+        return self.access_token or self.password
+
+    @property
+    def host(self) -> str:
+        return self.url.host or ""
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        found = (self.token, self.client_secret)
+        return tuple(s.get_secret_value() for s in found if s is not None)
+
+
+class ClientCredentials:
+    """OAuth machine-to-machine for the connector: a service principal's token from the workspace's
+    ``/oidc/v1/token``, fetched again shortly before it expires."""
+
+    def __init__(self, host: str, client_id: str, client_secret: SecretStr, timeout: float) -> None:
+        self._url = f"https://{host}/oidc/v1/token"
+        self._client_id, self._secret, self._timeout = client_id, client_secret, timeout
+        self._lock = threading.Lock()
+        self._token, self._expires = "", 0.0
+
+    def auth_type(self) -> str:
+        return "oauth-m2m"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._headers
+
+    def _headers(self) -> dict[str, str]:
+        with self._lock:
+            if time.monotonic() > self._expires - 60:
+                self._token, lifetime = self._fetch()
+                self._expires = time.monotonic() + lifetime
+            return {"Authorization": f"Bearer {self._token}"}
+
+    def _fetch(self) -> tuple[str, float]:
+        import base64
+        import json
+        import urllib.request
+
+        basic = base64.b64encode(f"{self._client_id}:{self._secret.get_secret_value()}".encode()).decode()
+        request = urllib.request.Request(
+            self._url,
+            data=b"grant_type=client_credentials&scope=all-apis",
+            headers={"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
+        )
+        with urllib.request.urlopen(request, timeout=self._timeout) as response:
+            body = json.load(response)
+        return str(body["access_token"]), float(body.get("expires_in", 3600))
+
+
+class FloeDatabricksDialect(DatabricksDialect):
+    """The connector's dialect, sending the query's tags as the statement's ``query_tags``."""
+
+    supports_statement_cache = True
+
+    def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+        query: QueryContext | None = context.execution_options.get("floe_query") if context else None
+        if query is not None and query.tags:
+            cursor.execute(statement, parameters, query_tags=dict(query.tags))
+        else:
+            cursor.execute(statement, parameters)
+
+
+registry.register("databricks.floe_connector", __name__, "FloeDatabricksDialect")
+
+
+class DatabricksComputePlugin(ComputePlugin):
+    """Databricks SQL: per-query statement timeouts, cancel by command id, the connector's Arrow."""
+
+    name = "databricks"
+    schemes = ("databricks",)
+    config_class = DatabricksConfig
+    db_system = "databricks"
+    default_batch_size = 10_000
+
+    @property
+    def config(self) -> DatabricksConfig:
+        assert isinstance(self._config, DatabricksConfig)
+        return self._config
+
+    def engine_url(self) -> URL:
+        config = self.config
+        query = {k: v for k, v in (("http_path", config.http_path), ("catalog", config.catalog),
+                                   ("schema", config.db_schema)) if v}  # fmt: skip
+        return URL.create("databricks+floe_connector", host=config.host or "localhost", query=query)
+
+    def connect_args(self) -> dict[str, Any]:
+        """The connector's keyword arguments (secrets included: only ever passed, never stored)."""
+        config = self.config
+        args: dict[str, Any] = {
+            "access_token": config.token.get_secret_value() if config.token else None,
+            "enable_telemetry": config.enable_telemetry,
+            "user_agent_entry": "floe-compute",
+        }
+        if config.session_configuration:
+            args["session_configuration"] = dict(config.session_configuration)
+        if config.client_id is not None and config.client_secret is not None:
+            args["credentials_provider"] = ClientCredentials(
+                config.host, config.client_id, config.client_secret, config.timeouts.connect
+            )
+        optional = {
+            "_connection_uri": config.connection_uri,
+            "_port": config.port,
+            "_tls_trusted_ca_file": config.tls_trusted_ca_file,
+            "_tls_no_verify": config.tls_no_verify or None,
+            "_socket_timeout": config.socket_timeout,
+        }
+        args.update({k: v for k, v in optional.items() if v is not None})
+        return args
+
+    def engine_options(self) -> dict[str, Any]:
+        return {"connect_args": self.connect_args()}
+
+    def begin_query(self, connection: Connection, context: QueryContext) -> None:
+        """The deadline as the session's statement timeout, sent only when it changes."""
+        dbapi = context.dbapi_connection
+        seconds = "0" if context.timeout is None else str(max(1, math.ceil(context.timeout)))
+        sent: dict[str, str] = getattr(dbapi, "_floe_sent", {})
+        setting = self.config.timeout_setting
+        if sent.get(setting, "0") == seconds:
+            return
+        cursor = dbapi.cursor()
+        try:
+            cursor.execute(f"SET {setting} = {seconds}")
+        finally:
+            cursor.close()
+        sent[setting] = seconds
+        dbapi._floe_sent = sent
+
+    def cancel(self, context: QueryContext) -> None:
+        cursor = context.cursor
+        if cursor is None or getattr(cursor, "active_command_id", None) is None:
+            return  # not on the server yet: the core stops it before it is sent
+        cursor.cancel()
+
+    def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
+        """The connector's own Arrow tables (``fetchmany_arrow``), as one batch stream."""
+        import pyarrow as pa
+
+        if not isinstance(dbapi_cursor, dbsql.client.Cursor) or dbapi_cursor.active_result_set is None:
+            return None
+        first = dbapi_cursor.fetchmany_arrow(batch_size)
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            table = first
+            while table.num_rows:
+                yield from table.to_batches()
+                table = dbapi_cursor.fetchmany_arrow(batch_size)
+
+        return pa.RecordBatchReader.from_batches(first.schema, batches())
+
+    def classify_error(self, exc: Exception) -> tuple[type[ComputeError], str] | None:
+        from databricks.sql import exc as db_exc
+
+        if not isinstance(exc, db_exc.Error):
+            return None
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        for secret in self.config.secrets:
+            message = message.replace(secret, "***")
+        if isinstance(exc, db_exc.RequestError | db_exc.SessionAlreadyClosedError | db_exc.InterfaceError):
+            return ConnectionFailedError, message
+        if "TIMEDOUT" in message or "timed out" in message.lower() or "timeout" in message.lower():
+            return QueryTimeoutError, message
+        return QueryError, message
+
+    # -- dbt --------------------------------------------------------------------------------
+
+    def dbt_target(self) -> dict[str, Any]:
+        config = self.config
+        target: dict[str, Any] = {
+            "type": "databricks",
+            "host": config.host,
+            "http_path": config.http_path or "",
+            "schema": config.db_schema or "default",
+            "threads": config.pool.size,
+            "connect_retries": 0,
+            "connect_timeout": max(1, math.ceil(config.timeouts.connect)),
+        }
+        if config.catalog:
+            target["catalog"] = config.catalog
+        if config.token is not None:
+            # the profile never holds the secret: dbt reads it from the environment
+            target["token"] = f"{{{{ env_var('{config.dbt_token_env}') }}}}"
+        if config.client_id is not None:
+            target["auth_type"] = "oauth"
+            target["client_id"] = config.client_id
+            target["client_secret"] = f"{{{{ env_var('{config.dbt_token_env}_CLIENT_SECRET') }}}}"
+        parameters: dict[str, Any] = {}
+        if config.session_configuration:
+            target["session_properties"] = dict(config.session_configuration)
+        if config.connection_uri:
+            parameters["_connection_uri"] = config.connection_uri
+        if config.port:
+            parameters["_port"] = config.port
+        if config.tls_trusted_ca_file:
+            parameters["_tls_trusted_ca_file"] = config.tls_trusted_ca_file
+        if not config.enable_telemetry:
+            parameters["enable_telemetry"] = False
+        if parameters:
+            target["connection_parameters"] = parameters
+        return target
+
+    def dbt_env(self) -> dict[str, str]:
+        config = self.config
+        env: dict[str, str] = {}
+        if config.token is not None:
+            env[config.dbt_token_env] = config.token.get_secret_value()
+        if config.client_secret is not None:
+            env[f"{config.dbt_token_env}_CLIENT_SECRET"] = config.client_secret.get_secret_value()
+        return env

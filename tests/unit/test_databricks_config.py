@@ -1,0 +1,110 @@
+"""Databricks config, URL forms, dbt profile and secrets (no server needed: nothing connects)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from floe_compute import create_plugin
+from floe_compute.errors import ConfigError
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("databricks.sql") is None, reason="databricks-sql-connector not installed"
+)
+
+TOKEN = "dapi-do-not-show-0123456789"
+URL = f"databricks://token:{TOKEN}@adb-1.azuredatabricks.net?http_path=/sql/1.0/warehouses/abc&catalog=main&schema=sales"
+
+
+def test_url_gives_a_databricks_plugin_with_its_fields() -> None:
+    plugin = create_plugin(URL)
+    config = plugin.config
+    assert type(plugin).__name__ == "DatabricksComputePlugin"
+    assert (config.host, config.http_path, config.catalog, config.db_schema) == (
+        "adb-1.azuredatabricks.net",
+        "/sql/1.0/warehouses/abc",
+        "main",
+        "sales",
+    )
+    assert config.token is not None and config.token.get_secret_value() == TOKEN
+
+
+def test_overrides_win_over_the_url() -> None:
+    plugin = create_plugin(URL, schema="finance", catalog="dev", session_configuration={"ANSI_MODE": "true"})
+    assert (plugin.config.catalog, plugin.config.db_schema) == ("dev", "finance")
+    assert plugin.connect_args()["session_configuration"] == {"ANSI_MODE": "true"}
+
+
+def test_the_token_reaches_the_connector_but_never_the_engine_url() -> None:
+    plugin = create_plugin(URL)
+    url = plugin.engine_url()
+    assert TOKEN not in url.render_as_string(hide_password=False)
+    assert url.drivername == "databricks+floe_connector"
+    assert dict(url.query) == {"http_path": "/sql/1.0/warehouses/abc", "catalog": "main", "schema": "sales"}
+    assert plugin.connect_args()["access_token"] == TOKEN
+
+
+def test_secrets_never_in_repr_or_dumps() -> None:
+    plugin = create_plugin("databricks://adb-1?http_path=/p", client_id="sp-1", client_secret=TOKEN)
+    for text in (repr(plugin.config), str(plugin.config.model_dump()), plugin.config.model_dump_json()):
+        assert TOKEN not in text
+    assert TOKEN in plugin.config.secrets
+
+
+def test_telemetry_is_off_unless_turned_on() -> None:
+    assert create_plugin(URL).connect_args()["enable_telemetry"] is False
+    assert create_plugin(URL, enable_telemetry=True).connect_args()["enable_telemetry"] is True
+
+
+def test_endpoint_options_reach_the_connector() -> None:
+    plugin = create_plugin(
+        URL, connection_uri="http://127.0.0.1:1234/cliservice", tls_trusted_ca_file="/ca.pem", port=8443
+    )
+    args = plugin.connect_args()
+    assert args["_connection_uri"] == "http://127.0.0.1:1234/cliservice"
+    assert args["_tls_trusted_ca_file"] == "/ca.pem"
+    assert args["_port"] == 8443
+
+
+def test_oauth_m2m_gives_a_credentials_provider() -> None:
+    plugin = create_plugin("databricks://adb-1?http_path=/p", client_id="sp-1", client_secret=TOKEN)
+    args = plugin.connect_args()
+    assert args["access_token"] is None
+    assert args["credentials_provider"].auth_type() == "oauth-m2m"
+    assert TOKEN not in repr(args["credentials_provider"])
+
+
+@pytest.mark.parametrize(
+    ("url", "overrides", "named"),
+    [
+        ("databricks://token:x@h", {}, "http_path"),
+        ("databricks://h?http_path=/p", {"client_id": "a"}, "client_id"),
+        ("databricks://token:x@h?http_path=/p", {"client_id": "a", "client_secret": "b"}, "client_id"),
+        ("databricks://token:x@h?http_path=/p", {"access_token": "y"}, "access_token"),
+        ("databricks://h?http_path=/p", {"session_configuration": {"A": "1; DROP"}}, "session_configuration"),
+        ("databricks://h?http_path=/p", {"limits": {"threads": 2}}, "limits.threads"),
+        ("databricks://h?http_path=/p", {"port": 0}, "port"),
+        ("databricks+pyhive://h?http_path=/p", {}, "url"),
+    ],
+)
+def test_bad_input_names_the_field(url: str, overrides: dict[str, object], named: str) -> None:
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        create_plugin(url, **overrides)
+
+
+def test_dbt_profile_reads_the_token_from_the_environment() -> None:
+    plugin = create_plugin(URL, session_configuration={"ANSI_MODE": "true"})
+    target = plugin.dbt_profile()["floe"]["outputs"]["dev"]
+    assert target["type"] == "databricks"
+    assert (target["host"], target["http_path"], target["catalog"], target["schema"]) == (
+        "adb-1.azuredatabricks.net",
+        "/sql/1.0/warehouses/abc",
+        "main",
+        "sales",
+    )
+    assert target["token"] == "{{ env_var('DATABRICKS_TOKEN') }}"
+    assert target["connection_parameters"] == {"enable_telemetry": False}
+    assert target["session_properties"] == {"ANSI_MODE": "true"}
+    assert TOKEN not in str(plugin.dbt_profile())
+    assert plugin.dbt_env() == {"DATABRICKS_TOKEN": TOKEN}
