@@ -27,9 +27,13 @@ TOKEN = "dapi-floe-test-token-0f1e2d3c"
 
 @pytest.fixture(scope="session")
 def databricks_server() -> Iterator[SparkThriftServer]:
-    require(importlib.util.find_spec("databricks.sql") is not None, "databricks-sql-connector is not installed")
+    require(
+        importlib.util.find_spec("databricks.sql") is not None, "databricks-sql-connector is not installed"
+    )
     require(importlib.util.find_spec("pyhive") is not None, "PyHive is not installed (uv sync --all-extras)")
-    if port := os.environ.get("FLOE_DATABRICKS_PORT"):  # a server of `python fixtures/spark.py --transport http`
+    if port := os.environ.get(
+        "FLOE_DATABRICKS_PORT"
+    ):  # a server of `python fixtures/spark.py --transport http`
         attached = SparkThriftServer.attach(int(port))
         attached.transport = "http"
         yield attached
@@ -69,10 +73,12 @@ def databricks_overrides(server: SparkThriftServer, **overrides: Any) -> dict[st
     return {
         "connection_uri": f"http://{server.host}:{server.port}/{server.http_path}",
         "timeout_setting": "spark.sql.thriftServer.queryTimeout",
+        # stream partition by partition, as a warehouse does (else the driver collects whole results)
+        "session_configuration": {"spark.sql.thriftServer.incrementalCollect": "true"},
         **overrides,
     }
 
 
 @pytest.fixture
 def databricks_url(databricks_db: str) -> str:
-    return f"databricks://token:{TOKEN}@127.0.0.1?http_path=/cliservice&schema={databricks_db}"
+    return f"databricks://token:{TOKEN}@127.0.0.1?http_path=/cliservice&catalog=spark_catalog&schema={databricks_db}"

@@ -22,6 +22,7 @@ from databricks.sqlalchemy.base import DatabricksDialect
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 from sqlalchemy.dialects import registry
 from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine.default import DefaultExecutionContext
 
 from floe_compute.config import ComputeConfig, parse_url
 from floe_compute.errors import ComputeError, ConnectionFailedError, QueryError, QueryTimeoutError
@@ -134,6 +135,21 @@ class DatabricksConfig(ComputeConfig):
         return tuple(s.get_secret_value() for s in found if s is not None)
 
 
+_JAVA_PREFIX = re.compile(r"(?:[\w$]+\.)+[\w$]*(?:Exception|Error): ?|Error running query: ")
+_ERROR_CLASS = re.compile(r"\[[A-Z][A-Z0-9_.]*\] \S")
+
+
+def server_message(text: str) -> str:
+    """The line of a server error that says what went wrong (``[ERROR_CLASS] message``), without
+    the Java exception names a HiveServer2 endpoint puts in front of it and its stack trace."""
+    lines = [_JAVA_PREFIX.sub("", line.strip()) for line in text.strip().splitlines()]
+    lines = [line for line in lines if line and not line.startswith("at ")]
+    for line in lines:
+        if _ERROR_CLASS.match(line):
+            return line
+    return lines[0] if lines else ""
+
+
 class ClientCredentials:
     """OAuth machine-to-machine for the connector: a service principal's token from the workspace's
     ``/oidc/v1/token``, fetched again shortly before it expires."""
@@ -173,10 +189,40 @@ class ClientCredentials:
         return str(body["access_token"]), float(body.get("expires_in", 3600))
 
 
+class TupleCursor:
+    """The connector's cursor handing out plain tuples (its rows are a ``Row`` class of its own)."""
+
+    def __init__(self, cursor: Any) -> None:
+        object.__setattr__(self, "cursor", cursor)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cursor, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.cursor, name, value)
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        row = self.cursor.fetchone()
+        return None if row is None else tuple(row)
+
+    def fetchmany(self, size: int | None = None) -> list[tuple[Any, ...]]:
+        rows = self.cursor.fetchmany(self.cursor.arraysize if size is None else size)
+        return [tuple(row) for row in rows]
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self.cursor.fetchall()]
+
+
+class _ExecutionContext(DefaultExecutionContext):
+    def create_default_cursor(self) -> Any:
+        return TupleCursor(super().create_default_cursor())
+
+
 class FloeDatabricksDialect(DatabricksDialect):
-    """The connector's dialect, sending the query's tags as the statement's ``query_tags``."""
+    """The connector's dialect: plain tuples, and the query's tags as the statement's ``query_tags``."""
 
     supports_statement_cache = True
+    execution_ctx_cls = _ExecutionContext
 
     def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
         query: QueryContext | None = context.execution_options.get("floe_query") if context else None
@@ -253,7 +299,7 @@ class DatabricksComputePlugin(ComputePlugin):
         dbapi._floe_sent = sent
 
     def cancel(self, context: QueryContext) -> None:
-        cursor = context.cursor
+        cursor = getattr(context.cursor, "cursor", context.cursor)
         if cursor is None or getattr(cursor, "active_command_id", None) is None:
             return  # not on the server yet: the core stops it before it is sent
         cursor.cancel()
@@ -262,6 +308,7 @@ class DatabricksComputePlugin(ComputePlugin):
         """The connector's own Arrow tables (``fetchmany_arrow``), as one batch stream."""
         import pyarrow as pa
 
+        dbapi_cursor = getattr(dbapi_cursor, "cursor", dbapi_cursor)
         if not isinstance(dbapi_cursor, dbsql.client.Cursor) or dbapi_cursor.active_result_set is None:
             return None
         first = dbapi_cursor.fetchmany_arrow(batch_size)
@@ -279,7 +326,7 @@ class DatabricksComputePlugin(ComputePlugin):
 
         if not isinstance(exc, db_exc.Error):
             return None
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = server_message(str(exc)) or type(exc).__name__
         for secret in self.config.secrets:
             message = message.replace(secret, "***")
         if isinstance(exc, db_exc.RequestError | db_exc.SessionAlreadyClosedError | db_exc.InterfaceError):
