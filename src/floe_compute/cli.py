@@ -34,6 +34,7 @@ from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any, TextIO
 
+from floe_compute.config import check_timeout
 from floe_compute.errors import ComputeError, ConfigError, QueryTimeoutError
 from floe_compute.plugin import ComputePlugin
 from floe_compute.registry import create_plugin, get_plugin_class, list_plugins
@@ -367,13 +368,13 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 # -- argument parsing -------------------------------------------------------------------------
 
 
-def _positive_float(text: str) -> float:
+def _seconds(text: str) -> float:
+    """Seconds as the library takes them: finite, positive, at most 30 days."""
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text!r}")
+        value = check_timeout(text, "--timeout")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--timeout: ")) from None
+    assert value is not None
     return value
 
 
@@ -424,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument(
         "--timeout",
         "-t",
-        type=_positive_float,
+        type=_seconds,
         metavar="S",
         help="cancel the query after S seconds, counting execution and streaming "
         "(default: the target's timeouts.query)",
@@ -451,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Ping the engine through the pool; exit 0 when healthy, 1 otherwise.",
     )
     health.add_argument("--json", action="store_true", help="print the status as JSON")
-    health.add_argument("--timeout", "-t", type=_positive_float, metavar="S", help="ping timeout")
+    health.add_argument("--timeout", "-t", type=_seconds, metavar="S", help="ping timeout")
     health.set_defaults(func=cmd_health)
 
     profile = sub.add_parser(

@@ -6,6 +6,7 @@ the message. Secrets are ``SecretStr`` (or live in the URL, whose ``repr`` hides
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -15,11 +16,13 @@ from typing import Annotated, Any
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
+    ByteSize,
     ConfigDict,
     Field,
-    PositiveFloat,
     PositiveInt,
     SecretStr,
+    TypeAdapter,
     ValidationError,
     field_serializer,
     field_validator,
@@ -31,50 +34,114 @@ from sqlalchemy.exc import ArgumentError
 from floe_compute.errors import ConfigError, redact
 
 __all__ = [
+    "MAX_SECONDS",
     "ComputeConfig",
     "HealthConfig",
     "PoolConfig",
     "ResourceLimits",
     "TimeoutConfig",
+    "check_timeout",
     "load_manifest",
     "parse_url",
     "validation_message",
 ]
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)?\s*$", re.IGNORECASE)
-_UNITS = {
-    "B": 1,
-    "KB": 1000,
-    "MB": 1000**2,
-    "GB": 1000**3,
-    "TB": 1000**4,
-    "KIB": 1024,
-    "MIB": 1024**2,
-    "GIB": 1024**3,
-    "TIB": 1024**4,
-}
+MAX_SECONDS = 30 * 24 * 3600.0
+"""The longest timeout, interval or recycle time accepted (30 days): anything longer is a mistake,
+and an infinite one would overflow the watchdog's and the monitor's waits."""
+MAX_THREADS = 1024
+"""More threads than any engine here can use; DuckDB takes seconds to start 100,000."""
+MAX_SIZE = 2**63 - 1
+"""The largest size an engine setting can hold (a signed 64-bit byte count)."""
+
+_SIZE_TEXT = re.compile(r"^\s*\d+(?:\.\d+)?\s*[A-Za-z]{0,3}\s*$")
+_SIZES = TypeAdapter(ByteSize)
 
 
 def parse_size(value: str | int) -> int:
-    """Bytes in a size such as ``2GB``, ``512MiB`` or ``1048576``."""
-    if isinstance(value, int):
-        return value
-    match = _SIZE.match(value)
-    if not match:
-        raise ValueError(f"{value!r} is not a size; expected a number with a unit such as 512MB or 2GB")
-    return int(float(match.group(1)) * _UNITS[(match.group(2) or "B").upper()])
+    """Bytes in a size such as ``2GB``, ``512MiB`` or ``1048576`` (``pydantic.ByteSize`` rules)."""
+    return int(_SIZES.validate_python(_size_input(value)))
 
 
-def _check_size(value: str | int | None) -> str | None:
+def format_size(size: int) -> str:
+    """A byte count as people write it: ``64MB``, ``512MiB``, else plain bytes ``123B``."""
+    for unit, factor in (("TB", 1000**4), ("TiB", 1024**4), ("GB", 1000**3), ("GiB", 1024**3)) + (
+        ("MB", 1000**2),
+        ("MiB", 1024**2),
+        ("KB", 1000),
+        ("KiB", 1024),
+    ):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size}B"
+
+
+def _size_input(value: Any) -> Any:
+    """Refuse what ``ByteSize`` would take by accident (``True`` as 1 byte) or choke on."""
+    expected = "expected a number with a unit such as 512MB or 2GB"
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"a {type(value).__name__} is not a size; {expected}")
+    if isinstance(value, str) and (len(value) > 40 or not _SIZE_TEXT.match(value)):
+        shown = repr(value) if len(value) <= 40 else f"{value[:20]!r}... ({len(value)} characters)"
+        raise ValueError(f"{shown} is not a size; {expected}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a size; {expected}")
+    return value
+
+
+def _check_size(value: Any) -> int | None:
     if value is None:
         return None
-    size = parse_size(value)
+    try:
+        size = parse_size(value)
+    except ValidationError:
+        raise ValueError(
+            f"{value!r} is not a size; expected a number with a unit such as 512MB or 2GB"
+        ) from None
     if size <= 0:
         raise ValueError(f"{value!r} must be greater than zero")
-    return value if isinstance(value, str) else f"{value}B"
+    if size > MAX_SIZE:
+        raise ValueError(f"{value!r} is larger than any engine accepts (at most {MAX_SIZE} bytes)")
+    return size
 
 
-Size = Annotated[str | int | None, Field(default=None)]
+def _check_seconds(value: Any) -> Any:
+    """Seconds: finite, positive, at most :data:`MAX_SECONDS`; a boolean is not a duration."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("expected a number of seconds, not a boolean")
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError("expected a number of seconds") from None
+    if not isinstance(value, int | float):
+        raise ValueError(f"expected a number of seconds, not a {type(value).__name__}")
+    if isinstance(value, int) and abs(value) > MAX_SECONDS:
+        value = float(min(abs(value), 1e300)) * (1 if value > 0 else -1)
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number of seconds")
+    if value <= 0:
+        raise ValueError("must be greater than 0 seconds")
+    if value > MAX_SECONDS:
+        raise ValueError(f"must be at most {MAX_SECONDS:g} seconds (30 days)")
+    return float(value)
+
+
+Seconds = Annotated[float, BeforeValidator(_check_seconds)]
+"""A duration in seconds: finite, positive, at most 30 days."""
+
+
+def check_timeout(value: object, field: str = "timeout") -> float | None:
+    """A ``timeout=`` argument validated as config durations are, or a :class:`ConfigError`
+    naming ``field``; ``None`` stays ``None`` (the config's default applies)."""
+    try:
+        checked: float | None = _check_seconds(value)
+    except ValueError as exc:
+        shown = shown_value(value) if isinstance(value, int | float | str | bool) else type(value).__name__
+        raise ConfigError(f"{field}: {exc} (got {shown})") from None
+    return checked
 
 
 class _Model(BaseModel):
@@ -98,8 +165,8 @@ class PoolConfig(_Model):
 
     size: PositiveInt = 5
     max_overflow: Annotated[int, Field(ge=0)] = 10
-    timeout: PositiveFloat = 30.0
-    recycle: PositiveFloat | None = None
+    timeout: Seconds = 30.0
+    recycle: Seconds | None = None
     pre_ping: bool | None = None
     """``None`` takes the engine's default (on for servers, off for embedded engines)."""
 
@@ -107,27 +174,37 @@ class PoolConfig(_Model):
 class TimeoutConfig(_Model):
     """Default deadlines, in seconds. ``query=None`` means no deadline."""
 
-    query: PositiveFloat | None = None
-    connect: PositiveFloat = 10.0
+    query: Seconds | None = None
+    connect: Seconds = 10.0
 
 
 class ResourceLimits(_Model):
     """Resource limits; engines apply the ones they support, ``max_result_rows`` works everywhere."""
 
-    memory_limit: Size = None
-    threads: PositiveInt | None = None
+    memory_limit: ByteSize | None = None
+    """Bytes; a size such as ``2GB`` (decimal) or ``512MiB`` (binary), as ``pydantic.ByteSize``."""
+    threads: Annotated[int, Field(gt=0, le=MAX_THREADS)] | None = None
     temp_directory: Path | None = None
-    max_temp_directory_size: Size = None
+    max_temp_directory_size: ByteSize | None = None
     max_result_rows: PositiveInt | None = None
 
-    _sizes = field_validator("memory_limit", "max_temp_directory_size")(_check_size)
+    _sizes = field_validator("memory_limit", "max_temp_directory_size", mode="before")(_check_size)
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("expected a number of threads, not a boolean")
+        if isinstance(value, int) and value > MAX_THREADS:
+            raise ValueError(f"at most {MAX_THREADS} threads (this machine has {os.cpu_count()} cores)")
+        return value
 
 
 class HealthConfig(_Model):
     """When a working engine counts as degraded, and the optional background monitor."""
 
-    slow_ping_ms: PositiveFloat = 1000.0
-    monitor_interval: PositiveFloat | None = None
+    slow_ping_ms: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1000.0
+    monitor_interval: Seconds | None = None
 
 
 class ComputeConfig(_Model):
@@ -202,6 +279,14 @@ def parse_url(value: Any) -> URL:
 _SECRET_FIELDS = ("password", "url", "secret", "token", "credential")
 
 
+def shown_value(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters (a huge int's repr would even raise)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an integer of {len(format(value, 'x'))} hex digits"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def validation_message(error: ValidationError, title: str) -> str:
     """One readable line per invalid field, naming the field; secret inputs are never echoed."""
     lines = []
@@ -212,7 +297,7 @@ def validation_message(error: ValidationError, title: str) -> str:
         if not any(s in field.lower() for s in _SECRET_FIELDS) and item["type"] != "missing":
             value = item.get("input")
             if isinstance(value, str | int | float | bool) or value is None:
-                shown = f" (got {value!r})"
+                shown = f" (got {shown_value(value)})"
         lines.append(f"{field}: {message}{shown}")
     return f"{title}: " + "; ".join(lines)
 

@@ -20,6 +20,8 @@ __all__ = ["QueryHandle", "QueryState", "Watchdog", "watchdog"]
 
 log = logging.getLogger(__name__)
 
+_MAX_WAIT = 3600.0
+
 
 class QueryState(enum.Enum):
     RUNNING = "running"
@@ -114,9 +116,13 @@ class Watchdog:
                         heapq.heappop(self._heap)
                         continue
                     wait = self._heap[0][0] - time.monotonic() if self._heap else None
-                    self._wakeup.wait(wait)
+                    # a far deadline is waited for in steps: a single wait would overflow
+                    self._wakeup.wait(None if wait is None else min(wait, _MAX_WAIT))
                 _, _, handle = heapq.heappop(self._heap)
-            handle.expire()
+            try:
+                handle.expire()
+            except Exception:  # one failing cancel must not leave every other deadline unwatched
+                log.exception("watchdog: expiring query %s failed", handle.query_id)
 
 
 watchdog = Watchdog()

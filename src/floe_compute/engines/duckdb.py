@@ -23,7 +23,7 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.engine.interfaces import ReflectedPrimaryKeyConstraint
 from sqlalchemy.engine.reflection import ReflectionDefaults
 
-from floe_compute.config import ComputeConfig, parse_size
+from floe_compute.config import ComputeConfig, format_size, parse_size
 from floe_compute.engines import _duckdb_extensions as extensions
 from floe_compute.engines._duckdb_extensions import IcebergCatalog
 from floe_compute.errors import (
@@ -72,7 +72,7 @@ class DuckDBConfig(ComputeConfig):
         url = ComputeConfig._parse_url(data["url"])
         query = dict(url.query)
         if "read_only" in query:
-            data.setdefault("read_only", str(query.pop("read_only")).lower() in ("1", "true"))
+            data.setdefault("read_only", query.pop("read_only"))  # pydantic's true/false spellings
         if query:
             data["settings"] = {**query, **data.get("settings", {})}
         data.setdefault("database", url.database or MEMORY)
@@ -267,7 +267,7 @@ class DuckDBComputePlugin(ComputePlugin):
         message = str(exc).split("\n", 1)[0]
         if isinstance(exc, duckdb.OutOfMemoryException):
             limit = self.config.limits.memory_limit
-            named = f"limits.memory_limit={limit}" if limit else "the memory available to DuckDB"
+            named = f"limits.memory_limit={format_size(limit)}" if limit else "the memory available to DuckDB"
             return ResourceLimitError, f"exceeded {named}: {message}"
         if isinstance(exc, duckdb.InterruptException):
             # not our watchdog or cancel() (the core checks those first): Ctrl-C in this process
