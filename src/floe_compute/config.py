@@ -63,14 +63,21 @@ def parse_size(value: str | int) -> int:
     return int(_SIZES.validate_python(_size_input(value)))
 
 
+_SIZE_UNITS = (
+    ("TB", 1000**4),
+    ("TiB", 1024**4),
+    ("GB", 1000**3),
+    ("GiB", 1024**3),
+    ("MB", 1000**2),
+    ("MiB", 1024**2),
+    ("KB", 1000),
+    ("KiB", 1024),
+)
+
+
 def format_size(size: int) -> str:
     """A byte count as people write it: ``64MB``, ``512MiB``, else plain bytes ``123B``."""
-    for unit, factor in (("TB", 1000**4), ("TiB", 1024**4), ("GB", 1000**3), ("GiB", 1024**3)) + (
-        ("MB", 1000**2),
-        ("MiB", 1024**2),
-        ("KB", 1000),
-        ("KiB", 1024),
-    ):
+    for unit, factor in _SIZE_UNITS:
         if size >= factor and size % factor == 0:
             return f"{size // factor}{unit}"
     return f"{size}B"
