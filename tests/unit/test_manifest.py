@@ -29,7 +29,9 @@ def test_bad_utf8_names_the_file(tmp_path: Path) -> None:
 
 def test_default_as_a_list_names_the_key(tmp_path: Path) -> None:
     path = _manifest(tmp_path, "compute:\n  default: [local]\n" + GOOD_TARGET)
-    with pytest.raises(ConfigError, match=r"floe\.yaml: compute\.default: expected a target name, got a list"):
+    with pytest.raises(
+        ConfigError, match=r"floe\.yaml: compute\.default: expected a target name, got a list"
+    ):
         create_plugin(manifest=path)
 
 
@@ -42,7 +44,9 @@ def test_target_as_a_list_names_the_key(tmp_path: Path) -> None:
 def test_huge_size_names_the_file_target_and_field(tmp_path: Path) -> None:
     size = "9" * 400 + "GB"
     path = _manifest(
-        tmp_path, f"compute:\n  targets:\n    local: {{url: 'duckdb:///:memory:', limits: {{memory_limit: {size}}}}}\n"
+        tmp_path,
+        "compute:\n  targets:\n    local:\n      url: 'duckdb:///:memory:'\n"
+        f"      limits: {{memory_limit: {size}}}\n",
     )
     with pytest.raises(ConfigError) as caught:
         create_plugin("local", manifest=path)
@@ -58,7 +62,9 @@ def test_huge_size_names_the_file_target_and_field(tmp_path: Path) -> None:
 def test_alias_bomb_is_refused(tmp_path: Path, levels: int) -> None:
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, levels + 1)]
-    text = "\n".join(lines) + f"\ncompute:\n  default: local\n  timeouts: {{query: *a{levels}}}\n" + GOOD_TARGET
+    text = (
+        "\n".join(lines) + f"\ncompute:\n  default: local\n  timeouts: {{query: *a{levels}}}\n" + GOOD_TARGET
+    )
     with pytest.raises(ConfigError, match=r"floe\.yaml: its YAML aliases expand to more than"):
         create_plugin(manifest=_manifest(tmp_path, text))
 
