@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     PositiveInt,
     SecretStr,
+    SerializationInfo,
     TypeAdapter,
     ValidationError,
     field_serializer,
@@ -31,16 +32,18 @@ from pydantic import (
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from floe_compute.errors import ConfigError, redact
+from floe_compute.errors import ConfigError, is_secret_key, redact
 
 __all__ = [
     "MAX_SECONDS",
     "ComputeConfig",
+    "ErrorsConfig",
     "HealthConfig",
     "PoolConfig",
     "ResourceLimits",
     "TimeoutConfig",
     "check_timeout",
+    "display_url",
     "load_manifest",
     "parse_url",
     "validation_message",
@@ -214,26 +217,42 @@ class HealthConfig(_Model):
     monitor_interval: Seconds | None = None
 
 
+class ErrorsConfig(_Model):
+    """What the library's errors carry."""
+
+    keep_driver_cause: bool = True
+    """Keep the driver's exception as ``__cause__`` of a library error. Its message is the engine's
+    own and can quote a bound value (PostgreSQL: ``invalid input syntax for type integer: "..."``);
+    a service that ships tracebacks to an error tracker can switch it off. Secrets the config knows
+    are never chained either way."""
+
+
 class ComputeConfig(_Model):
     """What every plugin is configured with; engines subclass it to add their own fields."""
 
     url: URL
     password: SecretStr | None = None
     """Overrides the URL's password; lets a manifest read it from ``${ENV}``."""
+    url_secrets: dict[str, SecretStr] = {}
+    """The URL's secret query parameters (``?token=...``, ``?private_key_passphrase=...``), moved
+    out of :attr:`url` when it is parsed so that no repr, dump or log line shows them;
+    :meth:`sqlalchemy_url` puts them back for the driver."""
     name: str | None = None
     """The target's name: the pool name in metrics and the dbt target."""
     pool: PoolConfig = PoolConfig()
     timeouts: TimeoutConfig = TimeoutConfig()
     limits: ResourceLimits = ResourceLimits()
     health: HealthConfig = HealthConfig()
+    errors: ErrorsConfig = ErrorsConfig()
     settings: dict[str, str | int | float | bool] = {}
-    """Engine session settings, applied to every pooled connection."""
+    """Engine session settings, applied to every pooled connection. Values of secret-looking
+    names (``s3_secret_access_key``) are masked in reprs and JSON dumps."""
     telemetry: bool = True
 
     @model_validator(mode="before")
     @classmethod
-    def _password_out_of_url(cls, data: Any) -> Any:
-        """Keep the URL's password only as ``password`` (a SecretStr), so no dump can show it."""
+    def _secrets_out_of_url(cls, data: Any) -> Any:
+        """Keep the URL's password and secret query parameters only as SecretStr fields."""
         if not isinstance(data, dict) or data.get("url") is None:
             return data
         try:
@@ -241,9 +260,23 @@ class ComputeConfig(_Model):
         except ValueError:
             return data  # the field validator reports it
         data = dict(data)
+        query = dict(url.query)
+        found: dict[str, str] = {}
+        for key in [k for k in query if is_secret_key(k)]:
+            value = query.pop(key)
+            if not isinstance(value, str):
+                raise ValueError(f"url: the secret query parameter {key!r} is given more than once")
+            found[key] = value
         if url.password is not None:
             data.setdefault("password", str(url.password))
             url = url._replace(password=None)  # set() ignores None
+        if found:
+            url = url.set(query=query)
+        if "password" in found:
+            data.setdefault("password", found.pop("password"))
+        if found:
+            given = data.get("url_secrets")
+            data["url_secrets"] = {**found, **(given if isinstance(given, Mapping) else {})}
         data["url"] = url
         return data
 
@@ -254,18 +287,52 @@ class ComputeConfig(_Model):
 
     @field_serializer("url")
     def _dump_url(self, url: URL) -> str:
-        return url.render_as_string(hide_password=False)  # the password is never in it
+        return url.render_as_string(hide_password=False)  # the secrets are never in it
+
+    @field_serializer("settings")
+    def _dump_settings(self, settings: dict[str, Any], info: SerializationInfo) -> dict[str, Any]:
+        return _masked(settings) if info.mode_is_json() else settings
+
+    def __repr_args__(self) -> Any:
+        for key, value in super().__repr_args__():
+            yield (
+                key,
+                (display_url(value) if key == "url" else _masked(value) if key == "settings" else value),
+            )
 
     @property
     def secrets(self) -> tuple[str, ...]:
         """Every secret value in this config, for scrubbing text before it is shown."""
-        return (self.password.get_secret_value(),) if self.password else ()
+        found = [self.password.get_secret_value()] if self.password else []
+        found += [s.get_secret_value() for s in self.url_secrets.values()]
+        found += [str(v) for k, v in self.settings.items() if is_secret_key(k) and isinstance(v, str)]
+        return tuple(s for s in found if s)
 
     def sqlalchemy_url(self) -> URL:
-        """The URL with :attr:`password` applied."""
-        if self.password is None:
-            return self.url
-        return self.url.set(password=self.password.get_secret_value())
+        """The URL with :attr:`password` and :attr:`url_secrets` applied: for the driver only."""
+        url = self.url
+        if self.url_secrets:
+            url = url.update_query_dict({k: s.get_secret_value() for k, s in self.url_secrets.items()})
+        if self.password is not None:
+            url = url.set(password=self.password.get_secret_value())
+        return url
+
+
+def _masked(settings: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: "***" if is_secret_key(k) else v for k, v in settings.items()}
+
+
+def display_url(url: URL | str) -> str:
+    """A URL as it may be shown anywhere (reprs, metric labels, spans, logs, CLI output, errors):
+    no password, no secret query parameter, no credentials in a ``scheme://user:pw@`` string."""
+    if isinstance(url, str):
+        text = url
+        try:
+            url = make_url(text)
+        except Exception:
+            return redact(text)
+    shown = url.set(query={k: "***" if is_secret_key(k) else v for k, v in url.query.items()})
+    return redact(shown.render_as_string(hide_password=True))
 
 
 def parse_url(value: Any) -> URL:

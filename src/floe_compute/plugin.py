@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import PoolResetState, QueuePool
 from sqlalchemy.sql.elements import TextClause
 
-from floe_compute.config import ComputeConfig
+from floe_compute.config import ComputeConfig, display_url
 from floe_compute.errors import (
     ComputeError,
     ConfigError,
@@ -33,6 +33,7 @@ from floe_compute.errors import (
     QueryCancelledError,
     QueryError,
     QueryTimeoutError,
+    driver_cause,
     redact,
 )
 from floe_compute.health import HealthState, HealthStatus
@@ -114,7 +115,7 @@ class ComputePlugin(abc.ABC):
     @property
     def pool_name(self) -> str:
         """The pool's name in metrics and logs: the target name, else the URL without password."""
-        return self._config.name or self._config.url.render_as_string(hide_password=True)
+        return self._config.name or display_url(self._config.url)
 
     @property
     def engine(self) -> Engine:
@@ -167,7 +168,7 @@ class ComputePlugin(abc.ABC):
         except ComputeError:
             raise
         except Exception as exc:
-            raise self._connection_error(exc, "cannot create the engine") from exc
+            raise self._connection_error(exc, "cannot create the engine") from self._driver_cause(exc)
         tracker = PoolTracker(engine.pool, pool.size + pool.max_overflow)
         event.listen(engine, "do_connect", lambda *_: tracker.connect_started())
         event.listen(engine.pool, "connect", self._on_pool_connect)
@@ -178,7 +179,7 @@ class ComputePlugin(abc.ABC):
             engine.connect().close()
         except Exception as exc:
             self._dispose(engine)
-            raise self._connection_error(exc, "cannot connect") from exc
+            raise self._connection_error(exc, "cannot connect") from self._driver_cause(exc)
         tracker.start_counting()
         if self._config.health.monitor_interval:
             from floe_compute.health import HealthMonitor
@@ -324,7 +325,7 @@ class ComputePlugin(abc.ABC):
                 engine=self.name,
             ) from None
         except Exception as exc:
-            raise self._connection_error(exc, "cannot connect") from exc
+            raise self._connection_error(exc, "cannot connect") from self._driver_cause(exc)
         finally:
             tracker.wait_ended(time.perf_counter() - started, gave_up=gave_up)
 
@@ -382,12 +383,15 @@ class ComputePlugin(abc.ABC):
     def _scrub(self, message: str) -> str:
         return redact(message, self._config.secrets)
 
+    def _driver_cause(self, exc: BaseException | None) -> BaseException | None:
+        return driver_cause(exc, self._config.secrets, keep=self._config.errors.keep_driver_cause)
+
     def _connection_error(self, exc: BaseException, doing: str) -> ComputeError:
         if isinstance(exc, ComputeError):
             return exc
         orig: BaseException = (exc.orig or exc) if isinstance(exc, sa_exc.DBAPIError) else exc
         mapped = self.classify_error(orig) if isinstance(orig, Exception) else None
-        where = self._config.url.render_as_string(hide_password=True)
+        where = display_url(self._config.url)
         detail = mapped[1] if mapped else _driver_message(orig)
         cls = mapped[0] if mapped and issubclass(mapped[0], ConnectionFailedError) else None
         return (cls or ConnectionFailedError)(
@@ -429,7 +433,7 @@ class ComputePlugin(abc.ABC):
                 error = cls(self._scrub(f"{where} failed: {detail}"), **ids)
             else:
                 error = ConnectionFailedError(self._scrub(f"{where}: {detail}"), engine=self.name)
-        return _caused_by(error, orig)
+        return _caused_by(error, self._driver_cause(orig))
 
     # -- health and statistics --------------------------------------------------------------
 

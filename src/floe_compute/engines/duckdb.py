@@ -23,7 +23,7 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.engine.interfaces import ReflectedPrimaryKeyConstraint
 from sqlalchemy.engine.reflection import ReflectionDefaults
 
-from floe_compute.config import ComputeConfig, format_size, parse_size
+from floe_compute.config import ComputeConfig, display_url, format_size, parse_size
 from floe_compute.engines import _duckdb_extensions as extensions
 from floe_compute.engines._duckdb_extensions import IcebergCatalog
 from floe_compute.errors import (
@@ -237,17 +237,22 @@ class DuckDBComputePlugin(ComputePlugin):
             config.extension_path.mkdir(parents=True, exist_ok=True)
             extensions.install_and_load(root, config.all_extensions)
         for catalog in config.attach:
-            where = f"Iceberg catalog {catalog.name!r} at {catalog.endpoint}"
+            where = f"Iceberg catalog {catalog.name!r} at {display_url(catalog.endpoint)}"
+            failure: ConnectionFailedError | None = None
             try:
                 secret_sql = catalog.create_secret_sql()
                 if secret_sql is not None:
                     root.execute(secret_sql)
                 root.execute(catalog.attach_sql())
             except duckdb.Error as exc:
-                # the driver's error may quote the statement, and so the secret: chain a copy
-                raise ConnectionFailedError(
+                # the driver's error may quote the statement, and so the secret: chain a scrubbed
+                # copy, and raise outside this block so that the original is not the __context__
+                failure = ConnectionFailedError(
                     f"duckdb: cannot attach {where}: {self._scrub(_first_line(exc))}", engine=self.name
-                ) from _scrubbed(exc, self._scrub)
+                )
+                failure.__cause__ = self._driver_cause(_scrubbed(exc, self._scrub))
+            if failure is not None:
+                raise failure
             log.info("duckdb: attached %s", where)
 
     def on_dispose(self) -> None:
