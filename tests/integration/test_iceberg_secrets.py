@@ -55,7 +55,8 @@ def test_secret_with_a_nul_is_never_in_an_error_or_its_chain(
     caplog.set_level(logging.DEBUG)
     head, tail = "client-part-one", "client-part-two"
     userinfo_pw = "userinfo-pw-51d2"
-    catalog = {**lake, "endpoint": _stopped_endpoint(f"u:{userinfo_pw}"), "client_secret": f"{head}\x00{tail}"}
+    endpoint = _stopped_endpoint(f"u:{userinfo_pw}")
+    catalog = {**lake, "endpoint": endpoint, "client_secret": f"{head}\x00{tail}"}
     plugin = create_plugin(extension_directory=extension_dir, attach=[catalog])
     with pytest.raises(ConnectionFailedError) as caught:
         plugin.connect()
