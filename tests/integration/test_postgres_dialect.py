@@ -52,11 +52,13 @@ def test_queries_stream_through_a_server_side_cursor(
     [
         ("SELECT 1 AS a INTO t_new", "SELECT a FROM t_new"),
         (
-            "WITH x AS (SELECT '--' AS a), d AS (DELETE FROM t WHERE g = 1 RETURNING g) SELECT count(*) FROM d",
+            "WITH x AS (SELECT '--' AS a), d AS (DELETE FROM t WHERE g = 1 RETURNING g) "
+            "SELECT count(*) FROM d",
             "SELECT count(*) FROM t",
         ),
         (
-            "WITH x AS (SELECT '/*' AS a), d AS (DELETE FROM t WHERE g = 1 RETURNING g) SELECT count(*) FROM d",
+            "WITH x AS (SELECT '/*' AS a), d AS (DELETE FROM t WHERE g = 1 RETURNING g) "
+            "SELECT count(*) FROM d",
             "SELECT count(*) FROM t",
         ),
     ],
