@@ -6,40 +6,65 @@ created (or when one of its names below is first used).
 
 from typing import TYPE_CHECKING, Any
 
-from floe_compute.config import (
-    ComputeConfig,
-    HealthConfig,
-    PoolConfig,
-    ResourceLimits,
-    TimeoutConfig,
-)
-from floe_compute.errors import (
-    ComputeError,
-    ConfigError,
-    ConnectionFailedError,
-    PluginNotFoundError,
-    PoolExhaustedError,
-    QueryCancelledError,
-    QueryError,
-    QueryTimeoutError,
-    ResourceLimitError,
-)
-from floe_compute.health import HealthMonitor, HealthState, HealthStatus
-from floe_compute.plugin import ComputePlugin, QueryContext, RunningQuery
-from floe_compute.pool import PoolStats
-from floe_compute.registry import create_plugin, list_plugins
-from floe_compute.result import QueryResult
-
 if TYPE_CHECKING:
     from floe_compute.aio import AsyncQueryResult
+    from floe_compute.config import (
+        ComputeConfig,
+        HealthConfig,
+        PoolConfig,
+        ResourceLimits,
+        TimeoutConfig,
+    )
     from floe_compute.engines.duckdb import DuckDBComputePlugin, DuckDBConfig
+    from floe_compute.errors import (
+        ComputeError,
+        ConfigError,
+        ConnectionFailedError,
+        PluginNotFoundError,
+        PoolExhaustedError,
+        QueryCancelledError,
+        QueryError,
+        QueryTimeoutError,
+        ResourceLimitError,
+    )
+    from floe_compute.health import HealthMonitor, HealthState, HealthStatus
+    from floe_compute.plugin import ComputePlugin, QueryContext, RunningQuery
+    from floe_compute.pool import PoolStats
+    from floe_compute.registry import create_plugin, list_plugins
+    from floe_compute.result import QueryResult
 
 __version__ = "0.1.0"
 
+# Every name is imported on first use, so that ``import floe_compute`` (and the command line, which
+# handles a Ctrl-C during start-up) costs nothing until the library is used.
 _LAZY = {
     "AsyncQueryResult": "floe_compute.aio",
     "DuckDBComputePlugin": "floe_compute.engines.duckdb",
     "DuckDBConfig": "floe_compute.engines.duckdb",
+    **dict.fromkeys(
+        ("ComputeConfig", "HealthConfig", "PoolConfig", "ResourceLimits", "TimeoutConfig"),
+        "floe_compute.config",
+    ),
+    **dict.fromkeys(
+        (
+            "ComputeError",
+            "ConfigError",
+            "ConnectionFailedError",
+            "PluginNotFoundError",
+            "PoolExhaustedError",
+            "QueryCancelledError",
+            "QueryError",
+            "QueryTimeoutError",
+            "ResourceLimitError",
+        ),
+        "floe_compute.errors",
+    ),
+    **dict.fromkeys(("HealthMonitor", "HealthState", "HealthStatus"), "floe_compute.health"),
+    **dict.fromkeys(("ComputePlugin", "QueryContext", "RunningQuery"), "floe_compute.plugin"),
+    "PoolStats": "floe_compute.pool",
+    "create_plugin": "floe_compute.registry",
+    "list_plugins": "floe_compute.registry",
+    "QueryResult": "floe_compute.result",
 }
 
 
