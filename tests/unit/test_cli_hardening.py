@@ -29,7 +29,10 @@ def _one_line(stderr: str, fragment: str) -> None:
 
 
 def test_jsonl_writes_null_for_nan_and_infinity(capsys: pytest.CaptureFixture[str]) -> None:
-    sql = "SELECT 'nan'::DOUBLE AS n, 'inf'::DOUBLE AS i, '-inf'::DOUBLE AS m, [1.5, 'nan'::DOUBLE] AS l, 2.5::DOUBLE AS f"
+    sql = (
+        "SELECT 'nan'::DOUBLE AS n, 'inf'::DOUBLE AS i, '-inf'::DOUBLE AS m, "
+        "[1.5, 'nan'::DOUBLE] AS l, 2.5::DOUBLE AS f"
+    )
     assert main(["query", "duckdb:///:memory:", sql, "--format", "jsonl"]) == 0
     line = capsys.readouterr().out
     record = json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
