@@ -457,7 +457,10 @@ def _read_yaml(source: Path) -> Any:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError(f"manifest {source}: not valid UTF-8 (line {line}, byte {exc.start})") from None
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(f"manifest {source}: {_reader_problem(exc, text)}") from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -478,12 +481,19 @@ def _read_yaml(source: Path) -> Any:
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = exc.problem or exc.context or "invalid YAML"
         raise ConfigError(f"manifest {source} is not valid YAML: {problem}{where}") from None
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(f"manifest {source}: {_reader_problem(exc, text)}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"manifest {source} is not valid YAML: {type(exc).__name__}") from None
     except RecursionError:
         raise ConfigError(f"manifest {source}: nested too deeply") from None
     finally:
         loader.dispose()
+
+
+def _reader_problem(exc: yaml.reader.ReaderError, text: str) -> str:
+    line = text.count("\n", 0, max(exc.position, 0)) + 1
+    return f"character U+{exc.character:04X} is not allowed in YAML (line {line})"
 
 
 def _target_name(value: Any) -> str:

@@ -123,10 +123,10 @@ def create_plugin(
         fields = merge_overrides(load_manifest(manifest, url_or_target), overrides)
         try:
             return _build(_class_for_url(fields.get("url")), fields)
-        except PluginNotFoundError:
-            raise
         except ConfigError as exc:  # say which file and target the bad value came from
             where = f"manifest {manifest}: target {fields.get('name')!r}"
+            if isinstance(exc, PluginNotFoundError):
+                raise PluginNotFoundError(f"{where}: {exc}", available=exc.available) from None
             raise ConfigError(f"{where}: {exc}") from None
     elif url_or_target is None:
         fields = merge_overrides({"url": DEFAULT_URL}, overrides)
