@@ -42,11 +42,12 @@ from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TextIO
 
+# only the standard library and the (light) errors at start: --help and usage errors answer before
+# SQLAlchemy, pydantic or an engine is imported; the commands import what they use
+from floe_compute.errors import ComputeError, ConfigError, QueryTimeoutError
+
 if TYPE_CHECKING:
     from floe_compute.plugin import ComputePlugin
-
-# The library (SQLAlchemy, pydantic, pyarrow...) is imported inside main(), where a Ctrl-C during
-# start-up is one line and exit status 130 like any other, never an import traceback.
 
 __all__ = ["main"]
 
@@ -414,7 +415,6 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def _seconds(text: str) -> float:
     """Seconds as the library takes them: finite, positive, at most 30 days."""
     from floe_compute.config import check_timeout
-    from floe_compute.errors import ConfigError
 
     try:
         value = check_timeout(text, "--timeout")
@@ -647,8 +647,6 @@ def _run(args: argparse.Namespace, interrupts: _Interrupts) -> int:
 
 def _failure(exc: Exception) -> int:
     """Report a failure in one line (never a traceback) and return its exit status."""
-    from floe_compute.errors import ComputeError, ConfigError, QueryTimeoutError
-
     if isinstance(exc, BrokenPipeError):  # the reader went away (``| head``): nothing to report
         _silence_stdout()
         return EXIT_BROKEN_PIPE

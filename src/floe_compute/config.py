@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -506,6 +505,8 @@ def load_manifest(path: str | os.PathLike[str], target: str | None = None) -> di
     ``${VAR}`` references are read from the environment; a missing one is a :class:`ConfigError`.
     Every problem with the file is a :class:`ConfigError` naming the file and the key.
     """
+    import yaml  # only manifests need it
+
     source = Path(path)
     document = _read_yaml(source)
     compute = document.get("compute") if isinstance(document, dict) else None
