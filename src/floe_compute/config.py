@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -32,6 +32,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from floe_compute.errors import ConfigError, is_secret_key, redact
+
+if TYPE_CHECKING:
+    import yaml
 
 __all__ = [
     "MAX_SECONDS",
@@ -426,6 +429,8 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int], path: set[int]) -> in
         raise ConfigError("a YAML alias refers to its own anchor (a recursive structure)")
     path.add(key)
     size = 1
+    import yaml
+
     if isinstance(node, yaml.SequenceNode):
         for child in node.value:
             size += _expanded_size(child, sizes, path)
@@ -443,6 +448,8 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int], path: set[int]) -> in
 
 def _read_yaml(source: Path) -> Any:
     """The YAML document, refusing what would hang or exhaust memory, as a :class:`ConfigError`."""
+    import yaml  # only manifests need it
+
     try:
         with source.open("rb") as file:
             raw = file.read(MAX_MANIFEST_BYTES + 1)
@@ -505,8 +512,6 @@ def load_manifest(path: str | os.PathLike[str], target: str | None = None) -> di
     ``${VAR}`` references are read from the environment; a missing one is a :class:`ConfigError`.
     Every problem with the file is a :class:`ConfigError` naming the file and the key.
     """
-    import yaml  # only manifests need it
-
     source = Path(path)
     document = _read_yaml(source)
     compute = document.get("compute") if isinstance(document, dict) else None
