@@ -413,7 +413,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _seconds(text: str) -> float:
-    """Seconds as the library takes them: finite, positive, at most 30 days."""
+    """Seconds as the library takes them: finite, positive, at most 7 days."""
     from floe_compute.config import check_timeout
 
     try:

@@ -51,9 +51,9 @@ __all__ = [
     "validation_message",
 ]
 
-MAX_SECONDS = 30 * 24 * 3600.0
-"""The longest timeout, interval or recycle time accepted (30 days): anything longer is a mistake,
-and an infinite one would overflow the watchdog's and the monitor's waits."""
+MAX_SECONDS = 7 * 24 * 3600.0
+"""The longest timeout, interval or recycle time accepted (7 days, as ``execute(timeout=)``): longer
+is a mistake, and an infinite one would overflow the watchdog's and the monitor's waits."""
 MAX_THREADS = 1024
 """More threads than any engine here can use; DuckDB takes seconds to start 100,000."""
 MAX_SIZE = 2**63 - 1
@@ -137,12 +137,12 @@ def _check_seconds(value: Any) -> Any:
     if value <= 0:
         raise ValueError("must be greater than 0 seconds")
     if value > MAX_SECONDS:
-        raise ValueError(f"must be at most {MAX_SECONDS:g} seconds (30 days)")
+        raise ValueError(f"must be at most {MAX_SECONDS:g} seconds (7 days)")
     return float(value)
 
 
 Seconds = Annotated[float, BeforeValidator(_check_seconds)]
-"""A duration in seconds: finite, positive, at most 30 days."""
+"""A duration in seconds: finite, positive, at most 7 days."""
 
 
 def check_timeout(value: object, field: str = "timeout") -> float | None:
