@@ -27,7 +27,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import PoolResetState, QueuePool
 from sqlalchemy.sql.elements import TextClause
 
-from floe_compute.config import ComputeConfig
+from floe_compute.config import ComputeConfig, display_url
 from floe_compute.errors import (
     ComputeError,
     ConfigError,
@@ -36,6 +36,7 @@ from floe_compute.errors import (
     QueryCancelledError,
     QueryError,
     QueryTimeoutError,
+    driver_cause,
     redact,
 )
 from floe_compute.health import HealthState, HealthStatus
@@ -185,7 +186,7 @@ class ComputePlugin(abc.ABC):
     @property
     def pool_name(self) -> str:
         """The pool's name in metrics and logs: the target name, else the URL without password."""
-        return self._config.name or self._config.url.render_as_string(hide_password=True)
+        return self._config.name or display_url(self._config.url)
 
     @property
     def engine(self) -> Engine:
@@ -249,7 +250,7 @@ class ComputePlugin(abc.ABC):
         except ComputeError:
             raise
         except Exception as exc:
-            raise self._connection_error(exc, "cannot create the engine") from exc
+            raise self._connection_error(exc, "cannot create the engine") from self._driver_cause(exc)
         tracker = PoolTracker(engine.pool, pool.size + pool.max_overflow)
         event.listen(engine, "do_connect", lambda *_: tracker.connect_started())
         event.listen(engine.pool, "connect", self._on_pool_connect)
@@ -261,7 +262,7 @@ class ComputePlugin(abc.ABC):
             engine.connect().close()
         except Exception as exc:
             self._dispose(engine)
-            raise self._connection_error(exc, "cannot connect") from exc
+            raise self._connection_error(exc, "cannot connect") from self._driver_cause(exc)
         tracker.start_counting()
         if self._config.health.monitor_interval:
             from floe_compute.health import HealthMonitor
@@ -642,7 +643,7 @@ class ComputePlugin(abc.ABC):
         except _Stopped:
             raise
         except Exception as exc:
-            raise self._connection_error(exc, "cannot connect") from exc
+            raise self._connection_error(exc, "cannot connect") from self._driver_cause(exc)
         finally:
             _DeadlinePool._until.value = None
             tracker.wait_ended(time.perf_counter() - started, gave_up=gave_up)
@@ -719,12 +720,15 @@ class ComputePlugin(abc.ABC):
             message = _mask_values(message, context.bound_values)
         return message
 
+    def _driver_cause(self, exc: BaseException | None) -> BaseException | None:
+        return driver_cause(exc, self._config.secrets, keep=self._config.errors.keep_driver_cause)
+
     def _connection_error(self, exc: BaseException, doing: str) -> ComputeError:
         if isinstance(exc, ComputeError):
             return exc
         orig: BaseException = (exc.orig or exc) if isinstance(exc, sa_exc.DBAPIError) else exc
         mapped = self.classify_error(orig) if isinstance(orig, Exception) else None
-        where = self._config.url.render_as_string(hide_password=True)
+        where = display_url(self._config.url)
         detail = mapped[1] if mapped else _driver_message(orig)
         cls = mapped[0] if mapped and issubclass(mapped[0], ConnectionFailedError) else None
         return (cls or ConnectionFailedError)(
@@ -770,7 +774,7 @@ class ComputePlugin(abc.ABC):
                 error = ConnectionFailedError(self._scrub(f"{where}: {detail}", context), engine=self.name)
         if isinstance(error, QueryError):
             error.tags = dict(context.tags)
-        return _caused_by(error, orig)
+        return _caused_by(error, self._driver_cause(orig))
 
     # -- health and statistics --------------------------------------------------------------
 
