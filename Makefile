@@ -34,6 +34,7 @@ lint: env
 bench: env
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/postgres_load.py
+	$(PY) benchmarks/startup.py
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache
