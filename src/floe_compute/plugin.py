@@ -42,7 +42,7 @@ from floe_compute.errors import (
 from floe_compute.health import HealthState, HealthStatus
 from floe_compute.pool import PoolStats, PoolTracker
 from floe_compute.result import QueryResult
-from floe_compute.sql import operation_name, summarize
+from floe_compute.sql import bindable_text, operation_name, statement_count, summarize
 from floe_compute.telemetry import Telemetry
 from floe_compute.timeouts import QueryHandle, QueryState, watchdog
 
@@ -96,6 +96,9 @@ class QueryContext:
     cursor: Any = None
     """The DBAPI cursor of the statement, set just before the driver is called."""
     engine_state: dict[str, Any] = field(default_factory=dict)
+    sends_parameters: bool = True
+    """Whether the driver gets parameters with the statement (a ``%``-style driver then reads
+    ``%`` in the text as a placeholder), known when the statement is sent."""
     bound_values: tuple[str, ...] = ()
     """Text forms of the bound parameter values, masked in the library's messages."""
 
@@ -355,7 +358,7 @@ class ComputePlugin(abc.ABC):
         self._ensure_engine()
         context = self._new_query(sql, timeout, query_id, tags)
         size = self._batch_size(batch_size)
-        statement = text(sql) if isinstance(sql, str) else sql
+        statement = self._statement(sql, params, context)
         if params:
             context.bound_values = _bound_texts(params)
         self._register(context)
@@ -382,12 +385,32 @@ class ComputePlugin(abc.ABC):
             with self._telemetry.current(context):
                 self.begin_query(connection, context)
                 options = {"stream_results": True, "yield_per": size, **self.query_options(context)}
-                cursor = connection.execution_options(**options, floe_query=context).execute(
-                    statement, params or {}
-                )
+                connection = connection.execution_options(**options, floe_query=context)
+                if isinstance(statement, str):  # no parameters: the SQL runs exactly as written
+                    cursor = connection.execution_options(no_parameters=True).exec_driver_sql(statement)
+                else:
+                    cursor = connection.execute(statement, params or {})
         except BaseException as exc:
             raise self._failed(context, connection, exc, 0)  # noqa: B904 - chained by _failed
         return QueryResult(self, context, connection, cursor, size)
+
+    def _statement(
+        self, sql: str | Executable, params: Params | None, context: QueryContext
+    ) -> str | Executable:
+        """What to run: a string without parameters as written; with parameters through ``text()``,
+        binding only its real ``:name`` placeholders (not a colon inside a literal or a comment)."""
+        if not isinstance(sql, str):
+            return sql
+        if not self.runs_scripts and (count := statement_count(sql, self.db_system)) > 1:
+            raise QueryError(
+                f"{self.name}: query {context.query_id} ({context.summary}): the string holds "
+                f"{count} statements; run them one at a time ({self.name} runs one statement per "
+                "execute())",
+                engine=self.name,
+                query_id=context.query_id,
+                statement=context.summary,
+            )
+        return text(bindable_text(sql, self.db_system)) if params else sql
 
     def _new_query(
         self,
@@ -414,8 +437,8 @@ class ComputePlugin(abc.ABC):
         sql_text = sql if isinstance(sql, str) else str(sql)
         context = QueryContext(
             query_id=query_id or f"q-{uuid.uuid4().hex[:16]}",
-            summary=summarize(sql_text),
-            operation=operation_name(sql_text),
+            summary=summarize(sql_text, self.db_system),
+            operation=operation_name(sql_text, self.db_system),
             timeout=timeout,
             max_rows=self._config.limits.max_result_rows,
             tags=_check_tags(tags),
@@ -531,6 +554,7 @@ class ComputePlugin(abc.ABC):
         if query is None or query.connection is not conn:
             return statement, parameters
         query.cursor = cursor
+        query.sends_parameters = bool(parameters) or not context.no_parameters  # type: ignore[union-attr]
         if query.handle.stopped:
             raise _Stopped  # stopped before it reached the engine: it must not start
         return self.annotate_statement(statement, query), parameters
@@ -862,6 +886,10 @@ class ComputePlugin(abc.ABC):
 
     def setup_connection(self, dbapi_connection: Any) -> None:  # noqa: B027
         """Prepare a newly opened DBAPI connection: session settings, extensions, catalogs."""
+
+    runs_scripts: ClassVar[bool] = False
+    """Whether one ``execute()`` may run several statements (the last one's rows come back);
+    otherwise such a string is refused before it reaches the engine."""
 
     survives_disconnect_reason: ClassVar[str | None] = None
     """Why the data is gone after :meth:`disconnect` (an in-memory database), or None when a

@@ -257,6 +257,7 @@ def split_statements(sql: str, dialect: str | None = None) -> list[str]:
     return pieces
 
 
+@functools.lru_cache(maxsize=512)
 def _semicolons(sql: str, dialect: str | None) -> list[int]:
     """Offsets of the semicolons that end statements: from sqlglot's tokenizer, else the lexer."""
     if len(sql) <= MAX_PARSED:

@@ -217,9 +217,10 @@ class PostgresComputePlugin(ComputePlugin):
         show them next to the statement."""
         if not context.tags:
             return statement
-        # psycopg reads %-placeholders in every statement sent with parameters (SQLAlchemy always
-        # sends them): the comment's URL-encoding must not look like one
-        return f"{statement} {sqlcommenter(context.tags).replace('%', '%%')}"
+        comment = sqlcommenter(context.tags)
+        # psycopg reads %-placeholders in a statement sent with parameters: the comment's
+        # URL-encoding must not look like one
+        return f"{statement} {comment.replace('%', '%%') if context.sends_parameters else comment}"
 
     def cancel(self, context: QueryContext) -> None:
         dbapi_connection = context.dbapi_connection
