@@ -772,9 +772,11 @@ class ComputePlugin(abc.ABC):
         if state is QueryState.TIMED_OUT or (mapped and issubclass(mapped[0], QueryTimeoutError)):
             elapsed = context.handle.elapsed
             limit = "the engine's statement timeout" if context.timeout is None else f"{context.timeout:g}s"
-            error = QueryTimeoutError(
-                f"{where} timed out after {elapsed:.3f}s (timeout {limit}){_how(exc, context)}", **ids
-            )
+            if state is QueryState.TIMED_OUT:
+                how = _how(exc, context)
+            else:  # the engine's statement timeout stopped it, before the watchdog did
+                how = " and was cancelled on the engine (by its own statement timeout)"
+            error = QueryTimeoutError(f"{where} timed out after {elapsed:.3f}s (timeout {limit}){how}", **ids)
             error.timeout = context.timeout or 0.0
             error.elapsed = elapsed
         elif state is QueryState.CANCELLED:
