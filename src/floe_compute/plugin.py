@@ -522,6 +522,12 @@ class ComputePlugin(abc.ABC):
         """The driver's own Arrow stream for an executed cursor, or None to build batches."""
         return None
 
+    def arrow_type(self, column: Any, dbapi_cursor: Any) -> pa.DataType | None:
+        """The Arrow type of one result column (an entry of ``dbapi_cursor.description``) for
+        batches built from rows, or None when the engine cannot tell (then the first batch's
+        values decide)."""
+        return None
+
     def classify_error(self, exc: Exception) -> tuple[type[ComputeError], str] | None:
         """Map a driver error to an error class and a message, or None for the default."""
         return None

@@ -10,18 +10,21 @@ whole streamed result).
 
 from __future__ import annotations
 
+import collections
 import math
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from pydantic import model_validator
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg, PGExecutionContext_psycopg
 from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine.cursor import BufferedRowCursorFetchStrategy
 from sqlalchemy.sql import expression
 
 from floe_compute.config import ComputeConfig
+from floe_compute.engines import _postgres_copy
 from floe_compute.errors import (
     ComputeError,
     ConnectionFailedError,
@@ -31,6 +34,9 @@ from floe_compute.errors import (
     ResourceLimitError,
 )
 from floe_compute.plugin import ComputePlugin
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["PostgresComputePlugin", "PostgresConfig"]
 
@@ -91,6 +97,15 @@ class _ExecutionContext(PGExecutionContext_psycopg):
             return True
         return returns_cursor(self.unicode_statement or "")
 
+    def post_exec(self) -> None:
+        super().post_exec()  # type: ignore[no-untyped-call]
+        if self._is_server_side:
+            # SQLAlchemy would FETCH a first row now, which starts the query; without it the
+            # declared query has only been planned, and arrow_reader() can still run it as a COPY
+            self.cursor_fetch_strategy = BufferedRowCursorFetchStrategy(
+                self.cursor, self.execution_options, initial_buffer=collections.deque()
+            )
+
 
 class FloePsycopgDialect(PGDialect_psycopg):
     """SQLAlchemy's psycopg dialect, streaming only the statements a server-side cursor can run.
@@ -101,6 +116,19 @@ class FloePsycopgDialect(PGDialect_psycopg):
 
     execution_ctx_cls = _ExecutionContext
     supports_statement_cache = True
+
+    def do_execute(self, cursor: Any, statement: Any, parameters: Any, context: Any = None) -> None:
+        if isinstance(cursor, _postgres_copy.CopySource):
+            cursor.floe_source = (statement, parameters)
+        super().do_execute(cursor, statement, parameters, context)  # type: ignore[no-untyped-call]
+
+    def do_rollback(self, dbapi_connection: Any) -> None:
+        _postgres_copy.stop(dbapi_connection)  # a result closed in the middle of its COPY
+        super().do_rollback(dbapi_connection)  # type: ignore[no-untyped-call]
+
+    def do_commit(self, dbapi_connection: Any) -> None:
+        _postgres_copy.stop(dbapi_connection)
+        super().do_commit(dbapi_connection)  # type: ignore[no-untyped-call]
 
 
 registry.register("postgresql.floe_psycopg", __name__, "FloePsycopgDialect")
@@ -162,6 +190,9 @@ class PostgresComputePlugin(ComputePlugin):
             args["options"] = " ".join(options)
         return {"connect_args": args}
 
+    def setup_connection(self, dbapi_connection: Any) -> None:
+        dbapi_connection.server_cursor_factory = _postgres_copy.CopySource
+
     def begin_query(self, connection: Connection, timeout: float | None) -> None:
         if timeout is not None:
             # SET takes no bind parameters (psycopg binds server-side); ms is an int we computed
@@ -174,6 +205,15 @@ class PostgresComputePlugin(ComputePlugin):
             cancel_safe(timeout=CANCEL_TIMEOUT_S)
         else:
             dbapi_connection.cancel()
+
+    def arrow_type(self, column: Any, dbapi_cursor: Any) -> pa.DataType | None:
+        return _arrow_type(column.type_code, column.precision, column.scale)
+
+    def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
+        description = dbapi_cursor.description or ()
+        types = [self.arrow_type(column, dbapi_cursor) for column in description]
+        names = [column.name for column in description]
+        return _postgres_copy.copy_reader(dbapi_cursor, batch_size, types, names)
 
     def classify_error(self, exc: Exception) -> tuple[type[ComputeError], str] | None:
         if not isinstance(exc, psycopg.Error):
@@ -225,3 +265,57 @@ class PostgresComputePlugin(ComputePlugin):
     def dbt_env(self) -> dict[str, str]:
         password = self.config.password
         return {self.config.dbt_password_env: password.get_secret_value()} if password else {}
+
+
+def _arrow_type(oid: int, precision: int | None, scale: int | None) -> pa.DataType | None:
+    """The Arrow type of a PostgreSQL type (by OID); arrays of a known element type are lists."""
+    import pyarrow as pa
+
+    if oid == _NUMERIC:
+        # unconstrained numeric has no fixed precision or scale: its exact text
+        if precision is None or precision > 76:
+            return pa.string()
+        return (pa.decimal128 if precision <= 38 else pa.decimal256)(precision, scale or 0)
+    if oid == _NUMERIC_ARRAY:
+        return pa.list_(pa.string())
+    if not _ARROW_TYPES:
+        _ARROW_TYPES.update(_arrow_types())
+    return _ARROW_TYPES.get(oid)
+
+
+_NUMERIC, _NUMERIC_ARRAY = 1700, 1231
+_ARROW_TYPES: dict[int, pa.DataType] = {}
+
+
+def _arrow_types() -> dict[int, pa.DataType]:
+    import pyarrow as pa
+
+    by_name = {
+        "bool": pa.bool_(),
+        "int2": pa.int16(),
+        "int4": pa.int32(),
+        "int8": pa.int64(),
+        "float4": pa.float32(),
+        "float8": pa.float64(),
+        "text": pa.string(),
+        "varchar": pa.string(),
+        "bpchar": pa.string(),
+        "name": pa.string(),
+        "json": pa.string(),
+        "jsonb": pa.string(),
+        "bytea": pa.binary(),
+        "date": pa.date32(),
+        "time": pa.time64("us"),
+        "timestamp": pa.timestamp("us"),
+        # instants; the values a session sees in its own TimeZone are the same instants
+        "timestamptz": pa.timestamp("us", tz="UTC"),
+        "interval": pa.month_day_nano_interval(),
+        "uuid": pa.uuid(),
+    }
+    types: dict[int, pa.DataType] = {18: pa.string()}  # "char"
+    for name, arrow in by_name.items():
+        info = psycopg.postgres.types.get(name)
+        assert info is not None
+        types[info.oid] = arrow
+        types[info.array_oid] = pa.list_(arrow)
+    return types
