@@ -12,6 +12,7 @@ which the caller sees as a :class:`~floe_compute.errors.QueryError` (its message
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -37,15 +38,18 @@ class ArrowConversionError(Exception):
 class RowBatchBuilder:
     """Turns lists of row tuples into record batches of one fixed schema.
 
-    Each column becomes one Arrow array in a single call into Arrow's C++ converter (the rows are
-    transposed with ``zip``, which walks them in C); nothing runs in Python per value except for
-    the few types Arrow cannot take as the driver gives them (UUIDs, JSON documents).
+    A batch of rows becomes one struct array in a single call into Arrow's C++ converter, whose
+    children are the columns: nothing runs in Python per value. Only types Arrow cannot take as
+    the driver gives them (UUIDs, JSON documents as objects) go column by column, with a Python
+    step per value for those columns.
     """
 
     def __init__(self, names: Sequence[str], types: Sequence[pa.DataType | None]) -> None:
         self.names = list(names)
         self._types = list(types)
         self._schema: pa.Schema | None = None
+        self._struct: pa.StructType | None = None
+        self._struct_ok = True
         if all(t is not None for t in self._types):
             self._schema = self._make_schema(self._types)
 
@@ -87,6 +91,18 @@ class RowBatchBuilder:
         import pyarrow as pa
 
         schema = self._schema if self._schema is not None else self.infer(rows)
+        if self._struct is None and self._struct_ok:
+            plain = not any(isinstance(field.type, pa.ExtensionType) for field in schema)
+            self._struct = pa.struct(list(schema)) if plain else None
+            self._struct_ok = plain
+        if self._struct is not None:
+            # the rows as they are, as one struct array: a single pass in C++, no transposing
+            try:
+                return pa.RecordBatch.from_struct_array(pa.array(rows, type=self._struct))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
+                # values Arrow does not take as they are (JSON documents for a text column), or a
+                # bad value: column by column, which converts the former and names the latter
+                self._struct, self._struct_ok = None, False
         columns = self._transpose(rows)
         arrays = [
             _convert(values, field.type, field.name) for values, field in zip(columns, schema, strict=True)
@@ -96,7 +112,7 @@ class RowBatchBuilder:
     def _transpose(self, rows: Sequence[Row]) -> list[Sequence[Any]]:
         if not rows:
             return [() for _ in self.names]
-        return list(zip(*rows, strict=True))
+        return [list(map(operator.itemgetter(i), rows)) for i in range(len(self.names))]
 
     def _make_schema(self, types: Sequence[pa.DataType | None]) -> pa.Schema:
         import pyarrow as pa

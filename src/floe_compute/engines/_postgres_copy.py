@@ -15,6 +15,7 @@ before the transaction ends, so the connection goes back to the pool clean.
 
 from __future__ import annotations
 
+import itertools
 import re
 import select
 import threading
@@ -64,7 +65,7 @@ def copy_reader(
     statement, params = source
     connection: psycopg.Connection[Any] = cursor.connection
     # client-side binding: COPY takes no bind parameters
-    query = psycopg.ClientCursor(connection).mogrify(statement, params or None)
+    query = psycopg.ClientCursor(connection).mogrify(statement, params)
     sql = f"{_SESSION}COPY (\n{query}\n) TO STDOUT (FORMAT csv, ENCODING 'UTF8')"
     cursor.close()  # CLOSE the declared portal: the COPY runs the query instead
     schema = pa.schema([pa.field(n, t) for n, t in zip(names, arrow_types, strict=True)])
@@ -104,7 +105,7 @@ def _batches(
         true_values=["t"],
         false_values=["f"],
     )
-    parse = pacsv.ParseOptions(newlines_in_values=True)
+    parse = pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False)  # NULL, one column
     stream = _CopyStream(connection)
     try:
         stream.start(sql)
@@ -168,21 +169,28 @@ class _CopyStream:
         raise error or psycopg.ProgrammingError("the COPY did not start")
 
     def read(self, max_rows: int) -> tuple[bytearray, int]:
-        """The CSV lines of up to ``max_rows`` rows (the server sends one message per row)."""
+        """The CSV lines of up to ``max_rows`` rows (the server sends one message per row).
+
+        The hot loop of the Arrow path: one libpq call and one copy per row.
+        """
         get = self._pgconn.get_copy_data
-        data = bytearray()
+        data = bytearray()  # each row's libpq buffer is copied and freed at once
         rows = 0
         with self._lock:
-            while rows < max_rows and self._running:
+            if not self._running:
+                return data, 0
+            for _ in itertools.repeat(None, max_rows):
                 size, line = get(1)
-                if size > 0:
-                    data += line
-                    rows += 1
-                elif size == 0:
-                    self._wait()
-                    self._pgconn.consume_input()
-                else:
-                    self._end(size)
+                if size <= 0:
+                    while size == 0:
+                        self._wait()
+                        self._pgconn.consume_input()
+                        size, line = get(1)
+                    if size < 0:
+                        self._end(size)
+                        break
+                data += line
+                rows += 1
         return data, rows
 
     def _end(self, size: int) -> None:

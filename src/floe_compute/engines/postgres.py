@@ -102,9 +102,26 @@ class _ExecutionContext(PGExecutionContext_psycopg):
         if self._is_server_side:
             # SQLAlchemy would FETCH a first row now, which starts the query; without it the
             # declared query has only been planned, and arrow_reader() can still run it as a COPY
-            self.cursor_fetch_strategy = BufferedRowCursorFetchStrategy(
-                self.cursor, self.execution_options, initial_buffer=collections.deque()
-            )
+            self.cursor_fetch_strategy = _FetchStrategy(self.cursor, self.execution_options)
+
+
+class _FetchStrategy(BufferedRowCursorFetchStrategy):
+    """Nothing fetched at execute(); ``fetchmany(n)`` hands over the driver's own list."""
+
+    def __init__(self, dbapi_cursor: Any, execution_options: Any) -> None:
+        super().__init__(dbapi_cursor, execution_options, initial_buffer=collections.deque())
+
+    def fetchmany(self, result: Any, dbapi_cursor: Any, size: int | None = None) -> Any:
+        if size is None or self._rowbuffer:
+            return super().fetchmany(result, dbapi_cursor, size)
+        try:
+            rows = dbapi_cursor.fetchmany(size)
+        except BaseException as exc:
+            self.handle_exception(result, dbapi_cursor, exc)
+            raise  # handle_exception raises; this only tells type checkers
+        if not rows:
+            result._soft_close()
+        return rows
 
 
 class FloePsycopgDialect(PGDialect_psycopg):
