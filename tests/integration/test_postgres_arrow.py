@@ -151,7 +151,10 @@ def test_empty_string_and_null_stay_apart(plugin: ComputePlugin) -> None:
 
 
 def test_value_that_does_not_convert_names_the_column(plugin: ComputePlugin) -> None:
-    sql = "SELECT g AS ok, CASE WHEN g = 3 THEN 'NaN'::numeric ELSE g END::numeric(10, 2) AS amount FROM generate_series(1, 5) g"
+    sql = (
+        "SELECT g AS ok, CASE WHEN g = 3 THEN 'NaN'::numeric ELSE g END::numeric(10, 2) AS amount "
+        "FROM generate_series(1, 5) g"
+    )
     with (
         plugin.execute(sql) as result,
         pytest.raises(QueryError, match=r"column 'amount'.*decimal128\(10, 2\)") as caught,
@@ -215,11 +218,13 @@ def _server_queries(pg_url: str, state: str = "active") -> list[str]:
 
 def test_copy_runs_on_the_pooled_connection(copy_plugin: ComputePlugin, pg_url: str) -> None:
     before = copy_plugin.pool_stats()
-    with copy_plugin.execute("SELECT g FROM generate_series(1, 50000) g") as result:
+    sql = "SELECT g FROM generate_series(1, 50000) g"
+    with copy_plugin.execute(sql, tags={"job": "nightly"}) as result:
         reader = result.arrow_batches(10_000)
         next(iter(reader))
         assert copy_plugin.pool_stats().in_use == 1
-        assert any("COPY (" in q for q in _server_queries(pg_url, "%"))
+        # the tags' sqlcommenter comment goes with the statement into the COPY
+        assert any("COPY (" in q and "job='nightly'" in q for q in _server_queries(pg_url, "%"))
         assert sum(b.num_rows for b in reader) == 40_000
     after = copy_plugin.pool_stats()
     assert after.in_use == 0
@@ -260,10 +265,10 @@ def test_max_result_rows_holds(pg_url: str) -> None:
     with create_plugin(
         pg_url, pool={"size": 1, "max_overflow": 0}, limits={"max_result_rows": 25_000}
     ) as compute:
-        with pytest.raises(ResourceLimitError, match="max_result_rows=25000"):  # noqa: PT012
-            with compute.execute("SELECT g FROM generate_series(1, 1000000) g") as result:
-                for _ in result.arrow_batches(10_000):
-                    pass
+        sql = "SELECT g FROM generate_series(1, 1000000) g"
+        with pytest.raises(ResourceLimitError, match="max_result_rows=25000"), compute.execute(sql) as result:
+            for _ in result.arrow_batches(10_000):
+                pass
         assert compute.pool_stats().invalidations == 0
         with compute.execute("SELECT g FROM generate_series(1, 20000) g") as result:
             assert result.to_arrow().num_rows == 20_000

@@ -13,9 +13,12 @@ from __future__ import annotations
 import collections
 import math
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import psycopg
+from psycopg import sql
 from pydantic import model_validator
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg, PGExecutionContext_psycopg
@@ -33,7 +36,7 @@ from floe_compute.errors import (
     QueryTimeoutError,
     ResourceLimitError,
 )
-from floe_compute.plugin import ComputePlugin
+from floe_compute.plugin import ComputePlugin, QueryContext
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -82,8 +85,47 @@ class PostgresConfig(ComputeConfig):
         return self
 
 
+class _CommentedServerCursor(_postgres_copy.CopySource):
+    """A server-side cursor whose ``FETCH`` statements carry the query's sqlcommenter comment.
+
+    A streamed query runs while its ``FETCH`` runs, and that is the statement ``pg_stat_activity``
+    shows then; the comment on the ``DECLARE`` alone would be invisible while the query works.
+    """
+
+    comment = ""
+
+    def _fetch_gen(self, num: int | None) -> Any:
+        # psycopg's own _fetch_gen (3.2-3.3), with the comment appended to the FETCH
+        if self.closed:
+            raise psycopg.InterfaceError("the cursor is closed")
+        if not self._described:
+            yield from self._start_query()
+            yield from self._describe_gen()
+        query = sql.SQL("FETCH FORWARD {} FROM {} {}").format(
+            sql.SQL("ALL") if num is None else sql.Literal(num),
+            sql.Identifier(self._name),
+            sql.SQL(self.comment),
+        )
+        res = yield from self._conn._exec_command(query, result_format=self._format)
+        assert res is not None
+        self.pgresult = res
+        self._tx.set_pgresult(res, set_loaders=False)
+        return self._tx.load_rows(0, res.ntuples, self._make_row)
+
+
 class _ExecutionContext(PGExecutionContext_psycopg):
     """Streams only what ``DECLARE ... CURSOR`` accepts; other statements use a plain cursor."""
+
+    def create_server_side_cursor(self) -> Any:
+        query = self.execution_options.get("floe_query")
+        if query is None or not query.tags:
+            return super().create_server_side_cursor()  # type: ignore[no-untyped-call]
+        connection: psycopg.Connection[Any] = self._dbapi_connection.dbapi_connection  # type: ignore[assignment]
+        cursor = _CommentedServerCursor(
+            connection, f"c_floe_{id(self):x}", row_factory=connection.row_factory
+        )
+        cursor.comment = sqlcommenter(query.tags)
+        return cursor
 
     def create_cursor(self) -> Any:
         if self.execution_options.get("stream_results", False) and not self._declarable():
@@ -160,6 +202,12 @@ def returns_cursor(sql: str) -> bool:
     return match.group(1).upper() != "WITH" or not _DATA_MODIFYING.search(cleaned)
 
 
+def sqlcommenter(tags: Mapping[str, str]) -> str:
+    """``/*key='value',...*/`` in the sqlcommenter format: sorted keys, URL-encoded values."""
+    pairs = ",".join(f"{quote(k, safe='')}='{quote(v, safe='')}'" for k, v in sorted(tags.items()))
+    return f"/*{pairs}*/"
+
+
 def _option(name: str, value: str | int | float | bool) -> str:
     """One ``-c name=value`` for libpq's ``options`` (spaces and backslashes escaped)."""
     text = ("on" if value else "off") if isinstance(value, bool) else str(value)
@@ -210,13 +258,23 @@ class PostgresComputePlugin(ComputePlugin):
     def setup_connection(self, dbapi_connection: Any) -> None:
         dbapi_connection.server_cursor_factory = _postgres_copy.CopySource
 
-    def begin_query(self, connection: Connection, timeout: float | None) -> None:
-        if timeout is not None:
+    def begin_query(self, connection: Connection, context: QueryContext) -> None:
+        if context.timeout is not None:
             # SET takes no bind parameters (psycopg binds server-side); ms is an int we computed
-            ms = max(1, math.ceil(timeout * 1000))
+            ms = max(1, math.ceil(context.timeout * 1000))
             connection.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
 
-    def cancel(self, dbapi_connection: Any) -> None:
+    def annotate_statement(self, statement: str, context: QueryContext) -> str:
+        """The tags as a trailing sqlcommenter comment: ``pg_stat_activity`` and the server log
+        show them next to the statement."""
+        if not context.tags:
+            return statement
+        # psycopg reads %-placeholders in every statement sent with parameters (SQLAlchemy always
+        # sends them): the comment's URL-encoding must not look like one
+        return f"{statement} {sqlcommenter(context.tags).replace('%', '%%')}"
+
+    def cancel(self, context: QueryContext) -> None:
+        dbapi_connection = context.dbapi_connection
         cancel_safe = getattr(dbapi_connection, "cancel_safe", None)  # psycopg >= 3.2
         if cancel_safe is not None:
             cancel_safe(timeout=CANCEL_TIMEOUT_S)
