@@ -97,6 +97,9 @@ class QueryContext:
     engine_state: dict[str, Any] = field(default_factory=dict)
     bound_values: tuple[str, ...] = ()
     """Text forms of the bound parameter values, masked in the library's messages."""
+    arrow: bool = False
+    """The caller will read Arrow batches (``execute(..., arrow=True)``): an engine whose Arrow
+    path must be chosen before the statement runs (PostgreSQL's COPY) starts that path."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +345,7 @@ class ComputePlugin(abc.ABC):
         batch_size: int | None = None,
         query_id: str | None = None,
         tags: Mapping[str, str] | None = None,
+        arrow: bool = False,
     ) -> QueryResult:
         """Run one statement and return its lazy result.
 
@@ -349,10 +353,13 @@ class ComputePlugin(abc.ABC):
         connection, running and fetching. The statement runs in its own transaction, committed
         when the result is exhausted or closed, rolled back on failure. ``query_id`` names the query
         for :meth:`cancel_query` (default: a generated id); ``tags`` reach the engine where it has a
-        place for them, and the query's span.
+        place for them, and the query's span. ``arrow=True`` says the result will be read with
+        ``arrow_batches()``/``to_arrow()``, for engines whose fast Arrow path must start with the
+        statement (rows can still be read; on such engines they then come from the Arrow batches).
         """
         self._ensure_engine()
         context = self._new_query(sql, timeout, query_id, tags)
+        context.arrow = bool(arrow)
         size = self._batch_size(batch_size)
         statement = text(sql) if isinstance(sql, str) else sql
         if params:
@@ -545,6 +552,7 @@ class ComputePlugin(abc.ABC):
         batch_size: int | None = None,
         query_id: str | None = None,
         tags: Mapping[str, str] | None = None,
+        arrow: bool = False,
     ) -> AsyncExecution:
         """:meth:`execute` for asyncio: ``await`` it, or use it as ``async with``.
 
@@ -561,6 +569,7 @@ class ComputePlugin(abc.ABC):
             batch_size=batch_size,
             query_id=query_id or f"q-{uuid.uuid4().hex[:16]}",
             tags=tags,
+            arrow=arrow,
         )
 
     async def ahealth_check(self, timeout: float | None = None) -> HealthStatus:

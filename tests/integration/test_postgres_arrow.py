@@ -7,6 +7,7 @@ import datetime as dt
 import decimal
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +23,6 @@ from floe_compute import (
     ResourceLimitError,
     create_plugin,
 )
-from floe_compute.engines.postgres import PostgresComputePlugin
 
 pytest_plugins = ["postgres_fixtures"]
 pytestmark = pytest.mark.postgres
@@ -59,22 +59,16 @@ ROWS = 30
 BATCH = 10  # the NULLs-first column is NULL in the whole first batch
 
 
-class RowsOnlyPostgres(PostgresComputePlugin):
-    """The PostgreSQL plugin without its COPY fast path: batches built from rows."""
-
-    name = "postgresql-rows-only"
-
-    def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
-        return None
+@pytest.fixture
+def plugin(pg_url: str) -> Iterator[ComputePlugin]:
+    with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}) as compute:
+        yield compute
 
 
 @pytest.fixture(params=["copy", "rows"])
-def plugin(request: pytest.FixtureRequest, pg_url: str) -> Iterator[ComputePlugin]:
-    compute = create_plugin(pg_url, pool={"size": 1, "max_overflow": 0})
-    if request.param == "rows":
-        compute = RowsOnlyPostgres(compute.config)
-    with compute:
-        yield compute
+def arrow(request: pytest.FixtureRequest) -> bool:
+    """``execute(..., arrow=True)`` runs the query as a COPY; without it batches come from rows."""
+    return bool(request.param == "copy")
 
 
 def _select(pg_type: str, expression: str) -> str:
@@ -111,12 +105,12 @@ def _comparable(value: Any, arrow_type: pa.DataType) -> Any:
 
 @pytest.mark.parametrize(("pg_type", "expression", "arrow_type"), TYPES, ids=[t[0] for t in TYPES])
 def test_each_type_matches_the_rows(
-    plugin: ComputePlugin, pg_type: str, expression: str, arrow_type: pa.DataType
+    plugin: ComputePlugin, arrow: bool, pg_type: str, expression: str, arrow_type: pa.DataType
 ) -> None:
     sql = _select(pg_type, expression)
     with plugin.execute(sql) as result:
         rows = result.fetchall()
-    with plugin.execute(sql) as result:
+    with plugin.execute(sql, arrow=arrow) as result:
         reader = result.arrow_batches(BATCH)
         assert [field.type for field in reader.schema] == [arrow_type] * 3, pg_type
         batches = list(reader)
@@ -133,10 +127,10 @@ def test_each_type_matches_the_rows(
     assert plugin.pool_stats().in_use == 0
 
 
-def test_null_first_batch_keeps_the_type(plugin: ComputePlugin) -> None:
+def test_null_first_batch_keeps_the_type(plugin: ComputePlugin, arrow: bool) -> None:
     # the report's case: all NULL in the first batch of 100000, values after
     sql = "SELECT CASE WHEN g > 150000 THEN g END AS v FROM generate_series(1, 200000) g"
-    with plugin.execute(sql) as result:
+    with plugin.execute(sql, arrow=arrow) as result:
         table = result.arrow_batches(100_000).read_all()
     assert table.schema.field("v").type == pa.int32()
     assert table.num_rows == 200_000
@@ -144,19 +138,19 @@ def test_null_first_batch_keeps_the_type(plugin: ComputePlugin) -> None:
     assert table.column("v").to_pylist()[-1] == 200_000
 
 
-def test_empty_string_and_null_stay_apart(plugin: ComputePlugin) -> None:
+def test_empty_string_and_null_stay_apart(plugin: ComputePlugin, arrow: bool) -> None:
     sql = "SELECT * FROM (VALUES (''), (NULL), ('NULL'), ('\"'), ('a,b'), ('NaN')) AS t(s)"
-    with plugin.execute(sql) as result:
+    with plugin.execute(sql, arrow=arrow) as result:
         assert result.to_arrow().column("s").to_pylist() == ["", None, "NULL", '"', "a,b", "NaN"]
 
 
-def test_value_that_does_not_convert_names_the_column(plugin: ComputePlugin) -> None:
+def test_value_that_does_not_convert_names_the_column(plugin: ComputePlugin, arrow: bool) -> None:
     sql = (
         "SELECT g AS ok, CASE WHEN g = 3 THEN 'NaN'::numeric ELSE g END::numeric(10, 2) AS amount "
         "FROM generate_series(1, 5) g"
     )
     with (
-        plugin.execute(sql) as result,
+        plugin.execute(sql, arrow=arrow) as result,
         pytest.raises(QueryError, match=r"column 'amount'.*decimal128\(10, 2\)") as caught,
     ):
         result.to_arrow()
@@ -168,31 +162,31 @@ def test_value_that_does_not_convert_names_the_column(plugin: ComputePlugin) -> 
         assert again.fetchall() == [(1,)]
 
 
-def test_parameters_reach_the_query(plugin: ComputePlugin) -> None:
+def test_parameters_reach_the_query(plugin: ComputePlugin, arrow: bool) -> None:
     sql = "SELECT g + :offset AS n, :name || '%' AS label FROM generate_series(1, 3) g WHERE :name LIKE 'O%'"
-    with plugin.execute(sql, {"offset": 10, "name": "O'Brien"}) as result:
+    with plugin.execute(sql, {"offset": 10, "name": "O'Brien"}, arrow=arrow) as result:
         table = result.to_arrow()
     assert table.column("n").to_pylist() == [11, 12, 13]
     assert table.column("label").to_pylist() == ["O'Brien%"] * 3
 
 
-def test_duplicate_and_unnamed_columns(plugin: ComputePlugin) -> None:
-    with plugin.execute("SELECT 1 AS a, 'x' AS a, 2") as result:
+def test_duplicate_and_unnamed_columns(plugin: ComputePlugin, arrow: bool) -> None:
+    with plugin.execute("SELECT 1 AS a, 'x' AS a, 2", arrow=arrow) as result:
         table = result.to_arrow()
     assert table.column_names == ["a", "a", "?column?"]
     assert table.to_pylist() == [{"a": "x", "?column?": 2}]  # to_pylist keeps the last "a"
     assert table.column(0).to_pylist() == [1]
 
 
-def test_statements_that_are_not_queries_fall_back_to_rows(plugin: ComputePlugin) -> None:
-    with plugin.execute("CREATE TABLE t (id int, name text)") as result:
+def test_statements_that_are_not_queries_fall_back_to_rows(plugin: ComputePlugin, arrow: bool) -> None:
+    with plugin.execute("CREATE TABLE t (id int, name text)", arrow=arrow) as result:
         assert result.to_arrow().num_rows == 0
     sql = "INSERT INTO t SELECT g, 'n' || g FROM generate_series(1, 3) g RETURNING id, name"
-    with plugin.execute(sql) as result:
+    with plugin.execute(sql, arrow=arrow) as result:
         table = result.to_arrow()
     assert table.schema.field("id").type == pa.int32()
     assert table.column("name").to_pylist() == ["n1", "n2", "n3"]
-    with plugin.execute("SELECT count(*) FROM t") as result:
+    with plugin.execute("SELECT count(*) FROM t", arrow=arrow) as result:
         assert result.fetchall() == [(3,)]  # the insert was committed once
 
 
@@ -200,9 +194,8 @@ def test_statements_that_are_not_queries_fall_back_to_rows(plugin: ComputePlugin
 
 
 @pytest.fixture
-def copy_plugin(pg_url: str) -> Iterator[ComputePlugin]:
-    with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}) as compute:
-        yield compute
+def copy_plugin(plugin: ComputePlugin) -> ComputePlugin:
+    return plugin
 
 
 def _server_queries(pg_url: str, state: str = "active") -> list[str]:
@@ -219,7 +212,7 @@ def _server_queries(pg_url: str, state: str = "active") -> list[str]:
 def test_copy_runs_on_the_pooled_connection(copy_plugin: ComputePlugin, pg_url: str) -> None:
     before = copy_plugin.pool_stats()
     sql = "SELECT g FROM generate_series(1, 50000) g"
-    with copy_plugin.execute(sql, tags={"job": "nightly"}) as result:
+    with copy_plugin.execute(sql, tags={"job": "nightly"}, arrow=True) as result:
         reader = result.arrow_batches(10_000)
         next(iter(reader))
         assert copy_plugin.pool_stats().in_use == 1
@@ -235,7 +228,7 @@ def test_copy_runs_on_the_pooled_connection(copy_plugin: ComputePlugin, pg_url: 
 def test_deadline_stops_the_copy_on_the_server(copy_plugin: ComputePlugin, pg_url: str) -> None:
     endless = "SELECT generate_series(1, 10000000000) AS i"
     seen = 0
-    with pytest.raises(QueryTimeoutError), copy_plugin.execute(endless, timeout=1) as result:
+    with pytest.raises(QueryTimeoutError), copy_plugin.execute(endless, timeout=1, arrow=True) as result:
         for batch in result.arrow_batches(10_000):
             seen += batch.num_rows
     assert seen > 0
@@ -247,7 +240,7 @@ def test_deadline_stops_the_copy_on_the_server(copy_plugin: ComputePlugin, pg_ur
 
 
 def test_cancel_stops_the_copy(copy_plugin: ComputePlugin, pg_url: str) -> None:
-    result = copy_plugin.execute("SELECT generate_series(1, 10000000000) AS i")
+    result = copy_plugin.execute("SELECT generate_series(1, 10000000000) AS i", arrow=True)
     started = threading.Event()
     seen = 0
     with pytest.raises(QueryCancelledError):
@@ -266,17 +259,21 @@ def test_max_result_rows_holds(pg_url: str) -> None:
         pg_url, pool={"size": 1, "max_overflow": 0}, limits={"max_result_rows": 25_000}
     ) as compute:
         sql = "SELECT g FROM generate_series(1, 1000000) g"
-        with pytest.raises(ResourceLimitError, match="max_result_rows=25000"), compute.execute(sql) as result:
+        with (
+            pytest.raises(ResourceLimitError, match="max_result_rows=25000"),
+            compute.execute(sql, arrow=True) as result,
+        ):
             for _ in result.arrow_batches(10_000):
                 pass
         assert compute.pool_stats().invalidations == 0
-        with compute.execute("SELECT g FROM generate_series(1, 20000) g") as result:
+        with compute.execute("SELECT g FROM generate_series(1, 20000) g", arrow=True) as result:
             assert result.to_arrow().num_rows == 20_000
 
 
 def test_closing_in_the_middle_leaves_the_connection_clean(copy_plugin: ComputePlugin, pg_url: str) -> None:
     for _ in range(3):
-        with copy_plugin.execute("SELECT g, repeat('x', 100) FROM generate_series(1, 2000000) g") as result:
+        sql = "SELECT g, repeat('x', 100) FROM generate_series(1, 2000000) g"
+        with copy_plugin.execute(sql, arrow=True) as result:
             batches = iter(result.arrow_batches(1000))
             assert next(batches).num_rows == 1000
     stats = copy_plugin.pool_stats()
@@ -291,12 +288,49 @@ def test_closing_in_the_middle_leaves_the_connection_clean(copy_plugin: ComputeP
 def test_session_date_style_does_not_change_the_values(pg_url: str) -> None:
     with create_plugin(pg_url, settings={"DateStyle": "SQL, DMY", "extra_float_digits": 0}) as compute:
         sql = "SELECT date '2024-01-02' AS d, timestamp '2024-01-02 03:04:05' AS ts, 0.1::float8 AS f"
-        with compute.execute(sql) as result:
+        with compute.execute(sql, arrow=True) as result:
             row = result.to_arrow().to_pylist()[0]
     assert row == {"d": dt.date(2024, 1, 2), "ts": dt.datetime(2024, 1, 2, 3, 4, 5), "f": 0.1}
 
 
 def test_uuid_values_are_uuids(copy_plugin: ComputePlugin) -> None:
-    with copy_plugin.execute("SELECT 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid AS u") as result:
+    with copy_plugin.execute(
+        "SELECT 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid AS u", arrow=True
+    ) as result:
         value = result.to_arrow().column("u").to_pylist()[0]
     assert value == uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
+
+
+def test_rows_of_an_arrow_execute_come_from_the_copy(copy_plugin: ComputePlugin) -> None:
+    sql = "SELECT g, 'n' || g AS name, (g::numeric / 2)::numeric(6, 1) AS half FROM generate_series(1, 25) g"
+    with copy_plugin.execute(sql) as result:
+        expected = result.fetchall()
+    with copy_plugin.execute(sql, arrow=True) as result:
+        assert result.fetchone() == expected[0]
+        assert result.fetchmany(4) == expected[1:5]
+        assert list(result) == expected[5:]
+    assert copy_plugin.pool_stats().in_use == 0
+
+
+def test_cancel_query_stops_the_copy_on_the_server(copy_plugin: ComputePlugin, pg_url: str) -> None:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            copy_plugin.execute(
+                "SELECT 1 AS one FROM pg_sleep(30)", arrow=True, query_id="copying"
+            ).to_arrow()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not any("COPY (" in q for q in _server_queries(pg_url)):
+        assert time.monotonic() < deadline, "the COPY never ran"
+        time.sleep(0.02)
+    assert copy_plugin.cancel_query("copying") is True
+    thread.join(10)
+    assert [type(e) for e in errors] == [QueryCancelledError]
+    assert _server_queries(pg_url) == []
+    assert copy_plugin.pool_stats().in_use == 0

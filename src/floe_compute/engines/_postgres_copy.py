@@ -42,34 +42,61 @@ _SESSION = "SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL extra_float_digits = 1; 
 
 
 class CopySource(psycopg.ServerCursor):
-    """A server-side cursor that remembers its statement, so it can be re-run as a COPY."""
+    """A server-side cursor that can hand its query over to a COPY before it runs.
 
-    __slots__ = ("floe_source",)
+    ``execute(..., arrow=True)`` makes the dialect call :meth:`start_copy` right after the
+    ``DECLARE`` (which planned the query and described its columns, without running it): the
+    portal is closed and the same statement runs as a COPY. Rows asked of the cursor afterwards
+    come from the COPY's Arrow batches.
+    """
+
+    __slots__ = ("floe_copy", "floe_description", "floe_source")
 
     floe_source: tuple[str, Any] | None
+    """The statement and parameters as sent, recorded by the dialect's ``do_execute``."""
+
+    def start_copy(self, arrow_types: Sequence[pa.DataType | None], names: Sequence[str]) -> bool:
+        """Run the declared query as a COPY instead; False (nothing done) when the CSV parser
+        cannot read one of its columns' types."""
+        import pyarrow as pa
+
+        source = getattr(self, "floe_source", None)
+        if source is None or not names or not all(_csv_readable(t) for t in arrow_types):
+            return False
+        statement, params = source
+        # client-side binding: COPY takes no bind parameters
+        query = psycopg.ClientCursor(self.connection).mogrify(statement, params)
+        schema = pa.schema([pa.field(n, t) for n, t in zip(names, arrow_types, strict=True)])
+        self.floe_description = self.description
+        self.close()  # CLOSE the declared portal: the COPY runs the query instead
+        stream = _CopyStream(self.connection, schema)
+        self.floe_copy = stream
+        stream.start(f"{_SESSION}COPY (\n{query}\n) TO STDOUT (FORMAT csv, ENCODING 'UTF8')")
+        return True
+
+    @property
+    def description(self) -> Any:
+        copy: _CopyStream | None = getattr(self, "floe_copy", None)
+        return super().description if copy is None else self.floe_description
+
+    def fetchmany(self, size: int = 0) -> list[Any]:
+        copy: _CopyStream | None = getattr(self, "floe_copy", None)
+        if copy is None:
+            return super().fetchmany(size)
+        batch = copy.next_batch(size or self.arraysize)
+        if batch is None:
+            return []
+        return list(zip(*(column.to_pylist() for column in batch.columns), strict=True))
 
 
-def copy_reader(
-    cursor: Any, batch_size: int, arrow_types: Sequence[pa.DataType | None], names: Sequence[str]
-) -> pa.RecordBatchReader | None:
-    """An Arrow reader over the cursor's query run as a COPY, or None (rows then).
-
-    Only a declared cursor nothing was fetched from qualifies (the query has not started: DECLARE
-    only plans it), and only when every column has a type the CSV parser reads.
-    """
+def copy_reader(cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
+    """An Arrow reader over the cursor's COPY, if :meth:`CopySource.start_copy` started one."""
     import pyarrow as pa
 
-    source = getattr(cursor, "floe_source", None)
-    if source is None or cursor.rownumber != 0 or not all(_csv_readable(t) for t in arrow_types):
+    stream: _CopyStream | None = getattr(cursor, "floe_copy", None)
+    if stream is None:
         return None
-    statement, params = source
-    connection: psycopg.Connection[Any] = cursor.connection
-    # client-side binding: COPY takes no bind parameters
-    query = psycopg.ClientCursor(connection).mogrify(statement, params)
-    sql = f"{_SESSION}COPY (\n{query}\n) TO STDOUT (FORMAT csv, ENCODING 'UTF8')"
-    cursor.close()  # CLOSE the declared portal: the COPY runs the query instead
-    schema = pa.schema([pa.field(n, t) for n, t in zip(names, arrow_types, strict=True)])
-    return pa.RecordBatchReader.from_batches(schema, _batches(connection, sql, schema, batch_size))
+    return pa.RecordBatchReader.from_batches(stream.schema, _batches(stream, batch_size))
 
 
 def _csv_readable(arrow_type: pa.DataType | None) -> bool:
@@ -90,36 +117,10 @@ def _csv_readable(arrow_type: pa.DataType | None) -> bool:
     )
 
 
-def _batches(
-    connection: psycopg.Connection[Any], sql: str, schema: pa.Schema, batch_size: int
-) -> Iterator[pa.RecordBatch]:
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    positional = [f"c{i}" for i in range(len(schema))]
-    convert = pacsv.ConvertOptions(
-        column_types=dict(zip(positional, schema.types, strict=True)),
-        null_values=[""],
-        strings_can_be_null=True,
-        quoted_strings_can_be_null=False,
-        true_values=["t"],
-        false_values=["f"],
-    )
-    parse = pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False)  # NULL, one column
-    stream = _CopyStream(connection)
+def _batches(stream: _CopyStream, batch_size: int) -> Iterator[pa.RecordBatch]:
     try:
-        stream.start(sql)
-        while True:
-            data, rows = stream.read(batch_size)
-            if not rows:
-                return
-            read = pacsv.ReadOptions(column_names=positional, block_size=max(len(data) + 1, 1 << 20))
-            try:
-                table = pacsv.read_csv(pa.py_buffer(data), read, parse, convert)
-            except pa.ArrowInvalid as exc:
-                raise _conversion_error(exc, schema) from exc
-            columns = [column.combine_chunks() for column in table.columns]
-            yield pa.RecordBatch.from_arrays(columns, schema=schema)
+        while (batch := stream.next_batch(batch_size)) is not None:
+            yield batch
     finally:
         stream.close()
 
@@ -144,8 +145,22 @@ def stop(connection: Any) -> None:
 class _CopyStream:
     """One ``COPY ... TO STDOUT`` on a connection, driven through libpq's non-blocking calls."""
 
-    def __init__(self, connection: psycopg.Connection[Any]) -> None:
+    def __init__(self, connection: psycopg.Connection[Any], schema: pa.Schema) -> None:
+        import pyarrow.csv as pacsv
+
         self.connection = connection
+        self.schema = schema
+        self._names = [f"c{i}" for i in range(len(schema))]  # result columns may share a name
+        self._convert = pacsv.ConvertOptions(
+            column_types=dict(zip(self._names, schema.types, strict=True)),
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            true_values=["t"],
+            false_values=["f"],
+        )
+        # an empty line is a NULL when there is one column
+        self._parse = pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False)
         self._pgconn = connection.pgconn
         self._encoding = connection.info.encoding
         self._lock = threading.Lock()
@@ -167,6 +182,22 @@ class _CopyStream:
                 error = psycopg.errors.error_from_result(result, encoding=self._encoding)
         self._finished()
         raise error or psycopg.ProgrammingError("the COPY did not start")
+
+    def next_batch(self, max_rows: int) -> pa.RecordBatch | None:
+        """The next up to ``max_rows`` rows as a record batch; None at the end."""
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        data, rows = self.read(max_rows)
+        if not rows:
+            return None
+        read = pacsv.ReadOptions(column_names=self._names, block_size=max(len(data) + 1, 1 << 20))
+        try:
+            table = pacsv.read_csv(pa.py_buffer(data), read, self._parse, self._convert)
+        except pa.ArrowInvalid as exc:
+            raise _conversion_error(exc, self.schema) from exc
+        columns = [column.combine_chunks() for column in table.columns]
+        return pa.RecordBatch.from_arrays(columns, schema=self.schema)
 
     def read(self, max_rows: int) -> tuple[bytearray, int]:
         """The CSV lines of up to ``max_rows`` rows (the server sends one message per row).

@@ -141,14 +141,21 @@ class _ExecutionContext(PGExecutionContext_psycopg):
 
     def post_exec(self) -> None:
         super().post_exec()  # type: ignore[no-untyped-call]
-        if self._is_server_side:
-            # SQLAlchemy would FETCH a first row now, which starts the query; without it the
-            # declared query has only been planned, and arrow_reader() can still run it as a COPY
-            self.cursor_fetch_strategy = _FetchStrategy(self.cursor, self.execution_options)
+        query = self.execution_options.get("floe_query")
+        cursor = self.cursor
+        if not (self._is_server_side and query is not None and query.arrow):
+            return
+        if isinstance(cursor, _postgres_copy.CopySource):
+            columns = cursor.description or ()
+            types = [_arrow_type(c.type_code, c.precision, c.scale) for c in columns]
+            if cursor.start_copy(types, [c.name for c in columns]):
+                # SQLAlchemy would FETCH a first row from the declared portal, which is closed
+                self.cursor_fetch_strategy = _FetchStrategy(cursor, self.execution_options)
 
 
 class _FetchStrategy(BufferedRowCursorFetchStrategy):
-    """Nothing fetched at execute(); ``fetchmany(n)`` hands over the driver's own list."""
+    """Nothing fetched at execute() (the COPY is started); ``fetchmany(n)`` hands over the
+    cursor's own list."""
 
     def __init__(self, dbapi_cursor: Any, execution_options: Any) -> None:
         super().__init__(dbapi_cursor, execution_options, initial_buffer=collections.deque())
@@ -285,10 +292,7 @@ class PostgresComputePlugin(ComputePlugin):
         return _arrow_type(column.type_code, column.precision, column.scale)
 
     def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
-        description = dbapi_cursor.description or ()
-        types = [self.arrow_type(column, dbapi_cursor) for column in description]
-        names = [column.name for column in description]
-        return _postgres_copy.copy_reader(dbapi_cursor, batch_size, types, names)
+        return _postgres_copy.copy_reader(dbapi_cursor, batch_size)
 
     def classify_error(self, exc: Exception) -> tuple[type[ComputeError], str] | None:
         if not isinstance(exc, psycopg.Error):
