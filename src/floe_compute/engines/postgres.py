@@ -147,7 +147,7 @@ class _ExecutionContext(PGExecutionContext_psycopg):
             return
         if isinstance(cursor, _postgres_copy.CopySource):
             columns = cursor.description or ()
-            types = [_arrow_type(c.type_code, c.precision, c.scale) for c in columns]
+            types = [_postgres_copy.arrow_type(c.type_code, c.precision, c.scale) for c in columns]
             if cursor.start_copy(types, [c.name for c in columns]):
                 # SQLAlchemy would FETCH a first row from the declared portal, which is closed
                 self.cursor_fetch_strategy = _FetchStrategy(cursor, self.execution_options)
@@ -289,7 +289,7 @@ class PostgresComputePlugin(ComputePlugin):
             dbapi_connection.cancel()
 
     def arrow_type(self, column: Any, dbapi_cursor: Any) -> pa.DataType | None:
-        return _arrow_type(column.type_code, column.precision, column.scale)
+        return _postgres_copy.arrow_type(column.type_code, column.precision, column.scale)
 
     def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
         return _postgres_copy.copy_reader(dbapi_cursor, batch_size)
@@ -344,57 +344,3 @@ class PostgresComputePlugin(ComputePlugin):
     def dbt_env(self) -> dict[str, str]:
         password = self.config.password
         return {self.config.dbt_password_env: password.get_secret_value()} if password else {}
-
-
-def _arrow_type(oid: int, precision: int | None, scale: int | None) -> pa.DataType | None:
-    """The Arrow type of a PostgreSQL type (by OID); arrays of a known element type are lists."""
-    import pyarrow as pa
-
-    if oid == _NUMERIC:
-        # unconstrained numeric has no fixed precision or scale: its exact text
-        if precision is None or precision > 76:
-            return pa.string()
-        return (pa.decimal128 if precision <= 38 else pa.decimal256)(precision, scale or 0)
-    if oid == _NUMERIC_ARRAY:
-        return pa.list_(pa.string())
-    if not _ARROW_TYPES:
-        _ARROW_TYPES.update(_arrow_types())
-    return _ARROW_TYPES.get(oid)
-
-
-_NUMERIC, _NUMERIC_ARRAY = 1700, 1231
-_ARROW_TYPES: dict[int, pa.DataType] = {}
-
-
-def _arrow_types() -> dict[int, pa.DataType]:
-    import pyarrow as pa
-
-    by_name = {
-        "bool": pa.bool_(),
-        "int2": pa.int16(),
-        "int4": pa.int32(),
-        "int8": pa.int64(),
-        "float4": pa.float32(),
-        "float8": pa.float64(),
-        "text": pa.string(),
-        "varchar": pa.string(),
-        "bpchar": pa.string(),
-        "name": pa.string(),
-        "json": pa.string(),
-        "jsonb": pa.string(),
-        "bytea": pa.binary(),
-        "date": pa.date32(),
-        "time": pa.time64("us"),
-        "timestamp": pa.timestamp("us"),
-        # instants; the values a session sees in its own TimeZone are the same instants
-        "timestamptz": pa.timestamp("us", tz="UTC"),
-        "interval": pa.month_day_nano_interval(),
-        "uuid": pa.uuid(),
-    }
-    types: dict[int, pa.DataType] = {18: pa.string()}  # "char"
-    for name, arrow in by_name.items():
-        info = psycopg.postgres.types.get(name)
-        assert info is not None
-        types[info.oid] = arrow
-        types[info.array_oid] = pa.list_(arrow)
-    return types
