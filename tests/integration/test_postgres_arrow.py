@@ -3,6 +3,7 @@ the rows path giving the same batches as the rows themselves, and the core's pro
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import decimal
 import json
@@ -333,4 +334,17 @@ def test_cancel_query_stops_the_copy_on_the_server(copy_plugin: ComputePlugin, p
     thread.join(10)
     assert [type(e) for e in errors] == [QueryCancelledError]
     assert _server_queries(pg_url) == []
+    assert copy_plugin.pool_stats().in_use == 0
+
+
+def test_asyncio_arrow_execute_reads_the_copy(copy_plugin: ComputePlugin) -> None:
+    async def main() -> pa.Table:
+        sql = "SELECT g, 'n' || g AS name FROM generate_series(1, 30000) g"
+        async with copy_plugin.aexecute(sql, arrow=True) as result:
+            batches = [batch async for batch in result.arrow_batches(10_000)]
+        return pa.Table.from_batches(batches)
+
+    table = asyncio.run(main())
+    assert table.num_rows == 30_000
+    assert table.schema.types == [pa.int32(), pa.string()]
     assert copy_plugin.pool_stats().in_use == 0
