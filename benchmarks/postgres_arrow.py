@@ -201,9 +201,11 @@ def report(
     print(f"{'case':<20} {'rows':>11} {'wall s':>8} {'/ ADBC':>7} {'peak RSS MB':>12}  runs")
     for key, value in results.items():
         runs = ", ".join(f"{w:.2f}" for w in value["walls"])
+        same = value["rows_requested"] == adbc["rows_requested"]
+        ratio = f"{value['wall_s'] / adbc['wall_s']:6.2f}x" if same else f"{'-':>7}"
         print(
             f"{key:<20} {value['rows_requested']:>11,} {value['wall_s']:8.2f} "
-            f"{value['wall_s'] / adbc['wall_s']:6.2f}x {value['peak_rss_mb']:12.1f}  ({runs})"
+            f"{ratio} {value['peak_rss_mb']:12.1f}  ({runs})"
         )
     print("\ntargets:")
     for name, value, limit, passed, unit in checks:
