@@ -187,6 +187,11 @@ class FloePsycopgDialect(PGDialect_psycopg):
             cursor.floe_source = (statement, parameters)
         super().do_execute(cursor, statement, parameters, context)  # type: ignore[no-untyped-call]
 
+    def do_execute_no_params(self, cursor: Any, statement: Any, context: Any = None) -> None:
+        if isinstance(cursor, _postgres_copy.CopySource):
+            cursor.floe_source = (statement, None)
+        super().do_execute_no_params(cursor, statement, context)  # type: ignore[no-untyped-call]
+
     def do_rollback(self, dbapi_connection: Any) -> None:
         _postgres_copy.stop(dbapi_connection)  # a result closed in the middle of its COPY
         super().do_rollback(dbapi_connection)  # type: ignore[no-untyped-call]
