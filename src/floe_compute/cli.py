@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import dataclasses
 import json
 import logging
 import math
@@ -88,6 +86,8 @@ class _Writer:
 class _CsvWriter(_Writer):
     def __init__(self, out: TextIO, columns: list[str]) -> None:
         super().__init__(out, columns)
+        import csv
+
         self._csv = csv.writer(out, lineterminator="\n")
         if columns:
             self._csv.writerow(columns)
@@ -345,6 +345,8 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def _health_dict(status: Any) -> dict[str, Any]:
+    import dataclasses
+
     return {
         "status": str(status.status),
         "healthy": status.healthy,

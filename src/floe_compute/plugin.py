@@ -21,13 +21,13 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import Sequence, create_engine, event, select, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import PoolResetState, QueuePool
 from sqlalchemy.sql.elements import TextClause
 
-from floe_compute.config import ComputeConfig, display_url
+from floe_compute.config import ComputeConfig, check_timeout, display_url
 from floe_compute.errors import (
     ComputeError,
     ConfigError,
@@ -406,6 +406,8 @@ class ComputePlugin(abc.ABC):
     ) -> str | Executable:
         """What to run: a string without parameters as written; with parameters through ``text()``,
         binding only its real ``:name`` placeholders (not a colon inside a literal or a comment)."""
+        if isinstance(sql, Sequence):  # what SQLAlchemy executes as a scalar, as a query
+            return select(sql.next_value())
         if not isinstance(sql, str):
             return sql
         if not self.runs_scripts and (count := statement_count(sql, self.db_system)) > 1:
@@ -426,16 +428,9 @@ class ComputePlugin(abc.ABC):
         query_id: str | None,
         tags: Mapping[str, str] | None,
     ) -> QueryContext:
+        timeout = check_timeout(timeout)
         if timeout is None:
             timeout = self._config.timeouts.query
-        elif (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not 0 < timeout <= MAX_TIMEOUT_S
-        ):
-            raise ConfigError(
-                f"timeout must be a number of seconds > 0 and <= {MAX_TIMEOUT_S:g} (got {timeout!r})"
-            )
         if query_id is not None and not (isinstance(query_id, str) and _QUERY_ID.match(query_id)):
             raise ConfigError(
                 f"query_id {query_id!r} is not valid: expected 1-128 characters of letters, digits "
@@ -979,9 +974,6 @@ def _driver_message(exc: BaseException) -> str:
 
 DISCONNECT_GRACE_S = 1.0
 """How long ``disconnect()`` waits for cancelled queries to give their connections back."""
-
-MAX_TIMEOUT_S = 7 * 24 * 3600.0
-"""The longest per-query timeout accepted: a week."""
 
 
 def _check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:

@@ -222,10 +222,21 @@ def _sqlglot() -> Any:
     return sqlglot
 
 
+_NEEDS_PARSER = re.compile(r"\b(?:WITH|RETURNING)\b|;\s*\S", re.IGNORECASE)
+
+
+def _plain(sql: str, dialect: str | None) -> bool:
+    """One statement without ``WITH``, ``RETURNING`` or ``SELECT ... INTO``: the lexer classifies it
+    exactly, so sqlglot (a large import on a service's first query) is not needed."""
+    code = _code_only(sql, dialect)
+    return not _NEEDS_PARSER.search(code) and not _INTO.search(code)
+
+
 @functools.lru_cache(maxsize=512)
 def _parse(sql: str, dialect: str | None) -> tuple[exp.Expression, ...] | None:
-    """The statements of ``sql`` as sqlglot trees, or None when sqlglot cannot parse it."""
-    if len(sql) > MAX_PARSED or not sql.strip():
+    """The statements of ``sql`` as sqlglot trees, or None when the lexer answers (a plain
+    statement) or sqlglot cannot parse it."""
+    if len(sql) > MAX_PARSED or not sql.strip() or _plain(sql, dialect):
         return None
     sqlglot = _sqlglot()
     try:
@@ -260,7 +271,7 @@ def split_statements(sql: str, dialect: str | None = None) -> list[str]:
 @functools.lru_cache(maxsize=512)
 def _semicolons(sql: str, dialect: str | None) -> list[int]:
     """Offsets of the semicolons that end statements: from sqlglot's tokenizer, else the lexer."""
-    if len(sql) <= MAX_PARSED:
+    if len(sql) <= MAX_PARSED and not _plain(sql, dialect):
         sqlglot = _sqlglot()
         try:
             tokens = sqlglot.tokenize(sql, read=_dialect(dialect))
