@@ -35,6 +35,7 @@ bench: env
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/postgres_load.py
 	$(PY) benchmarks/startup.py
+	$(PY) benchmarks/postgres_arrow.py
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache
