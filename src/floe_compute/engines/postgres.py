@@ -10,10 +10,11 @@ whole streamed result).
 
 from __future__ import annotations
 
+import collections
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import psycopg
@@ -22,9 +23,11 @@ from pydantic import model_validator
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg, PGExecutionContext_psycopg
 from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine.cursor import BufferedRowCursorFetchStrategy
 from sqlalchemy.sql import expression
 
 from floe_compute.config import ComputeConfig
+from floe_compute.engines import _postgres_copy
 from floe_compute.errors import (
     ComputeError,
     ConnectionFailedError,
@@ -34,6 +37,10 @@ from floe_compute.errors import (
     ResourceLimitError,
 )
 from floe_compute.plugin import ComputePlugin, QueryContext
+from floe_compute.sql import declarable
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["PostgresComputePlugin", "PostgresConfig"]
 
@@ -42,10 +49,6 @@ CANCEL_TIMEOUT_S = 1.0
 connection cannot go back to the pool (and a late cancel cannot hit the next query on it)."""
 
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
-_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
-_STRINGS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
-_CURSOR_QUERY = re.compile(r"^[\s(]*(SELECT|VALUES|TABLE|WITH)\b", re.IGNORECASE)
-_DATA_MODIFYING = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 _UNSUPPORTED_LIMITS = {
     "memory_limit": "PostgreSQL has no per-query memory limit; set work_mem in settings",
     "temp_directory": "the temp directory is a server setting (temp_tablespaces)",
@@ -79,7 +82,7 @@ class PostgresConfig(ComputeConfig):
         return self
 
 
-class _CommentedServerCursor(psycopg.ServerCursor[Any]):
+class _CommentedServerCursor(_postgres_copy.CopySource):
     """A server-side cursor whose ``FETCH`` statements carry the query's sqlcommenter comment.
 
     A streamed query runs while its ``FETCH`` runs, and that is the statement ``pg_stat_activity``
@@ -131,7 +134,42 @@ class _ExecutionContext(PGExecutionContext_psycopg):
         compiled = self.compiled
         if compiled is not None and isinstance(compiled.statement, expression.Selectable):
             return True
-        return returns_cursor(self.unicode_statement or "")
+        # a default (a Sequence's next value) has no statement of its own: a plain cursor
+        statement = getattr(self, "unicode_statement", None)
+        return isinstance(statement, str) and returns_cursor(statement)
+
+    def post_exec(self) -> None:
+        super().post_exec()  # type: ignore[no-untyped-call]
+        query = self.execution_options.get("floe_query")
+        cursor = self.cursor
+        if not (self._is_server_side and query is not None and query.arrow):
+            return
+        if isinstance(cursor, _postgres_copy.CopySource):
+            columns = cursor.description or ()
+            types = [_postgres_copy.arrow_type(c.type_code, c.precision, c.scale) for c in columns]
+            if cursor.start_copy(types, [c.name for c in columns]):
+                # SQLAlchemy would FETCH a first row from the declared portal, which is closed
+                self.cursor_fetch_strategy = _FetchStrategy(cursor, self.execution_options)
+
+
+class _FetchStrategy(BufferedRowCursorFetchStrategy):
+    """Nothing fetched at execute() (the COPY is started); ``fetchmany(n)`` hands over the
+    cursor's own list."""
+
+    def __init__(self, dbapi_cursor: Any, execution_options: Any) -> None:
+        super().__init__(dbapi_cursor, execution_options, initial_buffer=collections.deque())
+
+    def fetchmany(self, result: Any, dbapi_cursor: Any, size: int | None = None) -> Any:
+        if size is None or self._rowbuffer:
+            return super().fetchmany(result, dbapi_cursor, size)
+        try:
+            rows = dbapi_cursor.fetchmany(size)
+        except BaseException as exc:
+            self.handle_exception(result, dbapi_cursor, exc)
+            raise  # handle_exception raises; this only tells type checkers
+        if not rows:
+            result._soft_close()
+        return rows
 
 
 class FloePsycopgDialect(PGDialect_psycopg):
@@ -144,17 +182,32 @@ class FloePsycopgDialect(PGDialect_psycopg):
     execution_ctx_cls = _ExecutionContext
     supports_statement_cache = True
 
+    def do_execute(self, cursor: Any, statement: Any, parameters: Any, context: Any = None) -> None:
+        if isinstance(cursor, _postgres_copy.CopySource):
+            cursor.floe_source = (statement, parameters)
+        super().do_execute(cursor, statement, parameters, context)  # type: ignore[no-untyped-call]
+
+    def do_execute_no_params(self, cursor: Any, statement: Any, context: Any = None) -> None:
+        if isinstance(cursor, _postgres_copy.CopySource):
+            cursor.floe_source = (statement, None)
+        super().do_execute_no_params(cursor, statement, context)  # type: ignore[no-untyped-call]
+
+    def do_rollback(self, dbapi_connection: Any) -> None:
+        _postgres_copy.stop(dbapi_connection)  # a result closed in the middle of its COPY
+        super().do_rollback(dbapi_connection)  # type: ignore[no-untyped-call]
+
+    def do_commit(self, dbapi_connection: Any) -> None:
+        _postgres_copy.stop(dbapi_connection)
+        super().do_commit(dbapi_connection)  # type: ignore[no-untyped-call]
+
 
 registry.register("postgresql.floe_psycopg", __name__, "FloePsycopgDialect")
 
 
 def returns_cursor(sql: str) -> bool:
-    """Whether ``DECLARE CURSOR FOR <sql>`` is valid: a query, with no data-modifying CTE."""
-    cleaned = _STRINGS.sub("''", _COMMENTS.sub(" ", sql))
-    match = _CURSOR_QUERY.match(cleaned)
-    if match is None:
-        return False
-    return match.group(1).upper() != "WITH" or not _DATA_MODIFYING.search(cleaned)
+    """Whether ``DECLARE CURSOR FOR <sql>`` is valid: one query, not ``SELECT ... INTO``, with no
+    data-modifying CTE (``FOR UPDATE`` and a column named ``update`` are fine)."""
+    return declarable(sql, "postgres")
 
 
 def sqlcommenter(tags: Mapping[str, str]) -> str:
@@ -210,6 +263,9 @@ class PostgresComputePlugin(ComputePlugin):
             args["options"] = " ".join(options)
         return {"connect_args": args}
 
+    def setup_connection(self, dbapi_connection: Any) -> None:
+        dbapi_connection.server_cursor_factory = _postgres_copy.CopySource
+
     def begin_query(self, connection: Connection, context: QueryContext) -> None:
         if context.timeout is not None:
             # SET takes no bind parameters (psycopg binds server-side); ms is an int we computed
@@ -221,9 +277,10 @@ class PostgresComputePlugin(ComputePlugin):
         show them next to the statement."""
         if not context.tags:
             return statement
-        # psycopg reads %-placeholders in every statement sent with parameters (SQLAlchemy always
-        # sends them): the comment's URL-encoding must not look like one
-        return f"{statement} {sqlcommenter(context.tags).replace('%', '%%')}"
+        comment = sqlcommenter(context.tags)
+        # psycopg reads %-placeholders in a statement sent with parameters: the comment's
+        # URL-encoding must not look like one
+        return f"{statement} {comment.replace('%', '%%') if context.sends_parameters else comment}"
 
     def cancel(self, context: QueryContext) -> None:
         dbapi_connection = context.dbapi_connection
@@ -232,6 +289,12 @@ class PostgresComputePlugin(ComputePlugin):
             cancel_safe(timeout=CANCEL_TIMEOUT_S)
         else:
             dbapi_connection.cancel()
+
+    def arrow_type(self, column: Any, dbapi_cursor: Any) -> pa.DataType | None:
+        return _postgres_copy.arrow_type(column.type_code, column.precision, column.scale)
+
+    def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
+        return _postgres_copy.copy_reader(dbapi_cursor, batch_size)
 
     def classify_error(self, exc: Exception) -> tuple[type[ComputeError], str] | None:
         if not isinstance(exc, psycopg.Error):
