@@ -191,6 +191,12 @@ class FloeSparkDialect(HiveDialect):  # type: ignore[misc]
         # Spark's SHOW TABLES has (namespace, tableName, isTemporary); PyHive takes column 0
         return self._names(connection, "SHOW TABLES", schema, views=False)
 
+    def has_table(self, connection: Any, table_name: str, schema: Any = None, **kw: Any) -> bool:
+        # PyHive runs DESCRIBE <name>, which Spark also answers for a query (DESCRIBE QUERY):
+        # pandas.read_sql("SELECT ...") would take the statement for a table
+        names = self._names(connection, "SHOW TABLES", schema, views=True)
+        return table_name.lower() in {name.lower() for name in names}
+
     def get_pk_constraint(
         self, connection: Any, table_name: str, schema: str | None = None, **kw: Any
     ) -> Any:
