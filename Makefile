@@ -4,7 +4,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: env demo test test-fast lint bench clean spark-env
+.PHONY: env demo test test-fast lint bench clean test-dialect spark-env
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -29,6 +29,7 @@ demo: env
 
 test: env spark-env
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(MAKE) test-dialect
 
 test-fast: env spark-env
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
@@ -41,7 +42,12 @@ lint: env
 bench: env spark-env
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/postgres_load.py
+	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/spark.py
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache
+
+# SQLAlchemy's dialect compliance suite for postgresql+floe_psycopg: its own pytest run and config
+test-dialect: env
+	$(PY) tests/dialect/run.py
