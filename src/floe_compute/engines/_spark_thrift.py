@@ -45,6 +45,12 @@ class SparkConnection(hive.Connection):  # type: ignore[misc]
         super().__init__(**kwargs)
         self.sent: dict[str, str | None] = {}
 
+    def close(self) -> None:
+        try:
+            super().close()
+        except LOST:  # the server is gone, and the session with it
+            self._transport.close()
+
     def cursor(self, *args: Any, **kwargs: Any) -> SparkCursor:
         return SparkCursor(self, *args, **kwargs)
 
