@@ -43,6 +43,7 @@ bench: env spark-env
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/postgres_load.py
 	$(PY) benchmarks/startup.py
+	$(PY) benchmarks/postgres_arrow.py
 	$(PY) benchmarks/spark.py
 
 clean:
