@@ -4,7 +4,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: env demo test test-fast lint bench clean spark-env test-dialect
+.PHONY: env demo test test-fast lint bench clean test-dialect spark-env
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -42,9 +42,9 @@ lint: env
 bench: env spark-env
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/postgres_load.py
-	$(PY) benchmarks/spark.py
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/postgres_arrow.py
+	$(PY) benchmarks/spark.py
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache

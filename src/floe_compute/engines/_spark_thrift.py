@@ -45,6 +45,12 @@ class SparkConnection(hive.Connection):  # type: ignore[misc]
         super().__init__(**kwargs)
         self.sent: dict[str, str | None] = {}
 
+    def close(self) -> None:
+        try:
+            super().close()
+        except LOST:  # the server is gone, and the session with it
+            self._transport.close()
+
     def cursor(self, *args: Any, **kwargs: Any) -> SparkCursor:
         return SparkCursor(self, *args, **kwargs)
 
@@ -190,6 +196,12 @@ class FloeSparkDialect(HiveDialect):  # type: ignore[misc]
     def get_table_names(self, connection: Any, schema: str | None = None, **kw: Any) -> list[str]:
         # Spark's SHOW TABLES has (namespace, tableName, isTemporary); PyHive takes column 0
         return self._names(connection, "SHOW TABLES", schema, views=False)
+
+    def has_table(self, connection: Any, table_name: str, schema: Any = None, **kw: Any) -> bool:
+        # PyHive runs DESCRIBE <name>, which Spark also answers for a query (DESCRIBE QUERY):
+        # pandas.read_sql("SELECT ...") would take the statement for a table
+        names = self._names(connection, "SHOW TABLES", schema, views=True)
+        return table_name.lower() in {name.lower() for name in names}
 
     def get_pk_constraint(
         self, connection: Any, table_name: str, schema: str | None = None, **kw: Any
