@@ -108,3 +108,10 @@ def test_dbt_profile_reads_the_token_from_the_environment() -> None:
     assert target["session_properties"] == {"ANSI_MODE": "true"}
     assert TOKEN not in str(plugin.dbt_profile())
     assert plugin.dbt_env() == {"DATABRICKS_TOKEN": TOKEN}
+
+
+def test_failing_requests_are_retried_only_for_the_connect_timeout() -> None:
+    """The connector retries a failing request for 900 s by default: a down endpoint would hang connect."""
+    assert (
+        create_plugin(URL, timeouts={"connect": 7}).connect_args()["_retry_stop_after_attempts_duration"] == 7
+    )

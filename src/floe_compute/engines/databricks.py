@@ -262,6 +262,9 @@ class DatabricksComputePlugin(ComputePlugin):
             "access_token": config.token.get_secret_value() if config.token else None,
             "enable_telemetry": config.enable_telemetry,
             "user_agent_entry": "floe-compute",
+            # a failing request is retried for this long (the connector's default is 900 s, which
+            # keeps a connect to a down endpoint hanging for 15 minutes)
+            "_retry_stop_after_attempts_duration": config.timeouts.connect,
         }
         if config.session_configuration:
             args["session_configuration"] = dict(config.session_configuration)

@@ -1,0 +1,75 @@
+"""The Databricks plugin through the real connector against the HTTP-mode Spark Thrift Server (with the
+test shim): SQLAlchemy tooling, Arrow types, large results, errors without the token."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+from databricks_fixtures import TOKEN, databricks_overrides
+
+from floe_compute import ComputePlugin, create_plugin
+from floe_compute.errors import ConnectionFailedError, QueryError
+
+pytest_plugins = ["databricks_fixtures"]
+pytestmark = [pytest.mark.databricks, pytest.mark.xdist_group("spark")]
+
+
+@pytest.fixture
+def plugin(databricks_server: Any, databricks_url: str) -> Any:
+    with create_plugin(databricks_url, **databricks_overrides(databricks_server)) as plugin:
+        yield plugin
+
+
+def test_core_insert_select_and_autoload(plugin: ComputePlugin) -> None:
+    plugin.execute("CREATE TABLE people (id INT, name STRING)").close()
+    people = sa.Table("people", sa.MetaData(), autoload_with=plugin.engine)
+    assert [c.name for c in people.columns] == ["id", "name"]
+    with plugin.engine.begin() as conn:
+        conn.execute(sa.insert(people).values([{"id": 1, "name": "ada"}, {"id": 2, "name": "grace"}]))
+    with plugin.execute(sa.select(people.c.name).where(people.c.id == 2)) as result:
+        assert result.fetchall() == [("grace",)]
+
+
+def test_arrow_keeps_the_declared_types(plugin: ComputePlugin) -> None:
+    sql = (
+        "SELECT CAST(1 AS INT) AS i, CAST(2.50 AS DECIMAL(10,2)) AS d, DATE'2024-02-29' AS day, "
+        "TIMESTAMP'2024-02-29 12:34:56.123456' AS ts, array(1, 2) AS arr"
+    )
+    table = plugin.execute(sql).to_arrow()
+    assert table.schema.types == [
+        pa.int32(), pa.decimal128(10, 2), pa.date32(), pa.timestamp("us"), pa.string()
+    ]  # fmt: skip
+    assert table.column("arr").to_pylist() == ["[1,2]"]
+
+
+def test_more_than_100k_rows_arrive(plugin: ComputePlugin) -> None:
+    with plugin.execute("SELECT id FROM range(150000)") as result:
+        assert sum(batch.num_rows for batch in result.arrow_batches(40_000)) == 150_000
+    with plugin.execute("SELECT id FROM range(150000)") as result:
+        assert len(result.fetchall()) == 150_000
+
+
+def test_server_error_has_its_message_and_never_the_token(plugin: ComputePlugin) -> None:
+    with pytest.raises(QueryError, match="TABLE_OR_VIEW_NOT_FOUND") as caught:
+        plugin.execute("SELECT * FROM no_such_table")
+    assert TOKEN not in str(caught.value) and "at org.apache" not in str(caught.value)
+
+
+def test_unreachable_endpoint_is_a_connection_error_without_the_token(databricks_url: str) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
+    plugin = create_plugin(
+        databricks_url,
+        connection_uri=f"http://127.0.0.1:{port}/cliservice",
+        socket_timeout=5,
+        timeouts={"connect": 5},
+    )
+    with pytest.raises(ConnectionFailedError) as caught:
+        plugin.connect()
+    assert TOKEN not in str(caught.value)
+    plugin.disconnect()
