@@ -136,6 +136,15 @@ class DatabricksConfig(ComputeConfig):
 
 
 _JAVA_PREFIX = re.compile(r"(?:[\w$]+\.)+[\w$]*(?:Exception|Error): ?|Error running query: ")
+_SQLSTATE = re.compile(r"SQLSTATE: ([0-9A-Z]{2})")
+_SQLSTATE_CLASSES = {  # SQL standard class names, so the message says what kind of error it is
+    "22": "data exception",
+    "23": "integrity constraint violation",
+    "0A": "feature not supported",
+    "42": "syntax error or access rule violation",
+    "53": "insufficient resources",
+    "54": "program limit exceeded",
+}
 _ERROR_CLASS = re.compile(r"\[[A-Z][A-Z0-9_.]*\] \S")
 
 
@@ -330,6 +339,9 @@ class DatabricksComputePlugin(ComputePlugin):
         if not isinstance(exc, db_exc.Error):
             return None
         message = server_message(str(exc)) or type(exc).__name__
+        sqlstate = _SQLSTATE.search(message)
+        if sqlstate and sqlstate.group(1) in _SQLSTATE_CLASSES:
+            message += f" ({_SQLSTATE_CLASSES[sqlstate.group(1)]})"
         for secret in self.config.secrets:
             message = message.replace(secret, "***")
         if isinstance(exc, db_exc.RequestError | db_exc.SessionAlreadyClosedError | db_exc.InterfaceError):
