@@ -209,9 +209,8 @@ _NOT_DEFAULTS = ("url", "password", "name")
 def manifest_schema() -> dict[str, Any]:
     """JSON Schema of a ``floe.yaml`` manifest, with a target shape for every installed engine."""
     classes = [e.config_class for e in engine_configs()]
-    models: list[tuple[type[BaseModel], Literal["validation"]]] = [
-        (cls, "validation") for cls in [ComputeConfig, *classes]
-    ]
+    every: list[type[BaseModel]] = [ComputeConfig, *classes]
+    models: list[tuple[type[BaseModel], Literal["validation"]]] = [(cls, "validation") for cls in every]
     keys, top = models_json_schema(
         models,
         ref_template="#/$defs/{model}",
