@@ -4,7 +4,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: env demo test test-fast lint bench clean
+.PHONY: env demo test test-fast lint bench clean docs
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -26,13 +26,17 @@ test-fast: env
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
 
 lint: env
-	$(VENV)/bin/ruff check src tests benchmarks fixtures examples
-	$(VENV)/bin/ruff format --check src tests benchmarks fixtures examples
+	$(VENV)/bin/ruff check src tests benchmarks fixtures examples docs
+	$(VENV)/bin/ruff format --check src tests benchmarks fixtures examples docs
 	$(VENV)/bin/mypy --strict src
 
 bench: env
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/postgres_load.py
 
+# the documentation site, into site/; --strict: a warning (a broken link, say) fails the build
+docs: env
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
 clean:
-	rm -rf $(VENV) .tools .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache site

@@ -4,7 +4,7 @@
   (``floe_compute.reference``, the same source as ``floe-compute config --schema``).
 * ``<!-- floe:cli-help -->``: the ``--help`` of every ``floe-compute`` command.
 * The Engines section of the navigation lists every ``docs/engines/*.md`` there is.
-* ``floe.schema.json`` (the manifest's JSON Schema) is written next to the site.
+* ``floe.schema.json`` (the manifest's JSON Schema) is a file of the site.
 """
 
 from __future__ import annotations
@@ -25,7 +25,14 @@ def _title(path: Path) -> str:
 
 def on_config(config: Any) -> Any:
     engines_dir = Path(config["docs_dir"]) / "engines"
-    pages = sorted(engines_dir.glob("*.md"), key=lambda p: (p.name not in ENGINES_FIRST, ENGINES_FIRST.index(p.name) if p.name in ENGINES_FIRST else 0, p.name))
+    pages = sorted(
+        engines_dir.glob("*.md"),
+        key=lambda p: (
+            p.name not in ENGINES_FIRST,
+            ENGINES_FIRST.index(p.name) if p.name in ENGINES_FIRST else 0,
+            p.name,
+        ),
+    )
     for item in config["nav"]:
         if isinstance(item, dict) and "Engines" in item:
             item["Engines"] = [{_title(p): f"engines/{p.name}"} for p in pages]
@@ -34,7 +41,9 @@ def on_config(config: Any) -> Any:
 
 def _cli_help() -> str:
     import argparse
+    import os
 
+    os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal: the same text on every machine
     from floe_compute.cli import build_parser
 
     parser = build_parser()
@@ -56,8 +65,10 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     return markdown
 
 
-def on_post_build(config: Any) -> None:
+def on_files(files: Any, config: Any) -> Any:
+    from mkdocs.structure.files import File
+
     from floe_compute.reference import manifest_schema
 
-    target = Path(config["site_dir"]) / "floe.schema.json"
-    target.write_text(json.dumps(manifest_schema(), indent=2) + "\n")
+    files.append(File.generated(config, "floe.schema.json", content=json.dumps(manifest_schema(), indent=2)))
+    return files

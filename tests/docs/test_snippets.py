@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 # the session fixtures a block may ask for, shared with the integration tests
-from iceberg_fixtures import client_secret, iceberg_table, rest_catalog  # noqa: F401
+from iceberg_fixtures import client_secret, extension_dir, iceberg_table, rest_catalog  # noqa: F401
 from postgres_fixtures import pg_server, pg_url  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,26 +128,33 @@ def _warehouse(request: pytest.FixtureRequest, cwd: Path) -> dict[str, str]:
     return {}
 
 
-def _iceberg(request: pytest.FixtureRequest, cwd: Path) -> dict[str, str]:
-    """``ICEBERG_METADATA``: a table's current ``*.metadata.json``; ``ICEBERG_FIRST_SNAPSHOT``."""
+def _extension_cache(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The default extension directory lives under ``XDG_CACHE_HOME``: one per xdist worker, so
+    two processes never install into one directory at once."""
     from iceberg_fixtures import require_extension_packages
 
     require_extension_packages()
+    return {"XDG_CACHE_HOME": str(request.getfixturevalue("extension_dir"))}
+
+
+def _iceberg(request: pytest.FixtureRequest, cwd: Path) -> dict[str, str]:
+    """``ICEBERG_METADATA``: the current ``*.metadata.json`` of a table (``id``, ``category``,
+    ``amount``, ``ts``; 3000 rows, then 2000 more); ``ICEBERG_FIRST_SNAPSHOT``: its first snapshot."""
     table = request.getfixturevalue("iceberg_table")
-    return {
+    return _extension_cache(request) | {
         "ICEBERG_METADATA": table.metadata_location,
         "ICEBERG_FIRST_SNAPSHOT": str(table.first_snapshot_id),
     }
 
 
 def _iceberg_rest(request: pytest.FixtureRequest, cwd: Path) -> dict[str, str]:
-    """``LAKE_ENDPOINT`` and ``LAKE_CLIENT_SECRET`` of a REST catalog (client id ``floe``) that
-    serves ``sales.orders``-like tables: namespace ``ns``, table ``events``."""
-    from iceberg_fixtures import require_extension_packages
-
-    require_extension_packages()
+    """``LAKE_ENDPOINT`` and ``LAKE_CLIENT_SECRET`` of an Iceberg REST catalog (OAuth2 client id
+    ``floe``, warehouse ``warehouse``) that serves the same table as ``ns.events``."""
     catalog = request.getfixturevalue("rest_catalog")
-    return {"LAKE_ENDPOINT": catalog.url, "LAKE_CLIENT_SECRET": request.getfixturevalue("client_secret")}
+    return _extension_cache(request) | {
+        "LAKE_ENDPOINT": catalog.url,
+        "LAKE_CLIENT_SECRET": request.getfixturevalue("client_secret"),
+    }
 
 
 def _metrics_port(request: pytest.FixtureRequest, cwd: Path) -> dict[str, str]:
