@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -289,12 +290,25 @@ def test_block_runs_as_written(block: Block, request: pytest.FixtureRequest, tmp
         script = cwd.parent / "snippet.sh"
         command = [shutil.which("bash") or "/bin/bash", "-euo", "pipefail", str(script)]
     script.write_text(block.code)
-    try:
-        done = subprocess.run(
-            command, cwd=cwd, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"{block.where}: still running after {RUN_TIMEOUT:.0f} s\n{block.code}\n{exc.stdout}")
+    # its own session, so a block that hangs is stopped with everything it started
+    with subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=RUN_TIMEOUT)
+        except BaseException as exc:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            if not isinstance(exc, subprocess.TimeoutExpired):
+                raise
+            pytest.fail(f"{block.where}: stopped after {RUN_TIMEOUT:.0f} s\n{block.code}\n{stdout}\n{stderr}")
+    done = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     if done.returncode != 0:
         pytest.fail(
             f"{block.where} ({block.language}) exited {done.returncode}\n--- block\n{block.code}"
