@@ -252,20 +252,8 @@ def test_every_need_is_known() -> None:
     assert all(b.not_run for b in BLOCKS if b.not_run is not None), "'# not run:' needs a reason"
 
 
-_NEW_API = ("aexecute", "ahealth_check", "cancel_query", "running_queries")
-
-
-def _not_landed(block: Block) -> list[str]:
-    """Names of the query-control and asyncio API that a block uses and this checkout lacks yet."""
-    from floe_compute import ComputePlugin
-
-    return [name for name in _NEW_API if name in block.code and not hasattr(ComputePlugin, name)]
-
-
 @pytest.mark.parametrize("block", _params())
 def test_block_runs_as_written(block: Block, request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    if missing := _not_landed(block):
-        pytest.skip(f"{', '.join(missing)} not in this checkout of floe_compute yet")
     cwd = tmp_path / "work"
     cwd.mkdir()
     (cwd / ".venv").symlink_to(VENV_BIN.parent)
