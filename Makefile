@@ -33,6 +33,7 @@ lint: env
 bench: env
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/postgres_load.py
+	$(PY) benchmarks/startup.py
 
 # the documentation site, into site/; --strict: a warning (a broken link, say) fails the build
 docs: env
