@@ -11,14 +11,15 @@ import json
 import sys
 from typing import Any
 
-import yaml
-
 from floe_compute.errors import ConfigError
 
 __all__ = ["add_config_command"]
 
 
 def cmd_config(args: argparse.Namespace) -> int:
+    # imported here: registering the command must not slow down every other command's start-up
+    import yaml
+
     from floe_compute.reference import manifest_schema, resolved_config
 
     if args.schema:
