@@ -4,7 +4,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: env demo test test-fast lint bench clean docs
+.PHONY: env demo test test-fast lint bench clean test-dialect docs
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -21,6 +21,7 @@ demo: env
 
 test: env
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(MAKE) test-dialect
 
 test-fast: env
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
@@ -41,3 +42,7 @@ docs: env
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache site
+
+# SQLAlchemy's dialect compliance suite for postgresql+floe_psycopg: its own pytest run and config
+test-dialect: env
+	$(PY) tests/dialect/run.py
