@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import annotated_types
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, ByteSize, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
 from pydantic_core import PydanticUndefined, core_schema
 
-from floe_compute.config import ComputeConfig
+from floe_compute.config import MAX_SECONDS, ComputeConfig, Seconds
 from floe_compute.registry import create_plugin, get_plugin_class, list_plugins
 
 __all__ = [
@@ -90,7 +90,7 @@ def _is_union(annotation: Any) -> bool:
 
 def _constraints(metadata: list[Any]) -> str:
     parts = []
-    for item in metadata:
+    for item in _flat(metadata):
         for attr, symbol in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
             value = getattr(item, attr, None)
             if isinstance(item, annotated_types.BaseMetadata) and value is not None:
@@ -101,8 +101,23 @@ def _constraints(metadata: list[Any]) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
+_SECONDS_CHECKS = typing.get_args(Seconds)[1:]
+"""The validators that make a ``float`` a :data:`~floe_compute.config.Seconds`."""
+
+
+def _flat(metadata: list[Any]) -> Iterator[Any]:
+    """Constraints, also those inside an ``Annotated[..., Field(gt=0)]``."""
+    for item in metadata:
+        if isinstance(item, FieldInfo):
+            yield from item.metadata
+        else:
+            yield item
+
+
 def type_name(annotation: Any, metadata: list[Any] | None = None) -> str:
-    """A short, readable name for a field's type: ``float (> 0) or None``, ``list of str``."""
+    """A short, readable name for a field's type: ``int (> 0) or None``, ``list of str``."""
+    if annotation is Seconds or any(item in _SECONDS_CHECKS for item in metadata or []):
+        return f"seconds (> 0, at most {MAX_SECONDS / 86400:g} days)"
     suffix = _constraints(metadata or [])
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
@@ -121,6 +136,8 @@ def type_name(annotation: Any, metadata: list[Any] | None = None) -> str:
     if isinstance(annotation, type):
         if issubclass(annotation, SecretStr):
             return "secret string"
+        if issubclass(annotation, ByteSize):
+            return "size (bytes, or text such as 2GB or 512MiB)"
         if issubclass(annotation, Path):
             return "path"
         if issubclass(annotation, enum.Enum):

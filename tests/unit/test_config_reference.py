@@ -72,7 +72,9 @@ def test_reference_rows_carry_the_real_defaults() -> None:
     assert rows["pool.timeout"].default == "`30.0`"
     assert rows["timeouts.connect"].default == "`10.0`"
     assert rows["timeouts.query"].default == "`None`"
-    assert rows["timeouts.query"].type == "float (> 0) or None"
+    assert rows["timeouts.query"].type == "seconds (> 0, at most 7 days) or None"
+    assert rows["limits.threads"].type == "int (> 0, <= 1024) or None"
+    assert rows["limits.memory_limit"].type.startswith("size")
     assert rows["attach[].endpoint"].default == "required"
     assert "secret" in rows["attach[].client_secret"].type
 
