@@ -35,6 +35,7 @@ bench: env
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/postgres_load.py
 	$(PY) benchmarks/startup.py
+	$(PY) benchmarks/postgres_arrow.py
 
 # the documentation site, into site/; --strict: a warning (a broken link, say) fails the build
 docs: env
