@@ -87,9 +87,10 @@ class QueryHandle:
         """Cancel on the engine; the caller holds the lock."""
         if self._cancel is None or self._ended:
             return
+        # set first: the query's thread may see the engine's answer to it before _cancel() returns
+        self.cancel_sent = True
         try:
             self._cancel()
-            self.cancel_sent = True
         except Exception as exc:  # the query may have just finished; nothing left to cancel
             self.cancel_error = exc
             log.debug("cancel of query %s failed", self.query_id, exc_info=True)
