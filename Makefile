@@ -4,7 +4,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: env demo test test-fast lint bench clean
+.PHONY: env fakesnow demo test test-fast lint bench clean
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -16,13 +16,21 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 env: $(VENV)/.synced
 
+# The Snowflake emulator (fakesnow) in its own environment: its pins fight the project's.
+FAKESNOW := .tools/fakesnow/.synced
+$(FAKESNOW): fixtures/servers/fakesnow/pyproject.toml fixtures/servers/fakesnow/uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/.tools/fakesnow $(UV) sync --frozen --project fixtures/servers/fakesnow
+	touch $@
+
+fakesnow: $(FAKESNOW)
+
 demo: env
 	$(PY) examples/demo.py
 
-test: env
+test: env fakesnow
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
-test-fast: env
+test-fast: env fakesnow
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
 
 lint: env
