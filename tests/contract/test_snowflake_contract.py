@@ -19,7 +19,9 @@ pytestmark = [pytest.mark.snowflake, pytest.mark.xdist_group("snowflake")]
 
 class TestSnowflake(ComputePluginContract):
     def series_query(self, n: int) -> str:
-        numbers = f"SELECT ROW_NUMBER() OVER (ORDER BY SEQ4()) - 1 AS i FROM TABLE(GENERATOR(ROWCOUNT => {n}))"
+        numbers = (
+            f"SELECT ROW_NUMBER() OVER (ORDER BY SEQ4()) - 1 AS i FROM TABLE(GENERATOR(ROWCOUNT => {n}))"
+        )
         return f"SELECT i, 'row ' || CAST(i AS VARCHAR) AS label FROM ({numbers}) ORDER BY i"
 
     @pytest.fixture

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fixtures.recording_proxy import RecordingProxy
 from fixtures.snowflake import FakesnowNotInstalledError, FakesnowServer
 
 from support import require
@@ -56,3 +57,16 @@ def snowflake_url(fakesnow_server: FakesnowServer, snowflake_database: str) -> s
 @pytest.fixture
 def snowflake_endpoint(fakesnow_server: FakesnowServer) -> dict[str, Any]:
     return fakesnow_server.endpoint
+
+
+@pytest.fixture
+def snowflake_proxy(fakesnow_server: FakesnowServer) -> Iterator[RecordingProxy]:
+    """A recording proxy in front of the emulator, for this test only."""
+    with RecordingProxy(fakesnow_server.url) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def proxied_endpoint(snowflake_proxy: RecordingProxy) -> dict[str, Any]:
+    """The endpoint overrides that send the connector through ``snowflake_proxy``."""
+    return {"host": "127.0.0.1", "port": snowflake_proxy.port, "protocol": "http"}

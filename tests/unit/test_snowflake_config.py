@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.snowflake import write_rsa_key
 
 from floe_compute import ConfigError, create_plugin
 
@@ -101,7 +102,11 @@ def test_manifest_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         ("snowflake://analyst:pw@acme/db", {"protocol": "ftp"}, "protocol"),
         ("snowflake://analyst:pw@acme/db", {"port": 0}, "port"),
         ("snowflake://analyst:pw@acme/db", {"private_key_path": "/k.p8"}, "either a password or"),
-        ("snowflake://analyst:pw@acme/db", {"private_key_passphrase": "x-phrase"}, "without private_key_path"),
+        (
+            "snowflake://analyst:pw@acme/db",
+            {"private_key_passphrase": "x-phrase"},
+            "without private_key_path",
+        ),
     ],
 )
 def test_bad_targets_name_the_field(url: str, overrides: dict[str, Any], message: str) -> None:
@@ -111,23 +116,9 @@ def test_bad_targets_name_the_field(url: str, overrides: dict[str, Any], message
     assert "x-phrase" not in str(caught.value)
 
 
-def rsa_key(path: Path, passphrase: bytes | None) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    encryption: Any = (
-        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
-    )
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption))
-    return key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
 def test_key_pair_auth_reads_the_key_once_and_hides_the_passphrase(tmp_path: Path) -> None:
     path = tmp_path / "rsa_key.p8"
-    der = rsa_key(path, b"key-phrase-42")
+    der = write_rsa_key(path, b"key-phrase-42")
     plugin = create_plugin(
         "snowflake://svc_loader@acme/db/s", private_key_path=str(path), private_key_passphrase="key-phrase-42"
     )
@@ -140,11 +131,15 @@ def test_key_pair_auth_reads_the_key_once_and_hides_the_passphrase(tmp_path: Pat
 
     with pytest.raises(ConfigError, match=r"rsa_key\.p8 is not a PEM private key") as caught:
         create_plugin(
-            "snowflake://svc_loader@acme/db/s", private_key_path=str(path), private_key_passphrase="wrong-phrase"
+            "snowflake://svc_loader@acme/db/s",
+            private_key_path=str(path),
+            private_key_passphrase="wrong-phrase",
         ).engine_options()
     assert "wrong-phrase" not in str(caught.value)
     with pytest.raises(ConfigError, match="cannot read"):
-        create_plugin("snowflake://svc@acme/db", private_key_path=str(tmp_path / "missing.p8")).engine_options()
+        create_plugin(
+            "snowflake://svc@acme/db", private_key_path=str(tmp_path / "missing.p8")
+        ).engine_options()
 
 
 def test_dbt_profile_with_password() -> None:
@@ -171,7 +166,7 @@ def test_dbt_profile_with_password() -> None:
 
 def test_dbt_profile_with_key_pair(tmp_path: Path) -> None:
     path = tmp_path / "k.p8"
-    rsa_key(path, b"phrase-77")
+    write_rsa_key(path, b"phrase-77")
     plugin = create_plugin(
         "snowflake://svc@acme/db", private_key_path=str(path), private_key_passphrase="phrase-77"
     )

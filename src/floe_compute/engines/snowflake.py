@@ -104,7 +104,9 @@ class SnowflakeConfig(ComputeConfig):
         if self.private_key_path is not None and self.password is not None:
             raise ValueError("give either a password or private_key_path (key-pair auth), not both")
         if self.private_key_path is None and self.password is None:
-            raise ValueError("password: missing; give a password (in the URL or password=) or private_key_path")
+            raise ValueError(
+                "password: missing; give a password (in the URL or password=) or private_key_path"
+            )
         if self.private_key_passphrase is not None and self.private_key_path is None:
             raise ValueError("private_key_passphrase: set without private_key_path")
         return self
@@ -187,9 +189,7 @@ class FloeSnowflakeDialect(SnowflakeDialect):
         """Drop foreign keys that name no table (fakesnow answers ``SHOW IMPORTED KEYS`` so)."""
         parsed = super()._parse_fk_rows(rows, same_schema_targets)
         return {
-            table: [fk for fk in fks if fk.get("referred_table")]
-            for table, fks in parsed.items()
-            if table
+            table: [fk for fk in fks if fk.get("referred_table")] for table, fks in parsed.items() if table
         }
 
 
@@ -370,7 +370,11 @@ class SnowflakeComputePlugin(ComputePlugin):
 
     def dbt_target(self) -> dict[str, Any]:
         config = self.config
-        target: dict[str, Any] = {"type": "snowflake", "account": config.account_name, "user": config.user_name}
+        target: dict[str, Any] = {
+            "type": "snowflake",
+            "account": config.account_name,
+            "user": config.user_name,
+        }
         if config.private_key_path is not None:
             target["private_key_path"] = str(config.private_key_path)
             if config.private_key_passphrase is not None:
@@ -402,4 +406,3 @@ class SnowflakeComputePlugin(ComputePlugin):
 
 def _env_var(name: str) -> str:
     return f"{{{{ env_var('{name}') }}}}"
-
