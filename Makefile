@@ -4,7 +4,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: env fakesnow demo test test-fast lint bench clean
+.PHONY: env fakesnow dbt-snowflake demo test test-fast lint bench clean
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -24,13 +24,21 @@ $(FAKESNOW): fixtures/servers/fakesnow/pyproject.toml fixtures/servers/fakesnow/
 
 fakesnow: $(FAKESNOW)
 
+# dbt-snowflake in its own environment (certifi<2025.4.26 fights the project's pins).
+DBT_SNOWFLAKE := .tools/dbt-snowflake/.synced
+$(DBT_SNOWFLAKE): fixtures/servers/dbt-snowflake/pyproject.toml fixtures/servers/dbt-snowflake/uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/.tools/dbt-snowflake $(UV) sync --frozen --project fixtures/servers/dbt-snowflake
+	touch $@
+
+dbt-snowflake: $(DBT_SNOWFLAKE)
+
 demo: env
 	$(PY) examples/demo.py
 
-test: env fakesnow
+test: env fakesnow dbt-snowflake
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
-test-fast: env fakesnow
+test-fast: env fakesnow dbt-snowflake
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
 
 lint: env
