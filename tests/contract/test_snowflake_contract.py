@@ -1,32 +1,107 @@
-"""The contract suite on Snowflake, against the fakesnow emulator (a database of each test's own).
+"""The contract suite on Snowflake: the fakesnow emulator behind the recording proxy.
 
-fakesnow runs statements on DuckDB, one at a time, and ignores timeouts and cancellation; the
-timeout and cancel checks run through the recording proxy instead (tests/integration/test_snowflake_proxy.py).
+Every query runs end to end on the emulator (a database of each test's own), except the suite's
+long-running statement (``SELECT SYSTEM$WAIT(600)``): the emulator runs statements at once and
+ignores cancellation, so the proxy answers that one as Snowflake answers a long query
+(``LongQueries``: the query-request is held until an abort-request names its request id, then
+answered ``000604 SQL execution canceled``). The timeout and cancel checks therefore prove what the
+plugin sends and how it ends the query; that the warehouse then stops is Snowflake's part.
+
+fakesnow sends a whole result in its first response (Snowflake streams large results in chunks),
+so the streaming-deadline checks let the deadline pass between two fetches instead of racing it.
 """
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 from typing import Any
 
 import pytest
+from fixtures.recording_proxy import RecordingProxy
+from fixtures.snowflake import QUERY_REQUEST, LongQueries
 
-from floe_compute import ComputePlugin, create_plugin
+from floe_compute import ComputePlugin, QueryCancelledError, QueryTimeoutError, create_plugin
 from floe_compute.testing import ComputePluginContract
 
 pytest_plugins = ["snowflake_fixtures"]
 pytestmark = [pytest.mark.snowflake, pytest.mark.xdist_group("snowflake")]
 
 
+def tagged(query_id: str) -> Any:
+    """A proxy predicate: the query-request whose QUERY_TAG names ``query_id``."""
+    return lambda x: (
+        x.path == QUERY_REQUEST and json.loads(x.json["parameters"]["QUERY_TAG"])["query_id"] == query_id
+    )
+
+
 class TestSnowflake(ComputePluginContract):
+    slow_query = "SELECT SYSTEM$WAIT(600)"
+
     def series_query(self, n: int) -> str:
         numbers = (
             f"SELECT ROW_NUMBER() OVER (ORDER BY SEQ4()) - 1 AS i FROM TABLE(GENERATOR(ROWCOUNT => {n}))"
         )
         return f"SELECT i, 'row ' || CAST(i AS VARCHAR) AS label FROM ({numbers}) ORDER BY i"
 
+    @pytest.fixture(autouse=True)
+    def _proxy(self, snowflake_proxy: RecordingProxy, long_queries: LongQueries) -> None:
+        self.proxy = snowflake_proxy
+
     @pytest.fixture
-    def compute_factory(self, snowflake_url: str, snowflake_endpoint: dict[str, Any]) -> Any:
+    def compute_factory(self, snowflake_url: str, proxied_endpoint: dict[str, Any]) -> Any:
         def make(**overrides: Any) -> ComputePlugin:
-            return create_plugin(snowflake_url, **{**snowflake_endpoint, **overrides})
+            return create_plugin(snowflake_url, **{**proxied_endpoint, **overrides})
 
         return make
+
+    def wait_until_running_on_engine(self, plugin: ComputePlugin, query_id: str) -> None:
+        """The query-request tagged with the query's id has reached Snowflake (the proxy)."""
+        self.proxy.wait_for(tagged(query_id), timeout=30)
+
+    def _wait_until_stopped(self, plugin: ComputePlugin, query_id: str) -> None:
+        while query_id in {q.query_id for q in plugin.running_queries()}:
+            time.sleep(0.005)
+
+    @pytest.mark.slow
+    @pytest.mark.timeout(900)
+    def test_pool_stats_exact_under_concurrency(self, make_plugin: Any) -> None:
+        # 1600 queries, each a query-request and a COMMIT over HTTP to an emulator that parses
+        # and transpiles every statement: minutes on a loaded 2-core machine
+        super().test_pool_stats_exact_under_concurrency(make_plugin)
+
+    def test_deadline_covers_streaming(self, plugin: ComputePlugin) -> None:
+        result = plugin.execute(self.series_query(50_000), timeout=0.5, batch_size=100, query_id="stream-1")
+        seen = len(result.fetchmany(100))
+        self._wait_until_stopped(plugin, "stream-1")  # the deadline passes between two fetches
+        with pytest.raises(QueryTimeoutError), result:
+            for _ in result:
+                seen += 1
+        assert seen == 100
+        assert plugin.pool_stats().in_use == 0
+
+    def test_deadline_covers_arrow_streaming(self, plugin: ComputePlugin) -> None:
+        result = plugin.execute(self.series_query(50_000), timeout=0.5, query_id="stream-2")
+        batches = iter(result.arrow_batches(1000))
+        assert next(batches).num_rows == 1000
+        self._wait_until_stopped(plugin, "stream-2")
+        with pytest.raises(QueryTimeoutError), result:
+            for _ in batches:
+                pass
+        assert plugin.pool_stats().in_use == 0
+
+    def test_cancel_from_another_thread(self, plugin: ComputePlugin) -> None:
+        result = plugin.execute(self.series_query(50_000), batch_size=100)
+        rows = iter(result)
+        next(rows)
+        canceller = threading.Thread(target=result.cancel)
+        canceller.start()
+        canceller.join()
+        with pytest.raises(QueryCancelledError) as caught:
+            for _ in rows:
+                pass
+        assert caught.value.query_id == result.query_id
+        assert plugin.pool_stats().in_use == 0
+        with plugin.execute("SELECT 1") as again:
+            assert again.fetchall() == [(1,)]

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from fixtures.recording_proxy import RecordingProxy
-from fixtures.snowflake import FakesnowNotInstalledError, FakesnowServer
+from fixtures.snowflake import FakesnowNotInstalledError, FakesnowServer, LongQueries
 
 from support import require
 
@@ -70,3 +70,10 @@ def snowflake_proxy(fakesnow_server: FakesnowServer) -> Iterator[RecordingProxy]
 def proxied_endpoint(snowflake_proxy: RecordingProxy) -> dict[str, Any]:
     """The endpoint overrides that send the connector through ``snowflake_proxy``."""
     return {"host": "127.0.0.1", "port": snowflake_proxy.port, "protocol": "http"}
+
+
+@pytest.fixture
+def long_queries(snowflake_proxy: RecordingProxy) -> Iterator[LongQueries]:
+    stand_in = LongQueries(snowflake_proxy)
+    yield stand_in
+    stand_in.stop()

@@ -43,6 +43,8 @@ __all__ = ["SnowflakeComputePlugin", "SnowflakeConfig"]
 
 ABORT_TIMEOUT_S = 2
 """How long the watchdog waits for Snowflake to acknowledge an abort-request (no retries)."""
+ABORT_ATTEMPTS = 3
+"""How many abort-requests a query gets before its session is given up."""
 QUERY_TAG_MAX = 2000
 """Snowflake's limit on ``QUERY_TAG``."""
 _ENDPOINT_KEYS = ("host", "port", "protocol")
@@ -181,7 +183,8 @@ class FloeSnowflakeDialect(SnowflakeDialect):
         cursor.execute(statement, parameters, _statement_params=params)
 
     def do_rollback(self, dbapi_connection: Any) -> None:
-        if dbapi_connection in _untrusted:
+        # SQLAlchemy passes the pool's proxy; the cancel hook knows the driver's connection
+        if getattr(dbapi_connection, "dbapi_connection", dbapi_connection) in _untrusted:
             raise _Untrusted("the abort-request for a query on this session failed")
         super().do_rollback(dbapi_connection)
 
@@ -294,27 +297,34 @@ class SnowflakeComputePlugin(ComputePlugin):
         )
 
     def cancel(self, context: QueryContext) -> None:
-        """Send ``abort-request`` for the query's request id, once; nothing if it has none yet."""
+        """Send ``abort-request`` for the query's request id (nothing while it has none yet).
+
+        Once Snowflake has acknowledged it, repeated calls do nothing; a failed one is tried again
+        by the watchdog's repeats, a few times. A session whose query could not be aborted is
+        discarded when the query ends (closing it ends what still runs in it).
+        """
         state = context.engine_state
         request_id = state.get("request_id")
         if request_id is None or state.get("aborted") == request_id:
             return
-        state["aborted"] = request_id
-        connection = context.dbapi_connection
-        try:
-            reply = connection.rest.request(
-                "/queries/v1/abort-request?" + urlencode({"requestId": str(uuid.uuid4())}),
-                {"sqlText": state.get("sql", ""), "requestId": request_id},
-                timeout=ABORT_TIMEOUT_S,
-                _no_retry=True,
+        attempts = state["abort_attempts"] = state.get("abort_attempts", 0) + 1
+        if attempts > ABORT_ATTEMPTS:
+            raise ConnectionFailedError(
+                f"snowflake: abort-request failed {ABORT_ATTEMPTS} times", engine=self.name
             )
-        except Exception:
-            _untrusted.add(connection)
-            raise
+        connection = context.dbapi_connection
+        _untrusted.add(connection)  # until Snowflake acknowledges the abort
+        reply = connection.rest.request(
+            "/queries/v1/abort-request?" + urlencode({"requestId": str(uuid.uuid4())}),
+            {"sqlText": state.get("sql", ""), "requestId": request_id},
+            timeout=ABORT_TIMEOUT_S,
+            _no_retry=True,  # the connector answers {} for a failure instead of retrying
+        )
         if not (isinstance(reply, dict) and reply.get("success")):
-            _untrusted.add(connection)
-            message = reply.get("message") if isinstance(reply, dict) else reply
-            raise ConnectionFailedError(f"snowflake: abort-request refused: {message}", engine=self.name)
+            message = (reply.get("message") if isinstance(reply, dict) else None) or "no acknowledgement"
+            raise ConnectionFailedError(f"snowflake: abort-request failed: {message}", engine=self.name)
+        state["aborted"] = request_id
+        _untrusted.discard(connection)
 
     def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
         import pyarrow as pa
