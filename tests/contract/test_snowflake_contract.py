@@ -71,28 +71,43 @@ class TestSnowflake(ComputePluginContract):
         # and transpiles every statement: minutes on a loaded 2-core machine
         super().test_pool_stats_exact_under_concurrency(make_plugin)
 
+    def _started_then_expired(self, plugin: ComputePlugin, read_first: Any) -> Any:
+        """A result whose first rows arrived before its deadline, which has passed since: the
+        deadline grows until the first rows make it in time on a loaded machine."""
+        for n, timeout in enumerate((0.5, 1, 2, 4, 8, 16)):
+            result = plugin.execute(self.series_query(10_000), timeout=timeout, query_id=f"stream-{n}")
+            try:
+                rest = read_first(result)
+            except QueryTimeoutError:
+                assert plugin.pool_stats().in_use == 0
+                continue
+            self._wait_until_stopped(plugin, f"stream-{n}")  # the deadline passes between two fetches
+            return result, rest
+        raise AssertionError("no rows arrived within 16 s")
+
     def test_deadline_covers_streaming(self, plugin: ComputePlugin) -> None:
-        result = plugin.execute(self.series_query(50_000), timeout=0.5, batch_size=100, query_id="stream-1")
-        seen = len(result.fetchmany(100))
-        self._wait_until_stopped(plugin, "stream-1")  # the deadline passes between two fetches
+        def first(result: Any) -> Any:
+            assert len(result.fetchmany(100)) == 100
+            return iter(result)
+
+        result, rows = self._started_then_expired(plugin, first)
         with pytest.raises(QueryTimeoutError), result:
-            for _ in result:
-                seen += 1
-        assert seen == 100
+            next(rows)
         assert plugin.pool_stats().in_use == 0
 
     def test_deadline_covers_arrow_streaming(self, plugin: ComputePlugin) -> None:
-        result = plugin.execute(self.series_query(50_000), timeout=0.5, query_id="stream-2")
-        batches = iter(result.arrow_batches(1000))
-        assert next(batches).num_rows == 1000
-        self._wait_until_stopped(plugin, "stream-2")
+        def first(result: Any) -> Any:
+            batches = iter(result.arrow_batches(1000))
+            assert next(batches).num_rows == 1000
+            return batches
+
+        result, batches = self._started_then_expired(plugin, first)
         with pytest.raises(QueryTimeoutError), result:
-            for _ in batches:
-                pass
+            next(batches)
         assert plugin.pool_stats().in_use == 0
 
     def test_cancel_from_another_thread(self, plugin: ComputePlugin) -> None:
-        result = plugin.execute(self.series_query(50_000), batch_size=100)
+        result = plugin.execute(self.series_query(10_000), batch_size=100)
         rows = iter(result)
         next(rows)
         canceller = threading.Thread(target=result.cancel)

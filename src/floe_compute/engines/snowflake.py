@@ -160,7 +160,7 @@ class _Untrusted(Exception):
 _untrusted: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-class FloeSnowflakeDialect(SnowflakeDialect):
+class FloeSnowflakeDialect(SnowflakeDialect):  # type: ignore[misc]
     """``snowflake-sqlalchemy`` with per-statement parameters, and no foreign keys to nowhere."""
 
     supports_statement_cache = False  # as the base dialect
