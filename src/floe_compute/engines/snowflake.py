@@ -41,17 +41,11 @@ if TYPE_CHECKING:
 
 __all__ = ["SnowflakeComputePlugin", "SnowflakeConfig"]
 
-ABORT_TIMEOUT_S = 2
-"""How long the watchdog waits for Snowflake to acknowledge an abort-request (no retries)."""
-ABORT_ATTEMPTS = 3
-"""How many abort-requests a query gets before its session is given up."""
-QUERY_TAG_MAX = 2000
-"""Snowflake's limit on ``QUERY_TAG``."""
+ABORT_TIMEOUT_S = 2  # how long the watchdog waits for Snowflake to acknowledge an abort-request
+ABORT_ATTEMPTS = 3  # abort-requests a query gets before its session is given up
+QUERY_TAG_MAX = 2000  # Snowflake's limit on QUERY_TAG
 _ENDPOINT_KEYS = ("host", "port", "protocol")
-# errno -> error class: Snowflake's documented codes for cancel, timeouts, login and lost sessions
-_CANCELLED = {604}
-_TIMED_OUT = {630}
-# the names of a few codes whose message does not say what they are
+# the names of a few of Snowflake's codes whose message does not say what they are
 _KNOWN = {
     1003: "(syntax error)",
     2003: "(object does not exist or not authorized)",
@@ -60,6 +54,7 @@ _KNOWN = {
     390100: "(incorrect username or password)",
 }
 _FORMATTED = re.compile(r"^\d{6}(?: \([^)]*\))?: (?:[0-9a-f-]{36}: )?")
+# login, session and network failures: the endpoint is worth naming
 _CONNECTION = {390100, 390101, 390102, 390144, 390104, 390111, 390114, 250001, 250003, 251011, 251012}
 
 
@@ -153,11 +148,11 @@ def _query_value(url: URL, key: str) -> str | None:
 
 
 class _Untrusted(Exception):
-    """Raised by the rollback of a connection whose abort-request failed: the core then discards
-    it, and closing its session ends what may still run in it."""
+    """The rollback of a session whose abort-request failed: the core discards the connection, and
+    closing the session ends what may still run in it."""
 
 
-_untrusted: weakref.WeakSet[Any] = weakref.WeakSet()
+_untrusted: weakref.WeakSet[Any] = weakref.WeakSet()  # driver connections awaiting an abort
 
 
 class FloeSnowflakeDialect(SnowflakeDialect):  # type: ignore[misc]
@@ -256,10 +251,7 @@ class SnowflakeComputePlugin(ComputePlugin):
             "login_timeout": max(1, math.ceil(config.timeouts.connect)),
             "application": "floe-compute",
         }
-        for key in _ENDPOINT_KEYS:
-            value = getattr(config, key)
-            if value is not None:
-                args[key] = value
+        args.update({k: getattr(config, k) for k in _ENDPOINT_KEYS if getattr(config, k) is not None})
         if config.settings:
             args["session_parameters"] = dict(config.settings)
         if config.private_key_path is not None:
@@ -273,10 +265,8 @@ class SnowflakeComputePlugin(ComputePlugin):
         """The key as DER bytes for the connector; the passphrase never leaves this function."""
         from cryptography.hazmat.primitives import serialization
 
-        config = self.config
-        path = config.private_key_path
+        path, phrase = self.config.private_key_path, self.config.private_key_passphrase
         assert path is not None
-        phrase = config.private_key_passphrase
         try:
             key = serialization.load_pem_private_key(
                 path.read_bytes(), password=phrase.get_secret_value().encode() if phrase else None
@@ -290,11 +280,8 @@ class SnowflakeComputePlugin(ComputePlugin):
                 f"private_key_path: {path} is not a PEM private key that the passphrase given opens "
                 f"({detail})"
             ) from None
-        return key.private_bytes(
-            encoding=serialization.Encoding.DER,
-            format=serialization.PrivateFormat.PKCS8,
-            encryption_algorithm=serialization.NoEncryption(),
-        )
+        der, pkcs8 = serialization.Encoding.DER, serialization.PrivateFormat.PKCS8
+        return key.private_bytes(der, pkcs8, serialization.NoEncryption())
 
     def cancel(self, context: QueryContext) -> None:
         """Send ``abort-request`` for the query's request id (nothing while it has none yet).
@@ -333,8 +320,7 @@ class SnowflakeComputePlugin(ComputePlugin):
             tables = iter(dbapi_cursor.fetch_arrow_batches())
         except sf_errors.NotSupportedError:
             return None  # a JSON result (DML row counts): the core builds batches from rows
-        first = next(tables, None)
-        if first is None:
+        if (first := next(tables, None)) is None:
             return None
         # the same column names as the rows' ``columns`` (SQLAlchemy lower-cases Snowflake's upper case)
         names = [self.engine.dialect.normalize_name(name) for name in first.schema.names]
@@ -363,13 +349,15 @@ class SnowflakeComputePlugin(ComputePlugin):
         if exc.sfqid:
             facts.append(f"Snowflake query id {exc.sfqid}")
         detail = f"{message} ({', '.join(facts)})" if errno else message
-        if errno in _CANCELLED:
+        if errno == 604:  # SQL execution canceled (an abort-request, or SYSTEM$CANCEL_QUERY)
             return QueryCancelledError, detail
-        if errno in _TIMED_OUT:
+        if errno == 630:  # the statement or warehouse timeout
             return QueryTimeoutError, detail
-        if errno in _CONNECTION or not isinstance(exc, sf_errors.ProgrammingError | sf_errors.DatabaseError):
-            return ConnectionFailedError, f"{detail} (endpoint {self._endpoint()})"
-        if isinstance(exc, sf_errors.OperationalError):
+        if (
+            errno in _CONNECTION
+            or isinstance(exc, sf_errors.OperationalError)
+            or not isinstance(exc, sf_errors.DatabaseError)
+        ):
             return ConnectionFailedError, f"{detail} (endpoint {self._endpoint()})"
         return QueryError, detail
 
@@ -379,39 +367,28 @@ class SnowflakeComputePlugin(ComputePlugin):
         return f"{config.protocol or 'https'}://{host}:{config.port or 443}"
 
     def dbt_target(self) -> dict[str, Any]:
-        config = self.config
-        target: dict[str, Any] = {
-            "type": "snowflake",
-            "account": config.account_name,
-            "user": config.user_name,
-        }
-        if config.private_key_path is not None:
-            target["private_key_path"] = str(config.private_key_path)
-            if config.private_key_passphrase is not None:
-                target["private_key_passphrase"] = _env_var(config.dbt_private_key_passphrase_env)
+        c = self.config
+        target: dict[str, Any] = {"type": "snowflake", "account": c.account_name, "user": c.user_name}
+        if c.private_key_path is None:
+            target["password"] = _env_var(c.dbt_password_env)
         else:
-            target["password"] = _env_var(config.dbt_password_env)
-        optional = {
-            "role": config.role_name,
-            "warehouse": config.warehouse_name,
-            "database": config.database_name,
-            "schema": config.schema_name or "PUBLIC",
-        }
-        target.update({k: v for k, v in optional.items() if v})
-        target["threads"] = config.pool.size
-        target["query_tag"] = json.dumps({"client": "dbt", "target": config.name or "dbt"})
-        target["connect_timeout"] = max(1, math.ceil(config.timeouts.connect))
-        target.update({k: getattr(config, k) for k in _ENDPOINT_KEYS if getattr(config, k) is not None})
+            target["private_key_path"] = str(c.private_key_path)
+            if c.private_key_passphrase is not None:
+                target["private_key_passphrase"] = _env_var(c.dbt_private_key_passphrase_env)
+        named = {"role": c.role_name, "warehouse": c.warehouse_name, "database": c.database_name}
+        target.update({k: v for k, v in named.items() if v}, schema=c.schema_name or "PUBLIC")
+        target.update(
+            threads=c.pool.size,
+            query_tag=json.dumps({"client": "dbt", "target": c.name or "dbt"}),
+            connect_timeout=max(1, math.ceil(c.timeouts.connect)),
+            **{k: getattr(c, k) for k in _ENDPOINT_KEYS if getattr(c, k) is not None},
+        )
         return target
 
     def dbt_env(self) -> dict[str, str]:
-        config = self.config
-        env = {}
-        if config.password is not None:
-            env[config.dbt_password_env] = config.password.get_secret_value()
-        if config.private_key_passphrase is not None:
-            env[config.dbt_private_key_passphrase_env] = config.private_key_passphrase.get_secret_value()
-        return env
+        c = self.config
+        named = {c.dbt_password_env: c.password, c.dbt_private_key_passphrase_env: c.private_key_passphrase}
+        return {name: secret.get_secret_value() for name, secret in named.items() if secret is not None}
 
 
 def _env_var(name: str) -> str:
