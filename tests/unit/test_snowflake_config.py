@@ -13,10 +13,16 @@ import pytest
 from fixtures.snowflake import write_rsa_key
 
 from floe_compute import ConfigError, create_plugin
+from support import require
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("snowflake.sqlalchemy") is None, reason="the snowflake extra is not installed"
-)
+
+@pytest.fixture(autouse=True)
+def _snowflake_extra() -> None:
+    require(
+        importlib.util.find_spec("snowflake.sqlalchemy") is not None,
+        "the snowflake extra is not installed (uv sync --all-extras)",
+    )
+
 
 URL = "snowflake://analyst:pw-Secr3t@acme-prod/analytics/marts?warehouse=WH_XS&role=REPORTER"
 
