@@ -26,7 +26,7 @@ from floe_compute import ComputePlugin, QueryCancelledError, QueryTimeoutError, 
 from floe_compute.testing import ComputePluginContract
 
 pytest_plugins = ["snowflake_fixtures"]
-pytestmark = [pytest.mark.snowflake, pytest.mark.xdist_group("snowflake")]
+pytestmark = [pytest.mark.snowflake]
 
 
 def tagged(query_id: str) -> Any:

@@ -1,15 +1,15 @@
 """The Snowflake emulator (fakesnow) for the Snowflake tests.
 
-* ``fakesnow_server``: one server per test session, started on first use and stopped at the end.
-  Every Snowflake test module carries ``pytest.mark.xdist_group("snowflake")``, so that under
-  ``pytest -n 2 --dist loadgroup`` (``make test``) they all run on the same worker and that
-  worker's session owns the one server. Why not a file lock and a state file shared by both
-  workers: whichever worker finishes last would have to stop a process another one started, and a
-  crashed worker would leave it running; fakesnow runs one statement at a time anyway, so a second
-  worker would only wait on it.
+* ``fakesnow_server``: one server per test run, shared by the xdist workers (``make test`` runs
+  two): the first worker that needs it starts it, the last one to finish stops it, through a lock
+  file and a state file (``fixtures.snowflake.shared_server``). Why not an ``xdist_group`` (every
+  Snowflake test on one worker, which owns the server): with pytest 9.2 and pytest-xdist 3.8 here,
+  ``--dist loadgroup`` does not keep a group on one worker, so each worker would start a server
+  of its own (200 MB, and seconds of a 2-core machine) and both would run the slow ones anyway.
 * ``snowflake_url``: a ``snowflake://`` URL with a database of the test's own (fakesnow keeps every
   database in one shared in-memory instance and creates a database at login).
 * ``snowflake_endpoint``: the ``host``/``port``/``protocol`` overrides that reach the server.
+* ``snowflake_proxy`` / ``proxied_endpoint``: a recording proxy in front of it, per test.
 
 Without the tool environment (``make fakesnow``) the tests skip locally and fail in CI.
 """
@@ -17,13 +17,22 @@ Without the tool environment (``make fakesnow``) the tests skip locally and fail
 from __future__ import annotations
 
 import importlib.util
+import os
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fixtures.recording_proxy import RecordingProxy
-from fixtures.snowflake import FakesnowNotInstalledError, FakesnowServer, LongQueries
+from fixtures.snowflake import (
+    FakesnowNotInstalledError,
+    FakesnowServer,
+    LongQueries,
+    find_fakesnow,
+    shared_server,
+)
 
 from support import require
 
@@ -35,13 +44,17 @@ def fakesnow_server() -> Iterator[FakesnowServer]:
         "the snowflake extra is not installed (uv sync --all-extras)",
     )
     try:
-        server = FakesnowServer()
+        find_fakesnow()
     except FakesnowNotInstalledError as exc:
         require(False, str(exc))
         raise
-    server.start()
-    yield server
-    server.cleanup()
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run is None:  # a single process: it owns the server
+        with FakesnowServer() as server:
+            yield server
+        return
+    with shared_server(Path(tempfile.gettempdir()) / f"floe-fakesnow-{run}") as server:
+        yield server
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from fixtures.snowflake import LOGIN_REQUEST, QUERY_REQUEST, FakesnowServer, que
 from floe_compute import ConnectionFailedError, QueryError, create_plugin
 
 pytest_plugins = ["snowflake_fixtures"]
-pytestmark = [pytest.mark.snowflake, pytest.mark.xdist_group("snowflake")]
+pytestmark = [pytest.mark.snowflake]
 
 PASSWORD = "pw-Do-Not-Show-7"
 

@@ -19,7 +19,7 @@ from floe_compute.dbt import write_profiles
 from support import require
 
 pytest_plugins = ["snowflake_fixtures"]
-pytestmark = [pytest.mark.snowflake, pytest.mark.dbt, pytest.mark.slow, pytest.mark.xdist_group("snowflake")]
+pytestmark = [pytest.mark.snowflake, pytest.mark.dbt, pytest.mark.slow]
 
 ROOT = Path(__file__).parents[2]
 PROJECT = ROOT / "fixtures" / "dbt_project"

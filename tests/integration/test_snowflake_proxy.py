@@ -28,7 +28,7 @@ from fixtures.snowflake import (
 from floe_compute import QueryCancelledError, QueryTimeoutError, create_plugin
 
 pytest_plugins = ["snowflake_fixtures"]
-pytestmark = [pytest.mark.snowflake, pytest.mark.xdist_group("snowflake")]
+pytestmark = [pytest.mark.snowflake]
 
 LONG = "SELECT SYSTEM$WAIT(600)"
 
