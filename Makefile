@@ -50,7 +50,7 @@ bench: env
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/postgres_load.py
 	-$(MAKE) fakesnow  # without it the Snowflake bench says it is skipped
-	$(PY) benchmarks/snowflake.py
+	$(PY) benchmarks/snowflake_bench.py
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache
