@@ -4,7 +4,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: env fakesnow dbt-snowflake demo test test-fast lint bench clean
+.PHONY: env fakesnow dbt-snowflake demo test test-fast lint bench clean test-dialect
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -37,6 +37,7 @@ demo: env
 
 test: env fakesnow dbt-snowflake
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(MAKE) test-dialect
 
 test-fast: env fakesnow dbt-snowflake
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
@@ -49,8 +50,13 @@ lint: env
 bench: env
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/postgres_load.py
+	$(PY) benchmarks/startup.py
 	-$(MAKE) fakesnow  # without it the Snowflake bench says it is skipped
 	$(PY) benchmarks/snowflake_bench.py
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache
+
+# SQLAlchemy's dialect compliance suite for postgresql+floe_psycopg: its own pytest run and config
+test-dialect: env
+	$(PY) tests/dialect/run.py
