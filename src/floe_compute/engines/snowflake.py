@@ -167,15 +167,21 @@ class FloeSnowflakeDialect(SnowflakeDialect):  # type: ignore[misc]
         return connector
 
     def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+        self._execute(cursor, statement, (parameters,), context)
+
+    def do_execute_no_params(self, cursor: Any, statement: str, context: Any = None) -> None:
+        self._execute(cursor, statement, (), context)
+
+    def _execute(self, cursor: Any, statement: str, parameters: tuple[Any, ...], context: Any) -> None:
         query = context.execution_options.get("floe_query") if context is not None else None
         if query is None:
-            cursor.execute(statement, parameters)
+            cursor.execute(statement, *parameters)
             return
         # our own request id, so that cancel() can name this query in an abort-request
         request_id = str(uuid.uuid4())
         query.engine_state.update(request_id=request_id, sql=statement)
         params = {"requestId": request_id, **statement_parameters(query)}
-        cursor.execute(statement, parameters, _statement_params=params)
+        cursor.execute(statement, *parameters, _statement_params=params)
 
     def do_rollback(self, dbapi_connection: Any) -> None:
         # SQLAlchemy passes the pool's proxy; the cancel hook knows the driver's connection
@@ -217,9 +223,8 @@ class SnowflakeComputePlugin(ComputePlugin):
     config_class = SnowflakeConfig
     db_system = "snowflake"
     default_batch_size = 10_000
-    # A Snowflake session is a token over HTTPS, not a socket that dies: a ping per checkout would
-    # be a round trip to the warehouse for nothing. Sessions are recycled before Snowflake's idle
-    # expiry (4 hours) instead.
+    # a session is a token over HTTPS, not a socket that dies: no ping (a warehouse round trip) per
+    # checkout; sessions are recycled before Snowflake's 4-hour idle expiry instead
     default_pre_ping = False
     default_recycle_s = 3600.0
 
@@ -322,8 +327,7 @@ class SnowflakeComputePlugin(ComputePlugin):
             return None  # a JSON result (DML row counts): the core builds batches from rows
         if (first := next(tables, None)) is None:
             return None
-        # the same column names as the rows' ``columns`` (SQLAlchemy lower-cases Snowflake's upper case)
-        names = [self.engine.dialect.normalize_name(name) for name in first.schema.names]
+        names = [self.engine.dialect.normalize_name(n) for n in first.schema.names]  # as result.columns
         schema = first.schema.with_metadata(None)
         schema = pa.schema([field.with_name(n) for field, n in zip(schema, names, strict=True)])
 
