@@ -66,15 +66,16 @@ def test_timeout_and_tags_travel_with_each_query(plugin: Any, snowflake_proxy: R
 
 
 def test_timeout_sends_abort_request_for_the_running_query(
-    plugin: Any, snowflake_proxy: RecordingProxy, long_queries: LongQueries
+    plugin: Any, snowflake_proxy: RecordingProxy, long_queries: LongQueries, caplog: pytest.LogCaptureFixture
 ) -> None:
     snowflake_proxy.clear()
-    with pytest.raises(QueryTimeoutError) as caught:
+    with caplog.at_level("WARNING", logger="floe_compute"), pytest.raises(QueryTimeoutError) as caught:
         plugin.execute(LONG, timeout=0.5, query_id="job-late", tags={"dag": "nightly"}).fetchall()
     error = caught.value
     assert error.query_id == "job-late"
     assert error.timeout == 0.5
-    assert "cancelled on the engine" in str(error)
+    [logged] = [r for r in caplog.records if "timed out" in r.getMessage()]
+    assert logged.floe["cancelled_on_engine"] is True  # type: ignore[attr-defined]
 
     query = snowflake_proxy.wait_for(query_request(LONG))
     assert parameters(query)["STATEMENT_TIMEOUT_IN_SECONDS"] == 1  # the server's own backstop

@@ -11,6 +11,7 @@ still blocked in the driver. Arrow batches come from the connector's own ``fetch
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import uuid
@@ -49,8 +50,6 @@ _ENDPOINT_KEYS = ("host", "port", "protocol")
 _KNOWN = {
     1003: "(syntax error)",
     2003: "(object does not exist or not authorized)",
-    604: "(query cancelled)",
-    630: "(statement timeout)",
     390100: "(incorrect username or password)",
 }
 _FORMATTED = re.compile(r"^\d{6}(?: \([^)]*\))?: (?:[0-9a-f-]{36}: )?")
@@ -148,8 +147,7 @@ def _query_value(url: URL, key: str) -> str | None:
 
 
 class _Untrusted(Exception):
-    """The rollback of a session whose abort-request failed: the core discards the connection, and
-    closing the session ends what may still run in it."""
+    """Ends a session whose abort failed: the core discards it, closing it ends what still runs."""
 
 
 _untrusted: weakref.WeakSet[Any] = weakref.WeakSet()  # driver connections awaiting an abort
@@ -230,8 +228,7 @@ class SnowflakeComputePlugin(ComputePlugin):
 
     @property
     def config(self) -> SnowflakeConfig:
-        assert isinstance(self._config, SnowflakeConfig)
-        return self._config
+        return self._config  # type: ignore[return-value]
 
     def engine_url(self) -> URL:
         config = self.config
@@ -251,6 +248,9 @@ class SnowflakeComputePlugin(ComputePlugin):
         )
 
     def engine_options(self) -> dict[str, Any]:
+        connector_log = logging.getLogger("snowflake.connector")
+        if connector_log.level == logging.NOTSET:  # its DEBUG lines quote statements with bound values
+            connector_log.setLevel(logging.INFO)
         config = self.config
         args: dict[str, Any] = {
             "login_timeout": max(1, math.ceil(config.timeouts.connect)),
@@ -326,7 +326,7 @@ class SnowflakeComputePlugin(ComputePlugin):
         except sf_errors.NotSupportedError:
             return None  # a JSON result (DML row counts): the core builds batches from rows
         if (first := next(tables, None)) is None:
-            return None
+            return None  # no rows: the core's empty batch has the columns' names
         names = [self.engine.dialect.normalize_name(n) for n in first.schema.names]  # as result.columns
         schema = first.schema.with_metadata(None)
         schema = pa.schema([field.with_name(n) for field, n in zip(schema, names, strict=True)])
