@@ -21,13 +21,13 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import Sequence, create_engine, event, select, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import PoolResetState, QueuePool
 from sqlalchemy.sql.elements import TextClause
 
-from floe_compute.config import ComputeConfig, display_url
+from floe_compute.config import ComputeConfig, check_timeout, display_url
 from floe_compute.errors import (
     ComputeError,
     ConfigError,
@@ -101,6 +101,9 @@ class QueryContext:
     ``%`` in the text as a placeholder), known when the statement is sent."""
     bound_values: tuple[str, ...] = ()
     """Text forms of the bound parameter values, masked in the library's messages."""
+    arrow: bool = False
+    """The caller will read Arrow batches (``execute(..., arrow=True)``): an engine whose Arrow
+    path must be chosen before the statement runs (PostgreSQL's COPY) starts that path."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +349,7 @@ class ComputePlugin(abc.ABC):
         batch_size: int | None = None,
         query_id: str | None = None,
         tags: Mapping[str, str] | None = None,
+        arrow: bool = False,
     ) -> QueryResult:
         """Run one statement and return its lazy result.
 
@@ -353,10 +357,13 @@ class ComputePlugin(abc.ABC):
         connection, running and fetching. The statement runs in its own transaction, committed
         when the result is exhausted or closed, rolled back on failure. ``query_id`` names the query
         for :meth:`cancel_query` (default: a generated id); ``tags`` reach the engine where it has a
-        place for them, and the query's span.
+        place for them, and the query's span. ``arrow=True`` says the result will be read with
+        ``arrow_batches()``/``to_arrow()``, for engines whose fast Arrow path must start with the
+        statement (rows can still be read; on such engines they then come from the Arrow batches).
         """
         self._ensure_engine()
         context = self._new_query(sql, timeout, query_id, tags)
+        context.arrow = bool(arrow)
         size = self._batch_size(batch_size)
         statement = self._statement(sql, params, context)
         if params:
@@ -399,6 +406,8 @@ class ComputePlugin(abc.ABC):
     ) -> str | Executable:
         """What to run: a string without parameters as written; with parameters through ``text()``,
         binding only its real ``:name`` placeholders (not a colon inside a literal or a comment)."""
+        if isinstance(sql, Sequence):  # what SQLAlchemy executes as a scalar, as a query
+            return select(sql.next_value())
         if not isinstance(sql, str):
             return sql
         if not self.runs_scripts and (count := statement_count(sql, self.db_system)) > 1:
@@ -419,16 +428,9 @@ class ComputePlugin(abc.ABC):
         query_id: str | None,
         tags: Mapping[str, str] | None,
     ) -> QueryContext:
+        timeout = check_timeout(timeout)
         if timeout is None:
             timeout = self._config.timeouts.query
-        elif (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not 0 < timeout <= MAX_TIMEOUT_S
-        ):
-            raise ConfigError(
-                f"timeout must be a number of seconds > 0 and <= {MAX_TIMEOUT_S:g} (got {timeout!r})"
-            )
         if query_id is not None and not (isinstance(query_id, str) and _QUERY_ID.match(query_id)):
             raise ConfigError(
                 f"query_id {query_id!r} is not valid: expected 1-128 characters of letters, digits "
@@ -570,6 +572,7 @@ class ComputePlugin(abc.ABC):
         batch_size: int | None = None,
         query_id: str | None = None,
         tags: Mapping[str, str] | None = None,
+        arrow: bool = False,
     ) -> AsyncExecution:
         """:meth:`execute` for asyncio: ``await`` it, or use it as ``async with``.
 
@@ -586,6 +589,7 @@ class ComputePlugin(abc.ABC):
             batch_size=batch_size,
             query_id=query_id or f"q-{uuid.uuid4().hex[:16]}",
             tags=tags,
+            arrow=arrow,
         )
 
     async def ahealth_check(self, timeout: float | None = None) -> HealthStatus:
@@ -777,9 +781,11 @@ class ComputePlugin(abc.ABC):
         if state is QueryState.TIMED_OUT or (mapped and issubclass(mapped[0], QueryTimeoutError)):
             elapsed = context.handle.elapsed
             limit = "the engine's statement timeout" if context.timeout is None else f"{context.timeout:g}s"
-            error = QueryTimeoutError(
-                f"{where} timed out after {elapsed:.3f}s (timeout {limit}){_how(exc, context)}", **ids
-            )
+            if state is QueryState.TIMED_OUT:
+                how = _how(exc, context)
+            else:  # the engine's statement timeout stopped it, before the watchdog did
+                how = " and was cancelled on the engine (by its own statement timeout)"
+            error = QueryTimeoutError(f"{where} timed out after {elapsed:.3f}s (timeout {limit}){how}", **ids)
             error.timeout = context.timeout or 0.0
             error.elapsed = elapsed
         elif state is QueryState.CANCELLED:
@@ -921,6 +927,12 @@ class ComputePlugin(abc.ABC):
         """The driver's own Arrow stream for an executed cursor, or None to build batches."""
         return None
 
+    def arrow_type(self, column: Any, dbapi_cursor: Any) -> pa.DataType | None:
+        """The Arrow type of one result column (an entry of ``dbapi_cursor.description``) for
+        batches built from rows, or None when the engine cannot tell (then the first batch's
+        values decide)."""
+        return None
+
     def classify_error(self, exc: Exception) -> tuple[type[ComputeError], str] | None:
         """Map a driver error to an error class and a message, or None for the default."""
         return None
@@ -964,9 +976,6 @@ def _driver_message(exc: BaseException) -> str:
 
 DISCONNECT_GRACE_S = 1.0
 """How long ``disconnect()`` waits for cancelled queries to give their connections back."""
-
-MAX_TIMEOUT_S = 7 * 24 * 3600.0
-"""The longest per-query timeout accepted: a week."""
 
 
 def _check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
