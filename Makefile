@@ -4,7 +4,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: env demo test test-fast lint bench clean test-dialect docs
+.PHONY: env fakesnow dbt-snowflake demo test test-fast lint bench clean test-dialect docs
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -16,14 +16,30 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 env: $(VENV)/.synced
 
+# The Snowflake emulator (fakesnow) in its own environment: its pins fight the project's.
+FAKESNOW := .tools/fakesnow/.synced
+$(FAKESNOW): fixtures/servers/fakesnow/pyproject.toml fixtures/servers/fakesnow/uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/.tools/fakesnow $(UV) sync --frozen --project fixtures/servers/fakesnow
+	touch $@
+
+fakesnow: $(FAKESNOW)
+
+# dbt-snowflake in its own environment (certifi<2025.4.26 fights the project's pins).
+DBT_SNOWFLAKE := .tools/dbt-snowflake/.synced
+$(DBT_SNOWFLAKE): fixtures/servers/dbt-snowflake/pyproject.toml fixtures/servers/dbt-snowflake/uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/.tools/dbt-snowflake $(UV) sync --frozen --project fixtures/servers/dbt-snowflake
+	touch $@
+
+dbt-snowflake: $(DBT_SNOWFLAKE)
+
 demo: env
 	$(PY) examples/demo.py
 
-test: env
+test: env fakesnow dbt-snowflake
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 	$(MAKE) test-dialect
 
-test-fast: env
+test-fast: env fakesnow dbt-snowflake
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
 
 lint: env
@@ -36,6 +52,8 @@ bench: env
 	$(PY) benchmarks/postgres_load.py
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/postgres_arrow.py
+	-$(MAKE) fakesnow  # without it the Snowflake bench says it is skipped
+	$(PY) benchmarks/snowflake_bench.py
 
 # the documentation site, into site/; --strict: a warning (a broken link, say) fails the build
 docs: env
