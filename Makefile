@@ -4,7 +4,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: env demo test test-fast lint bench clean test-dialect spark-env
+.PHONY: env demo test test-fast lint bench clean test-dialect docs spark-env
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -35,8 +35,8 @@ test-fast: env spark-env
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
 
 lint: env
-	$(VENV)/bin/ruff check src tests benchmarks fixtures examples
-	$(VENV)/bin/ruff format --check src tests benchmarks fixtures examples
+	$(VENV)/bin/ruff check src tests benchmarks fixtures examples docs
+	$(VENV)/bin/ruff format --check src tests benchmarks fixtures examples docs
 	$(VENV)/bin/mypy --strict src
 
 bench: env spark-env
@@ -46,8 +46,12 @@ bench: env spark-env
 	$(PY) benchmarks/postgres_arrow.py
 	$(PY) benchmarks/spark.py
 
+# the documentation site, into site/; --strict: a warning (a broken link, say) fails the build
+docs: env
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
 clean:
-	rm -rf $(VENV) .tools .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache site
 
 # SQLAlchemy's dialect compliance suite for postgresql+floe_psycopg: its own pytest run and config
 test-dialect: env
