@@ -65,6 +65,8 @@ class QueryError(ComputeError):
         super().__init__(message, engine=engine)
         self.query_id = query_id
         self.statement = statement
+        self.tags: dict[str, str] = {}
+        """The query's tags, as given to ``execute()``."""
 
 
 class QueryTimeoutError(QueryError, TimeoutError):
@@ -75,7 +77,8 @@ class QueryTimeoutError(QueryError, TimeoutError):
 
 
 class QueryCancelledError(QueryError):
-    """A statement was cancelled by :meth:`QueryResult.cancel`."""
+    """A statement was cancelled: ``cancel_query()``, ``QueryResult.cancel()``, a cancelled
+    asyncio task, ``disconnect()`` or Ctrl-C."""
 
 
 class ResourceLimitError(QueryError):

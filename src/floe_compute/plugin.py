@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import abc
 import logging
+import re
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
@@ -43,32 +45,96 @@ from floe_compute.telemetry import Telemetry
 from floe_compute.timeouts import QueryHandle, QueryState, watchdog
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
     from types import TracebackType
 
     import pyarrow as pa
+    from sqlalchemy.engine.interfaces import DBAPICursor, ExecutionContext
     from sqlalchemy.sql.base import Executable
 
+    from floe_compute.aio import AsyncExecution
     from floe_compute.health import HealthMonitor
 
-__all__ = ["ComputePlugin", "QueryContext"]
+__all__ = ["ComputePlugin", "QueryContext", "RunningQuery"]
 
 log = logging.getLogger("floe_compute")
 
 Params = dict[str, Any]
 
 
+MAX_TAGS = 32
+MAX_TAG_KEY = 64
+MAX_TAG_VALUE = 256
+_TAG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_QUERY_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+
+
 @dataclass(slots=True)
 class QueryContext:
-    """What the core knows about one query, from checkout to release."""
+    """What the core knows about one query, from its start to the release of its connection.
+
+    Engine hooks receive it: ``begin_query`` and ``annotate_statement`` read the timeout and tags,
+    and record in ``engine_state`` what their ``cancel`` needs (a job id, an operation handle).
+    """
 
     query_id: str
     summary: str
     operation: str
     timeout: float | None
     max_rows: int | None
+    tags: Mapping[str, str] = field(default_factory=dict)
     handle: QueryHandle = field(init=False)
     span: Any = None
     started: float = field(default_factory=time.perf_counter)
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    connection: Connection | None = None
+    """The pooled SQLAlchemy connection, once checked out."""
+    dbapi_connection: Any = None
+    """The DBAPI connection the query runs on, once checked out."""
+    cursor: Any = None
+    """The DBAPI cursor of the statement, set just before the driver is called."""
+    engine_state: dict[str, Any] = field(default_factory=dict)
+    bound_values: tuple[str, ...] = ()
+    """Text forms of the bound parameter values, masked in the library's messages."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunningQuery:
+    """A query that runs now, as :meth:`ComputePlugin.running_queries` shows it."""
+
+    query_id: str
+    summary: str
+    tags: Mapping[str, str]
+    started_at: datetime
+    elapsed_s: float
+    timeout: float | None
+
+
+class _Stopped(Exception):
+    """Raised instead of sending a statement whose query was cancelled or timed out before it
+    reached the engine; the caller sees the matching :class:`QueryError`."""
+
+
+class _DeadlinePool(QueuePool):
+    """A ``QueuePool`` whose checkout waits at most until a per-thread time (the plugin sets it), so
+    a query's deadline or cancel can end its wait without changing the pool's ``pool.timeout``."""
+
+    _until = threading.local()
+
+    @property
+    def _timeout(self) -> float:
+        until: float | None = getattr(self._until, "value", None)
+        if until is None:
+            return self._pool_timeout
+        return max(0.0, until - time.monotonic())
+
+    @_timeout.setter
+    def _timeout(self, value: float) -> None:
+        self._pool_timeout = value
+
+
+CHECKOUT_SLICE_S = 0.05
+"""How often a query waiting for a connection looks whether it was cancelled meanwhile."""
 
 
 class ComputePlugin(abc.ABC):
@@ -104,6 +170,10 @@ class ComputePlugin(abc.ABC):
         self._lock = threading.RLock()
         self._telemetry = Telemetry(self, enabled=config.telemetry)
         self._monitor: HealthMonitor | None = None
+        self._running: dict[str, QueryContext] = {}
+        self._preempted: set[str] = set()
+        self._discarded = False
+        self._executor: ThreadPoolExecutor | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -131,7 +201,12 @@ class ComputePlugin(abc.ABC):
         return self._engine is not None
 
     def connect(self) -> ComputePlugin:
-        """Create the engine and open the first connection, so a bad target fails here."""
+        """Create the engine and open the first connection, so a bad target fails here.
+
+        After :meth:`disconnect` it starts afresh, also where the data did not survive (an
+        in-memory database).
+        """
+        self._discarded = False
         self._ensure_engine()
         return self
 
@@ -141,6 +216,12 @@ class ComputePlugin(abc.ABC):
             return engine
         with self._lock:
             if self._engine is None:
+                if self._discarded:
+                    raise ConnectionFailedError(
+                        f"{self.name}: {self.pool_name} was disconnected and its data did not survive "
+                        f"({self.survives_disconnect_reason}); call connect() to start a new, empty one",
+                        engine=self.name,
+                    )
                 self._engine = self._create_engine()
             return self._engine
 
@@ -148,7 +229,7 @@ class ComputePlugin(abc.ABC):
         pool = self._config.pool
         pre_ping = self.default_pre_ping if pool.pre_ping is None else pool.pre_ping
         options: dict[str, Any] = {
-            "poolclass": QueuePool,
+            "poolclass": _DeadlinePool,
             "pool_size": pool.size,
             "max_overflow": pool.max_overflow,
             "pool_timeout": pool.timeout,
@@ -172,6 +253,7 @@ class ComputePlugin(abc.ABC):
         event.listen(engine, "do_connect", lambda *_: tracker.connect_started())
         event.listen(engine.pool, "connect", self._on_pool_connect)
         event.listen(engine.pool, "reset", partial(_on_pool_reset, engine.dialect))
+        event.listen(engine, "before_cursor_execute", self._before_cursor_execute, retval=True)
         self._tracker = tracker
         self._telemetry.attach(tracker)
         try:
@@ -201,14 +283,30 @@ class ComputePlugin(abc.ABC):
         self.setup_connection(dbapi_connection)
 
     def disconnect(self) -> None:
-        """Close every pooled connection. The plugin reconnects if it is used again."""
+        """Cancel the running queries and close every pooled connection.
+
+        Their readers get :class:`QueryCancelledError`. The plugin reconnects if it is used again,
+        unless its data did not survive (an in-memory database): then only ``connect()`` does.
+        """
         with self._lock:
             engine, self._engine = self._engine, None
             monitor, self._monitor = self._monitor, None
+            executor, self._executor = self._executor, None
+            if engine is not None and self.survives_disconnect_reason:
+                self._discarded = True
         if monitor is not None:
             monitor.stop()
-        if engine is not None:
-            self._dispose(engine)
+        if engine is None:
+            return
+        running = self._running_contexts()
+        for context in running:
+            context.handle.cancel()
+        deadline = time.monotonic() + DISCONNECT_GRACE_S
+        for context in running:  # their threads roll back and give the connections back
+            context.handle.wait_ended(max(0.0, deadline - time.monotonic()))
+        if executor is not None:
+            executor.shutdown(wait=False)
+        self._dispose(engine)
 
     def _dispose(self, engine: Engine) -> None:
         engine.dispose()
@@ -241,51 +339,250 @@ class ComputePlugin(abc.ABC):
         *,
         timeout: float | None = None,
         batch_size: int | None = None,
+        query_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> QueryResult:
         """Run one statement and return its lazy result.
 
-        ``timeout`` (seconds) defaults to ``timeouts.query``. The statement runs in its own
-        transaction, committed when the result is exhausted or closed, rolled back on failure.
+        ``timeout`` (seconds) defaults to ``timeouts.query``; the deadline covers waiting for a
+        connection, running and fetching. The statement runs in its own transaction, committed
+        when the result is exhausted or closed, rolled back on failure. ``query_id`` names the query
+        for :meth:`cancel_query` (default: a generated id); ``tags`` reach the engine where it has a
+        place for them, and the query's span.
         """
         self._ensure_engine()
+        context = self._new_query(sql, timeout, query_id, tags)
+        size = self._batch_size(batch_size)
+        statement = text(sql) if isinstance(sql, str) else sql
+        if params:
+            context.bound_values = _bound_texts(params)
+        self._register(context)
+        context.span = self._telemetry.query_started(context)
+        watchdog.watch(context.handle)
+        try:
+            if params and isinstance(statement, TextClause):
+                self._check_params(statement, params, context)
+            if context.handle.stopped:
+                raise _Stopped
+            connection = self._checkout(context)
+        except BaseException as exc:
+            context.handle.finish()
+            self._unregister(context)
+            error = self._query_error(exc, context) if context.handle.stopped else exc
+            self._telemetry.query_finished(context, error, 0)
+            if error is exc:
+                raise
+            raise error  # noqa: B904 - the cause is set by _query_error
+        context.connection = connection
+        context.dbapi_connection = connection.connection.dbapi_connection
+        context.handle.bind(partial(self._cancel_on_engine, context))
+        try:
+            with self._telemetry.current(context):
+                self.begin_query(connection, context)
+                options = {"stream_results": True, "yield_per": size, **self.query_options(context)}
+                cursor = connection.execution_options(**options, floe_query=context).execute(
+                    statement, params or {}
+                )
+        except BaseException as exc:
+            raise self._failed(context, connection, exc, 0)  # noqa: B904 - chained by _failed
+        return QueryResult(self, context, connection, cursor, size)
+
+    def _new_query(
+        self,
+        sql: str | Executable,
+        timeout: float | None,
+        query_id: str | None,
+        tags: Mapping[str, str] | None,
+    ) -> QueryContext:
         if timeout is None:
             timeout = self._config.timeouts.query
-        elif not isinstance(timeout, int | float) or timeout <= 0:
-            raise ConfigError(f"timeout must be a positive number of seconds (got {timeout!r})")
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size <= 0):
-            raise ConfigError(f"batch_size must be a positive integer (got {batch_size!r})")
-        statement = text(sql) if isinstance(sql, str) else sql
-        sql_text = sql if isinstance(sql, str) else str(statement)
+        elif (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 < timeout <= MAX_TIMEOUT_S
+        ):
+            raise ConfigError(
+                f"timeout must be a number of seconds > 0 and <= {MAX_TIMEOUT_S:g} (got {timeout!r})"
+            )
+        if query_id is not None and not (isinstance(query_id, str) and _QUERY_ID.match(query_id)):
+            raise ConfigError(
+                f"query_id {query_id!r} is not valid: expected 1-128 characters of letters, digits "
+                "and _ . : -"
+            )
+        sql_text = sql if isinstance(sql, str) else str(sql)
         context = QueryContext(
-            query_id=f"q-{uuid.uuid4().hex[:16]}",
+            query_id=query_id or f"q-{uuid.uuid4().hex[:16]}",
             summary=summarize(sql_text),
             operation=operation_name(sql_text),
             timeout=timeout,
             max_rows=self._config.limits.max_result_rows,
+            tags=_check_tags(tags),
         )
         context.handle = QueryHandle(context.query_id, timeout, None)
-        context.span = self._telemetry.query_started(context)
-        try:
-            if params and isinstance(statement, TextClause):
-                self._check_params(statement, params, context)
-            connection = self._checkout()
-        except BaseException as exc:
-            context.handle.finish()
-            self._telemetry.query_finished(context, exc, 0)
-            raise
-        context.handle.bind(partial(self.cancel, connection.connection.dbapi_connection))
-        watchdog.watch(context.handle)
-        size = batch_size or self.default_batch_size
-        try:
-            self.begin_query(connection, timeout)
-            cursor = connection.execution_options(stream_results=True, yield_per=size).execute(
-                statement, params or {}
+        return context
+
+    @staticmethod
+    def _batch_size(batch_size: int | None) -> int | None:
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0
+        ):
+            raise ConfigError(f"batch_size must be a positive integer (got {batch_size!r})")
+        return batch_size
+
+    def _failed(
+        self, context: QueryContext, connection: Connection, exc: BaseException | None, rows: int
+    ) -> BaseException:
+        """End a query whose driver call failed; the exception for its caller.
+
+        A Ctrl-C (``KeyboardInterrupt``, also when a driver turned it into its own error) stops the
+        query on the engine before the transaction is rolled back (the rollback would otherwise wait
+        for the query), and stays a ``KeyboardInterrupt`` for the caller.
+        """
+        interrupted = _interrupted(exc)
+        if interrupted:
+            context.handle.cancel()
+        error = self._query_error(exc, context)
+        self._finish_query(context, connection, error, rows)
+        if interrupted and not isinstance(exc, KeyboardInterrupt):
+            interrupt = KeyboardInterrupt()
+            interrupt.__cause__ = error
+            return interrupt
+        return error
+
+    # -- stopping and listing queries -------------------------------------------------------
+
+    def cancel_query(self, query_id: str) -> bool:
+        """Cancel a running query from any thread, also while its ``execute()`` is blocked.
+
+        Its caller gets :class:`QueryCancelledError`; the query is stopped on the engine and its
+        connection goes back to the pool. False when no query of this plugin has that id (unknown,
+        or already finished).
+        """
+        with self._lock:
+            context = self._running.get(query_id)
+        return context is not None and context.handle.cancel()
+
+    def running_queries(self) -> list[RunningQuery]:
+        """The queries running now (from ``execute()`` until their result is released)."""
+        return [
+            RunningQuery(
+                query_id=c.query_id,
+                summary=c.summary,
+                tags=dict(c.tags),
+                started_at=c.started_at,
+                elapsed_s=c.handle.elapsed,
+                timeout=c.timeout,
             )
-        except BaseException as exc:
-            error = self._query_error(exc, context)
-            self._finish_query(context, connection, error, 0)
-            raise error  # noqa: B904 - the driver's error is already its __cause__
-        return QueryResult(self, context, connection, cursor, size)
+            for c in self._running_contexts()
+            if not c.handle.stopped
+        ]
+
+    def _running_contexts(self) -> list[QueryContext]:
+        with self._lock:
+            return list(self._running.values())
+
+    def _register(self, context: QueryContext) -> None:
+        with self._lock:
+            if context.query_id in self._running:
+                raise ComputeError(
+                    f"{self.name}: a query with id {context.query_id!r} is already running on "
+                    f"{self.pool_name}; query ids must be unique among running queries",
+                    engine=self.name,
+                )
+            self._running[context.query_id] = context
+            preempted = context.query_id in self._preempted
+            self._preempted.discard(context.query_id)
+        if preempted:
+            context.handle.cancel()
+
+    def _unregister(self, context: QueryContext) -> None:
+        with self._lock:
+            if self._running.get(context.query_id) is context:
+                del self._running[context.query_id]
+
+    def _cancel_or_preempt(self, query_id: str) -> None:
+        """Cancel a query that may not have started yet (an asyncio task cancelled early)."""
+        with self._lock:
+            context = self._running.get(query_id)
+            if context is None:
+                self._preempted.add(query_id)
+        if context is not None:
+            context.handle.cancel()
+
+    def _forget_preempted(self, query_id: str) -> None:
+        with self._lock:
+            self._preempted.discard(query_id)
+
+    def _cancel_on_engine(self, context: QueryContext) -> None:
+        self.cancel(context)
+
+    def _before_cursor_execute(
+        self,
+        conn: Connection,
+        cursor: DBAPICursor,
+        statement: str,
+        parameters: Any,
+        context: ExecutionContext | None,
+        executemany: bool,
+    ) -> tuple[str, Any]:
+        query: QueryContext | None = context.execution_options.get("floe_query") if context else None
+        if query is None or query.connection is not conn:
+            return statement, parameters
+        query.cursor = cursor
+        if query.handle.stopped:
+            raise _Stopped  # stopped before it reached the engine: it must not start
+        return self.annotate_statement(statement, query), parameters
+
+    # -- asyncio ----------------------------------------------------------------------------
+
+    def aexecute(
+        self,
+        sql: str | Executable,
+        params: Params | None = None,
+        *,
+        timeout: float | None = None,
+        batch_size: int | None = None,
+        query_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> AsyncExecution:
+        """:meth:`execute` for asyncio: ``await`` it, or use it as ``async with``.
+
+        The driver's blocking calls run on the plugin's worker threads (as many as the pool has
+        connections); cancelling the awaiting task cancels the query on the engine.
+        """
+        from floe_compute.aio import AsyncExecution
+
+        return AsyncExecution(
+            self,
+            sql,
+            params,
+            timeout=timeout,
+            batch_size=batch_size,
+            query_id=query_id or f"q-{uuid.uuid4().hex[:16]}",
+            tags=tags,
+        )
+
+    async def ahealth_check(self, timeout: float | None = None) -> HealthStatus:
+        """:meth:`health_check` without blocking the event loop."""
+        from floe_compute.aio import run_blocking
+
+        return await run_blocking(self, self.health_check, timeout)
+
+    def _worker_pool(self) -> ThreadPoolExecutor:
+        """The threads that run the driver's blocking calls for the asyncio API."""
+        executor = self._executor
+        if executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with self._lock:
+                if self._executor is None:
+                    pool = self._config.pool
+                    self._executor = ThreadPoolExecutor(
+                        max_workers=pool.size + pool.max_overflow,
+                        thread_name_prefix=f"floe-compute-{self.name}",
+                    )
+                executor = self._executor
+        return executor
 
     def _check_params(self, statement: TextClause, params: Params, context: QueryContext) -> None:
         expected = set(statement.compile(dialect=self.engine.dialect).params)
@@ -305,27 +602,48 @@ class ComputePlugin(abc.ABC):
                 statement=context.summary,
             )
 
-    def _checkout(self) -> Connection:
+    def _checkout(self, context: QueryContext | None = None) -> Connection:
         engine = self._ensure_engine()
         tracker = self._tracker
         assert tracker is not None
         started = time.perf_counter()
         tracker.wait_started()
         gave_up = False
+        handle = context.handle if context is not None else None
+        limit = time.monotonic() + self._config.pool.timeout
+        if handle is not None and handle.deadline is not None:
+            limit = min(limit, handle.deadline)
         try:
-            return engine.connect()
-        except sa_exc.TimeoutError:
-            gave_up = True
-            pool = self._config.pool
-            raise PoolExhaustedError(
-                f"{self.name}: no connection free in pool {self.pool_name!r} "
-                f"(size={pool.size}, max_overflow={pool.max_overflow}) after waiting "
-                f"pool.timeout={pool.timeout:g}s",
-                engine=self.name,
-            ) from None
+            while True:
+                # waits in slices, so that a cancel or the deadline ends the wait promptly
+                _DeadlinePool._until.value = min(limit, time.monotonic() + CHECKOUT_SLICE_S)
+                try:
+                    return engine.connect()
+                except sa_exc.TimeoutError:
+                    pass
+                if handle is not None and handle.stopped:
+                    raise _Stopped
+                if time.monotonic() < limit:
+                    continue
+                if handle is not None and handle.deadline is not None and limit >= handle.deadline:
+                    handle.expire()
+                    raise _Stopped  # the deadline passed while waiting: a query timeout
+                gave_up = True
+                pool = self._config.pool
+                raise PoolExhaustedError(
+                    f"{self.name}: no connection free in pool {self.pool_name!r} "
+                    f"(size={pool.size}, max_overflow={pool.max_overflow}) after waiting "
+                    f"pool.timeout={pool.timeout:g}s",
+                    engine=self.name,
+                )
+        except ComputeError:
+            raise
+        except _Stopped:
+            raise
         except Exception as exc:
             raise self._connection_error(exc, "cannot connect") from exc
         finally:
+            _DeadlinePool._until.value = None
             tracker.wait_ended(time.perf_counter() - started, gave_up=gave_up)
 
     def _finish_query(
@@ -334,10 +652,17 @@ class ComputePlugin(abc.ABC):
         connection: Connection,
         error: BaseException | None,
         rows: int,
+        *,
+        rollback: bool = False,
     ) -> None:
-        """End the transaction and give the connection back; called exactly once per query."""
+        """End the transaction and give the connection back; called exactly once per query.
+
+        It commits only a query that ended normally and that its caller did not abandon with an
+        exception (``rollback``).
+        """
         state = context.handle.finish()
-        committing = error is None and state is QueryState.DONE
+        self._unregister(context)
+        committing = error is None and state is QueryState.DONE and not rollback
         failure: BaseException | None = None
         try:
             if connection.invalidated:
@@ -371,6 +696,8 @@ class ComputePlugin(abc.ABC):
             "timeout_s": context.timeout,
             "elapsed_s": round(elapsed, 3),
             "statement": context.summary,
+            "tags": dict(context.tags),
+            "cancelled_on_engine": context.handle.cancel_sent,
         }
         log.warning(
             "query timed out: " + " ".join(f"{k}={v!r}" for k, v in fields.items() if k != "event"),
@@ -379,8 +706,11 @@ class ComputePlugin(abc.ABC):
 
     # -- errors -----------------------------------------------------------------------------
 
-    def _scrub(self, message: str) -> str:
-        return redact(message, self._config.secrets)
+    def _scrub(self, message: str, context: QueryContext | None = None) -> str:
+        message = redact(message, self._config.secrets)
+        if context is not None and context.bound_values:
+            message = _mask_values(message, context.bound_values)
+        return message
 
     def _connection_error(self, exc: BaseException, doing: str) -> ComputeError:
         if isinstance(exc, ComputeError):
@@ -403,6 +733,8 @@ class ComputePlugin(abc.ABC):
             return exc if exc is not None else QueryError(f"{self.name}: query {context.query_id} failed")
         where = f"{self.name}: query {context.query_id} ({context.summary})"
         orig = exc.orig if isinstance(exc, sa_exc.StatementError) and exc.orig else exc
+        if isinstance(orig, _Stopped):
+            orig = None
         mapped = self.classify_error(orig) if isinstance(orig, Exception) else None
         ids = {"engine": self.name, "query_id": context.query_id, "statement": context.summary}
         error: QueryError | ConnectionFailedError
@@ -411,24 +743,26 @@ class ComputePlugin(abc.ABC):
             elapsed = context.handle.elapsed
             limit = "the engine's statement timeout" if context.timeout is None else f"{context.timeout:g}s"
             error = QueryTimeoutError(
-                f"{where} timed out after {elapsed:.3f}s (timeout {limit}) and was cancelled on the engine",
-                **ids,
+                f"{where} timed out after {elapsed:.3f}s (timeout {limit}){_how(exc, context)}", **ids
             )
             error.timeout = context.timeout or 0.0
             error.elapsed = elapsed
         elif state is QueryState.CANCELLED:
-            error = QueryCancelledError(f"{where} was cancelled", **ids)
+            how = _how(exc, context).replace(" and was cancelled on the engine", " (stopped on the engine)")
+            error = QueryCancelledError(f"{where} was cancelled{how}", **ids)
         elif isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
             message = f"{where}: the connection was lost: {_driver_message(exc.orig or exc)}"
-            error = ConnectionFailedError(self._scrub(message), engine=self.name)
+            error = ConnectionFailedError(self._scrub(message, context), engine=self.name)
         else:
             assert orig is not None
             cls: type[ComputeError] = mapped[0] if mapped else QueryError
             detail = mapped[1] if mapped else _driver_message(orig)
             if issubclass(cls, QueryError):
-                error = cls(self._scrub(f"{where} failed: {detail}"), **ids)
+                error = cls(self._scrub(f"{where} failed: {detail}", context), **ids)
             else:
-                error = ConnectionFailedError(self._scrub(f"{where}: {detail}"), engine=self.name)
+                error = ConnectionFailedError(self._scrub(f"{where}: {detail}", context), engine=self.name)
+        if isinstance(error, QueryError):
+            error.tags = dict(context.tags)
         return _caused_by(error, orig)
 
     # -- health and statistics --------------------------------------------------------------
@@ -455,13 +789,17 @@ class ComputePlugin(abc.ABC):
         started = time.perf_counter()
         state, message = HealthState.HEALTHY, "ok"
         before = self._tracker.snapshot() if self._tracker else None
-        busy = before if before is not None and before.saturated else None
+        # every connection in use: queueing the ping behind users would only time the queue
+        busy = before if before is not None and before.in_use >= before.max else None
         if busy is None:
             try:
                 with self.execute(self.ping_statement, timeout=timeout) as result:
                     result.fetchall()
-            except PoolExhaustedError:
-                busy = self.pool_stats()
+            except (PoolExhaustedError, QueryTimeoutError) as exc:
+                if isinstance(exc, QueryTimeoutError) and self.pool_stats().in_use < self.pool_stats().max:
+                    state, message = HealthState.UNHEALTHY, str(exc)
+                else:
+                    busy = self.pool_stats()
             except Exception as exc:
                 state = HealthState.UNHEALTHY
                 message = str(exc) if isinstance(exc, ComputeError) else self._scrub(repr(exc))
@@ -511,12 +849,31 @@ class ComputePlugin(abc.ABC):
     def setup_connection(self, dbapi_connection: Any) -> None:  # noqa: B027
         """Prepare a newly opened DBAPI connection: session settings, extensions, catalogs."""
 
-    def begin_query(self, connection: Connection, timeout: float | None) -> None:  # noqa: B027
+    survives_disconnect_reason: ClassVar[str | None] = None
+    """Why the data is gone after :meth:`disconnect` (an in-memory database), or None when a
+    reconnect finds it again. Engines make it a property where it depends on the config."""
+
+    def begin_query(self, connection: Connection, context: QueryContext) -> None:  # noqa: B027
         """Per-query setup inside the query's transaction, such as the statement timeout."""
 
+    def query_options(self, context: QueryContext) -> dict[str, Any]:
+        """Extra SQLAlchemy execution options for the statement. The core adds ``floe_query``
+        (the :class:`QueryContext`), which an engine's dialect can read in ``do_execute``."""
+        return {}
+
+    def annotate_statement(self, statement: str, context: QueryContext) -> str:
+        """The SQL text as sent to the driver, for example with the tags as a comment."""
+        return statement
+
     @abc.abstractmethod
-    def cancel(self, dbapi_connection: Any) -> None:
-        """Cancel whatever runs on this connection, on the engine. Called from another thread."""
+    def cancel(self, context: QueryContext) -> None:
+        """Stop the query on the engine.
+
+        Called from the watchdog or from :meth:`cancel_query`'s thread while the query's own
+        thread may be blocked in the driver; possibly before the statement reached the driver
+        (``context.cursor`` is None) and more than once until the query ends. Must be cheap and
+        idempotent.
+        """
 
     def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
         """The driver's own Arrow stream for an executed cursor, or None to build batches."""
@@ -561,3 +918,79 @@ def _driver_message(exc: BaseException) -> str:
         if line.strip():
             lines.append(line.strip())
     return " ".join(lines) or type(exc).__name__
+
+
+DISCONNECT_GRACE_S = 1.0
+"""How long ``disconnect()`` waits for cancelled queries to give their connections back."""
+
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+"""The longest per-query timeout accepted: a week."""
+
+
+def _check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
+    """Tags as given, or a :class:`ConfigError` naming the first tag that is not valid."""
+    if tags is None:
+        return {}
+    if not isinstance(tags, Mapping):
+        raise ConfigError(f"tags must be a mapping of strings to strings (got {type(tags).__name__})")
+    if len(tags) > MAX_TAGS:
+        raise ConfigError(f"tags: at most {MAX_TAGS} tags (got {len(tags)})")
+    checked: dict[str, str] = {}
+    for key, value in tags.items():
+        if not isinstance(key, str) or not _TAG_KEY.match(key) or len(key) > MAX_TAG_KEY:
+            raise ConfigError(
+                f"tag {key!r}: a tag name is 1-{MAX_TAG_KEY} characters of letters, digits and _ . -, "
+                "starting with a letter or _"
+            )
+        if not isinstance(value, str):
+            raise ConfigError(f"tag {key!r}: the value must be a string (got {type(value).__name__})")
+        if len(value) > MAX_TAG_VALUE or not value.isprintable():
+            raise ConfigError(
+                f"tag {key!r}: the value must be at most {MAX_TAG_VALUE} printable characters "
+                f"(got {len(value)} characters)"
+            )
+        checked[key] = value
+    return checked
+
+
+def _interrupted(exc: BaseException | None) -> bool:
+    """A Ctrl-C, as such or as the cause of a driver's error (DuckDB's "Query interrupted")."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _how(exc: BaseException | None, context: QueryContext) -> str:
+    """What happened to a stopped query, without claiming an engine cancel that did not run."""
+    if context.connection is None or isinstance(exc, _Stopped):
+        return " before it started on the engine"
+    if exc is None:
+        return "; its result was discarded"
+    if context.handle.cancel_sent:
+        return " and was cancelled on the engine"
+    return "; the cancel request to the engine failed" if context.handle.cancel_error else ""
+
+
+def _bound_texts(params: Params) -> tuple[str, ...]:
+    values = []
+    for value in params.values():
+        if isinstance(value, str | bytes | int | float) and not isinstance(value, bool):
+            shown = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+            if shown:
+                values.append(shown)
+    return tuple(sorted(set(values), key=len, reverse=True))
+
+
+def _mask_values(message: str, values: tuple[str, ...]) -> str:
+    """Mask bound values that a driver's message quotes (``Could not convert string 'x'``)."""
+    for value in values:
+        for quote in ("'", '"'):
+            message = message.replace(f"{quote}{value}{quote}", f"{quote}***{quote}")
+        if len(value) >= 4:
+            message = message.replace(value, "***")
+    return message

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import operator
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection, CursorResult
 
-from floe_compute.errors import ResourceLimitError
-from floe_compute.timeouts import QueryHandle, QueryState
+from floe_compute.errors import QueryError, ResourceLimitError
+from floe_compute.timeouts import QueryHandle
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -35,7 +37,9 @@ class QueryResult:
 
     The deadline of the query keeps running while the caller iterates: it covers everything from
     ``execute()`` until the result is exhausted or closed. The connection goes back to the pool when
-    the result is exhausted, closed, cancelled, timed out, failed or garbage-collected.
+    the result is exhausted, closed, cancelled, timed out, failed or garbage-collected. A result
+    closed before its last row (by another thread, or by ``disconnect()``) never looks complete:
+    reading it raises instead of returning fewer rows.
     """
 
     def __init__(
@@ -44,21 +48,23 @@ class QueryResult:
         context: QueryContext,
         connection: Connection | None,
         cursor: CursorResult[Any] | None,
-        batch_size: int,
+        batch_size: int | None,
     ) -> None:
         self._plugin = plugin
         self._context = context
         self._connection = connection
         self._cursor = cursor
-        self._batch_size = batch_size
-        self._rows = 0
+        self._batch_size = batch_size or plugin.default_batch_size
+        self._fetched = 0
         self._buffer: list[Row] = []
         self._buffer_pos = 0
+        self._current: Iterator[Row] | None = None
+        self._lock = threading.RLock()
         self._exhausted = cursor is None or not cursor.returns_rows
         self.columns: list[str] = list(cursor.keys()) if cursor is not None and cursor.returns_rows else []
         """Column names, in order."""
-        if self._exhausted:
-            self._release(None)
+        # a statement without rows keeps its transaction until the result is read or closed, so
+        # that a failing ``with`` block still rolls it back
 
     @property
     def query_id(self) -> str:
@@ -66,8 +72,12 @@ class QueryResult:
 
     @property
     def rowcount(self) -> int:
-        """Rows delivered to the caller so far."""
-        return self._rows
+        """Rows handed to the caller so far."""
+        pending = len(self._buffer) - self._buffer_pos
+        current = self._current
+        if current is not None:
+            pending += operator.length_hint(current)
+        return self._fetched - pending
 
     @property
     def handle(self) -> QueryHandle:
@@ -82,26 +92,34 @@ class QueryResult:
     def _fetch_batch(self, size: int) -> list[Row]:
         """Up to ``size`` rows from the driver; [] and the connection released at the end."""
         if self._exhausted:
+            if self._connection is not None:
+                self.close()  # a statement without rows, read to its (empty) end
             return []
-        self._check_running()
-        cursor = self._cursor
-        assert cursor is not None
-        try:
-            # The strategy hands out raw DBAPI rows and drains what SQLAlchemy pre-buffered for
-            # server-side cursors; ``fetchmany`` on the DBAPI cursor alone would skip those rows.
-            rows = cursor.cursor_strategy.fetchmany(cursor, cursor.cursor, size)
-        except BaseException as exc:
-            raise self._fail(exc)  # noqa: B904 - chained by _fail
-        if not rows:
-            self._exhausted = True
-            self._release(None)
-            return []
-        self._deliver(len(rows))
-        return rows  # type: ignore[no-any-return]
+        with self._lock:
+            if self._connection is None:
+                raise self._closed_error()
+            self._check_running()
+            cursor = self._cursor
+            assert cursor is not None
+            token = self._plugin._telemetry.enter(self._context)
+            try:
+                # The strategy hands out raw DBAPI rows and drains what SQLAlchemy pre-buffered for
+                # server-side cursors; ``fetchmany`` on the DBAPI cursor alone would skip those rows.
+                rows = cursor.cursor_strategy.fetchmany(cursor, cursor.cursor, size)
+            except BaseException as exc:
+                raise self._fail(exc)  # noqa: B904 - chained by _fail
+            finally:
+                self._plugin._telemetry.leave(token)
+            if not rows:
+                self._exhausted = True
+                self._release(None)
+                return []
+            self._deliver(len(rows))
+            return rows  # type: ignore[no-any-return]
 
     def _deliver(self, count: int) -> None:
         limit = self._context.max_rows
-        if limit is not None and self._rows + count > limit:
+        if limit is not None and self._fetched + count > limit:
             error = ResourceLimitError(
                 f"{self._plugin.name}: query {self.query_id} ({self._context.summary}) returns "
                 f"more than limits.max_result_rows={limit} rows",
@@ -112,14 +130,18 @@ class QueryResult:
             error.limit = "max_result_rows"
             self._release(error)
             raise error
-        self._rows += count
+        self._fetched += count
 
     def __iter__(self) -> Iterator[Row]:
         # chain() walks each batch in C: no Python frame per row, only one call per batch
-        head = self._take_buffer(len(self._buffer))
-        size = self._batch_size
-        batches: Iterator[list[Row]] = iter(lambda: self._fetch_batch(size), [])
-        return itertools.chain(head, itertools.chain.from_iterable(batches))
+        head = self._current = iter(self._take_buffer(len(self._buffer) - self._buffer_pos))
+        batches: Iterator[Iterator[Row] | None] = iter(self._next_batch_iterator, None)
+        return itertools.chain(head, itertools.chain.from_iterable(batches))  # type: ignore[arg-type]
+
+    def _next_batch_iterator(self) -> Iterator[Row] | None:
+        rows = self._fetch_batch(self._batch_size)
+        self._current = iter(rows) if rows else None
+        return self._current
 
     def _take_buffer(self, n: int) -> list[Row]:
         rows = self._buffer[self._buffer_pos : self._buffer_pos + n]
@@ -142,7 +164,7 @@ class QueryResult:
         return rows[0] if rows else None
 
     def fetchall(self) -> list[Row]:
-        rows = self._take_buffer(len(self._buffer))
+        rows = self._take_buffer(len(self._buffer) - self._buffer_pos)
         while batch := self._fetch_batch(self._batch_size):
             rows.extend(batch)
         return rows
@@ -155,31 +177,40 @@ class QueryResult:
 
         size = batch_size or self._batch_size
         native = None
-        if not self._exhausted and self._rows == 0 and self._buffer_pos >= len(self._buffer):
+        if not self._exhausted and self._fetched == 0 and self._connection is not None:
             assert self._cursor is not None
-            self._check_running()
-            try:
-                native = self._plugin.arrow_reader(self._cursor.cursor, size)
-            except BaseException as exc:
-                raise self._fail(exc)  # noqa: B904 - chained by _fail
+            with self._lock:
+                self._check_running()
+                try:
+                    native = self._plugin.arrow_reader(self._cursor.cursor, size)
+                except BaseException as exc:
+                    raise self._fail(exc)  # noqa: B904 - chained by _fail
         if native is not None:
             return pa.RecordBatchReader.from_batches(native.schema, self._native_batches(native))
+        if self._connection is None and not self._exhausted:
+            raise self._closed_error()
         first = self._rows_to_batch(self.fetchmany(size), None)
         return pa.RecordBatchReader.from_batches(first.schema, self._built_batches(first, size))
 
     def _native_batches(self, reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
         batches = iter(reader)
         while True:
-            self._check_running()
-            try:
-                batch = next(batches, None)
-            except BaseException as exc:
-                raise self._fail(exc)  # noqa: B904 - chained by _fail
-            if batch is None:
-                self._exhausted = True
-                self._release(None)
-                return
-            self._deliver(batch.num_rows)
+            with self._lock:
+                if self._connection is None:
+                    raise self._closed_error()
+                self._check_running()
+                token = self._plugin._telemetry.enter(self._context)
+                try:
+                    batch = next(batches, None)
+                except BaseException as exc:
+                    raise self._fail(exc)  # noqa: B904 - chained by _fail
+                finally:
+                    self._plugin._telemetry.leave(token)
+                if batch is None:
+                    self._exhausted = True
+                    self._release(None)
+                    return
+                self._deliver(batch.num_rows)
             yield batch
 
     def _built_batches(self, first: pa.RecordBatch, size: int) -> Iterator[pa.RecordBatch]:
@@ -205,25 +236,40 @@ class QueryResult:
     # -- lifecycle --------------------------------------------------------------------------
 
     def _check_running(self) -> None:
-        if self._context.handle.state is not QueryState.RUNNING:
+        if self._context.handle.stopped:
             raise self._fail(None)
 
     def _fail(self, exc: BaseException | None) -> BaseException:
         """Translate a failure (or a timeout/cancel seen between fetches), and let go."""
-        error = self._plugin._query_error(exc, self._context)
-        self._release(error)
-        return error
+        connection = self._connection
+        if connection is None:
+            return self._closed_error()
+        self._connection = None
+        self._cursor_done()
+        return self._plugin._failed(self._context, connection, exc, self.rowcount)
 
-    def _release(self, error: BaseException | None) -> None:
+    def _closed_error(self) -> BaseException:
+        """Reading a result released before its last row: never a silent, short result."""
+        if self._context.handle.stopped:
+            return self._plugin._query_error(None, self._context)
+        return QueryError(
+            f"{self._plugin.name}: query {self.query_id} ({self._context.summary}): the result was "
+            f"closed after {self.rowcount} rows, before all its rows were read",
+            engine=self._plugin.name,
+            query_id=self.query_id,
+            statement=self._context.summary,
+        )
+
+    def _release(self, error: BaseException | None, *, rollback: bool = False) -> None:
         connection, self._connection = self._connection, None
         self._cursor_done()
         if connection is not None:
-            self._plugin._finish_query(self._context, connection, error, self._rows)
+            self._plugin._finish_query(self._context, connection, error, self.rowcount, rollback=rollback)
 
     def _cursor_done(self) -> None:
-        self._exhausted = True
         self._buffer = []
         self._buffer_pos = 0
+        self._current = None
 
     def cancel(self) -> None:
         """Stop the query on the engine; its reader gets :class:`QueryCancelledError`.
@@ -233,9 +279,15 @@ class QueryResult:
         self._context.handle.cancel()
 
     def close(self) -> None:
-        """Discard the rest of the result and give the connection back."""
+        """Discard the rest of the result and give the connection back (committing the statement).
+
+        From another thread it waits for a batch being fetched; the reader then gets an error
+        saying that the result was closed.
+        """
         if self._connection is not None:
-            self._release(None)
+            with self._lock:
+                if self._connection is not None:
+                    self._release(None)
 
     def __enter__(self) -> QueryResult:
         return self
@@ -246,20 +298,27 @@ class QueryResult:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        if exc is None:
+            self.close()
+        elif self._connection is not None:
+            with self._lock:
+                if self._connection is not None:
+                    self._release(None, rollback=True)  # the block failed: nothing is committed
 
     def __del__(self) -> None:
-        if getattr(self, "_connection", None) is not None:
-            warnings.warn(
-                f"QueryResult {self.query_id} was not closed; closing it now. "
-                "Use 'with plugin.execute(...) as result:' or call close().",
-                ResourceWarning,
-                stacklevel=2,
-                source=self,
-            )
-            with contextlib.suppress(Exception):  # nothing may escape a finalizer
-                self._release(None)
+        if getattr(self, "_connection", None) is None:
+            return
+        with contextlib.suppress(Exception):  # nothing may escape a finalizer
+            self._release(None)
+        # released first: a warning turned into an error must not keep the connection
+        warnings.warn(
+            f"QueryResult {self.query_id} was not closed; it was closed when garbage-collected. "
+            "Use 'with plugin.execute(...) as result:' or call close().",
+            ResourceWarning,
+            stacklevel=2,
+            source=self,
+        )
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
-        return f"<QueryResult {self.query_id} {self._context.summary!r} {state} rows={self._rows}>"
+        return f"<QueryResult {self.query_id} {self._context.summary!r} {state} rows={self.rowcount}>"

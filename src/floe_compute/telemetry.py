@@ -6,12 +6,14 @@ an SDK. Instruments are created once per process; observable ones read every liv
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -193,18 +195,40 @@ class Telemetry:
     def query_started(self, context: QueryContext) -> Any:
         if self._tracer is None:
             return None
-        return self._tracer.start_span(
-            context.summary,
-            kind=SpanKind.CLIENT,
-            attributes={
-                "db.system.name": self._plugin.db_system,
-                "db.operation.name": context.operation,
-                "db.query.summary": context.summary,
-                "db.namespace": self._plugin.config.url.database or "",
-                "floe.query.id": context.query_id,
-                _POOL: self.pool_name,
-            },
-        )
+        attributes = {
+            "db.system.name": self._plugin.db_system,
+            "db.operation.name": context.operation,
+            "db.query.summary": context.summary,
+            "db.namespace": self._plugin.config.url.database or "",
+            "floe.query.id": context.query_id,
+            _POOL: self.pool_name,
+        }
+        attributes.update({f"floe.query.tag.{k}": v for k, v in context.tags.items()})
+        return self._tracer.start_span(context.summary, kind=SpanKind.CLIENT, attributes=attributes)
+
+    @contextlib.contextmanager
+    def current(self, context: QueryContext) -> Iterator[None]:
+        """Make the query's span the current one while the driver works, so that spans of other
+        instrumentations (SQLAlchemy's, the HTTP clients inside cloud drivers) nest under it."""
+        if context.span is None:
+            yield
+            return
+        token = otel_context.attach(trace.set_span_in_context(context.span))
+        try:
+            yield
+        finally:
+            otel_context.detach(token)
+
+    def enter(self, context: QueryContext) -> object | None:
+        """:meth:`current` as two calls, for the fetch loop (a token for :meth:`leave`)."""
+        if context.span is None:
+            return None
+        return otel_context.attach(trace.set_span_in_context(context.span))
+
+    @staticmethod
+    def leave(token: object | None) -> None:
+        if token is not None:
+            otel_context.detach(token)  # type: ignore[arg-type]
 
     def query_finished(self, context: QueryContext, error: BaseException | None, rows: int) -> None:
         if not self.enabled:

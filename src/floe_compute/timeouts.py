@@ -1,9 +1,14 @@
 """The watchdog: one daemon thread that cancels queries on the engine when their deadline passes.
 
 A :class:`QueryHandle` is the only thing shared between the thread running a query and the watchdog
-(or another thread calling ``cancel()``). Its lock makes "cancel on the engine" and "give the
+(or another thread calling ``cancel_query()``). Its lock makes "cancel on the engine" and "give the
 connection back to the pool" mutually exclusive, so a cancel can never reach a connection that is
 already running somebody else's query.
+
+A cancel may arrive before the statement has reached the engine (while the query waits for a
+connection, or between the last check and the driver call). Engines such as DuckDB ignore an
+interrupt that finds nothing running, so the watchdog repeats the engine cancel, with a growing
+interval, until the query's own thread reports that it has ended.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ __all__ = ["QueryHandle", "QueryState", "Watchdog", "watchdog"]
 
 log = logging.getLogger(__name__)
 
+RESEND_INTERVALS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+"""Seconds between repeated engine cancels of a stopped query that has not ended yet."""
+
 
 class QueryState(enum.Enum):
     RUNNING = "running"
@@ -31,7 +39,19 @@ class QueryState(enum.Enum):
 class QueryHandle:
     """A running query as the watchdog sees it: its deadline and how to cancel it on the engine."""
 
-    __slots__ = ("_cancel", "_lock", "deadline", "query_id", "started", "state", "timeout")
+    __slots__ = (
+        "_cancel",
+        "_ended",
+        "_ended_event",
+        "_lock",
+        "cancel_error",
+        "cancel_sent",
+        "deadline",
+        "query_id",
+        "started",
+        "state",
+        "timeout",
+    )
 
     def __init__(self, query_id: str, timeout: float | None, cancel: Callable[[], None] | None) -> None:
         self.query_id = query_id
@@ -39,28 +59,54 @@ class QueryHandle:
         self.started = time.monotonic()
         self.deadline = None if timeout is None else self.started + timeout
         self.state = QueryState.RUNNING
+        self.cancel_sent = False
+        """Whether an engine cancel has been sent (False: the query was stopped before it ran)."""
+        self.cancel_error: BaseException | None = None
         self._cancel = cancel
+        self._ended = False
+        self._ended_event: threading.Event | None = None
         self._lock = threading.Lock()
 
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
+    @property
+    def stopped(self) -> bool:
+        """Timed out or cancelled: the statement must not start, or must stop."""
+        return self.state is QueryState.TIMED_OUT or self.state is QueryState.CANCELLED
+
     def bind(self, cancel: Callable[[], None]) -> None:
         """Set how to cancel on the engine, once the query has a connection."""
         with self._lock:
             self._cancel = cancel
+
+    def _send(self) -> None:
+        """Cancel on the engine; the caller holds the lock."""
+        if self._cancel is None or self._ended:
+            return
+        try:
+            self._cancel()
+            self.cancel_sent = True
+        except Exception as exc:  # the query may have just finished; nothing left to cancel
+            self.cancel_error = exc
+            log.debug("cancel of query %s failed", self.query_id, exc_info=True)
 
     def _stop(self, state: QueryState) -> bool:
         with self._lock:
             if self.state is not QueryState.RUNNING:
                 return False
             self.state = state
-            if self._cancel is not None:
-                try:
-                    self._cancel()
-                except Exception:  # the query may have just finished; nothing left to cancel
-                    log.debug("cancel of query %s failed", self.query_id, exc_info=True)
+            self._send()
+        watchdog.resend(self, 0)
+        return True
+
+    def resend(self) -> bool:
+        """Repeat the engine cancel; False once the query has ended."""
+        with self._lock:
+            if self._ended:
+                return False
+            self._send()
             return True
 
     def expire(self) -> bool:
@@ -77,29 +123,49 @@ class QueryHandle:
             if self.state is QueryState.RUNNING:
                 self.state = QueryState.DONE
             self._cancel = None
+            self._ended = True
+            if self._ended_event is not None:
+                self._ended_event.set()
             return self.state
+
+    def wait_ended(self, timeout: float) -> bool:
+        """Wait until the query's thread has ended it (given its connection back)."""
+        with self._lock:
+            if self._ended:
+                return True
+            if self._ended_event is None:
+                self._ended_event = threading.Event()
+            event = self._ended_event
+        return event.wait(timeout)
 
 
 class Watchdog:
     """Expires handles at their deadline, from a single lazily started daemon thread."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, QueryHandle]] = []
+        self._heap: list[tuple[float, int, QueryHandle, int]] = []
         self._seq = itertools.count()
         self._wakeup = threading.Condition()
         self._thread: threading.Thread | None = None
         self._compact_at = 1024
 
     def watch(self, handle: QueryHandle) -> None:
-        if handle.deadline is None:
-            return
+        if handle.deadline is not None:
+            self._push(handle.deadline, handle, -1)
+
+    def resend(self, handle: QueryHandle, attempt: int) -> None:
+        """Schedule the ``attempt``-th repeat of a stopped query's engine cancel."""
+        interval = RESEND_INTERVALS[min(attempt, len(RESEND_INTERVALS) - 1)]
+        self._push(time.monotonic() + interval, handle, attempt)
+
+    def _push(self, when: float, handle: QueryHandle, attempt: int) -> None:
         with self._wakeup:
             if len(self._heap) >= self._compact_at:
                 # finished queries with far deadlines would otherwise pile up until they expire
                 self._heap = [entry for entry in self._heap if entry[2].state is QueryState.RUNNING]
                 heapq.heapify(self._heap)
                 self._compact_at = max(1024, 2 * len(self._heap))
-            heapq.heappush(self._heap, (handle.deadline, next(self._seq), handle))
+            heapq.heappush(self._heap, (when, next(self._seq), handle, attempt))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="floe-compute-watchdog", daemon=True)
                 self._thread.start()
@@ -110,13 +176,20 @@ class Watchdog:
         while True:
             with self._wakeup:
                 while not self._heap or self._heap[0][0] > time.monotonic():
-                    if self._heap and self._heap[0][2].state is not QueryState.RUNNING:
-                        heapq.heappop(self._heap)
+                    head = self._heap[0] if self._heap else None
+                    if head is not None and head[3] < 0 and head[2].state is not QueryState.RUNNING:
+                        heapq.heappop(self._heap)  # a deadline of a query that already ended
                         continue
-                    wait = self._heap[0][0] - time.monotonic() if self._heap else None
+                    wait = head[0] - time.monotonic() if head is not None else None
                     self._wakeup.wait(wait)
-                _, _, handle = heapq.heappop(self._heap)
-            handle.expire()
+                _, _, handle, attempt = heapq.heappop(self._heap)
+            try:
+                if attempt < 0:
+                    handle.expire()
+                elif handle.resend():
+                    self.resend(handle, attempt + 1)
+            except Exception:  # the thread must outlive any engine's cancel hook
+                log.exception("watchdog: stopping query %s failed", handle.query_id)
 
 
 watchdog = Watchdog()

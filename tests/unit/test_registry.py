@@ -136,7 +136,7 @@ def test_a_subclass_missing_a_declaration_names_it() -> None:
         class NoSchemes(ComputePlugin):
             name = "nothing"
 
-            def cancel(self, dbapi_connection: Any) -> None: ...
+            def cancel(self, context: Any) -> None: ...
 
             def dbt_target(self) -> dict[str, Any]:
                 return {}

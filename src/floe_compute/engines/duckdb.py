@@ -34,7 +34,7 @@ from floe_compute.errors import (
     QueryError,
     ResourceLimitError,
 )
-from floe_compute.plugin import ComputePlugin
+from floe_compute.plugin import ComputePlugin, QueryContext
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -255,9 +255,13 @@ class DuckDBComputePlugin(ComputePlugin):
         if root is not None:
             root.close()
 
-    def cancel(self, dbapi_connection: Any) -> None:
+    @property
+    def survives_disconnect_reason(self) -> str | None:  # type: ignore[override]
+        return "an in-memory database" if self.config.in_memory else None
+
+    def cancel(self, context: QueryContext) -> None:
         # interrupt() reaches only the connection object running the query: the pooled cursor.
-        dbapi_connection.interrupt()
+        context.dbapi_connection.interrupt()
 
     def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader:
         reader: pa.RecordBatchReader = dbapi_cursor.to_arrow_reader(batch_size)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 from pydantic import model_validator
@@ -30,7 +32,7 @@ from floe_compute.errors import (
     QueryTimeoutError,
     ResourceLimitError,
 )
-from floe_compute.plugin import ComputePlugin
+from floe_compute.plugin import ComputePlugin, QueryContext
 
 __all__ = ["PostgresComputePlugin", "PostgresConfig"]
 
@@ -115,6 +117,12 @@ def returns_cursor(sql: str) -> bool:
     return match.group(1).upper() != "WITH" or not _DATA_MODIFYING.search(cleaned)
 
 
+def sqlcommenter(tags: Mapping[str, str]) -> str:
+    """``/*key='value',...*/`` in the sqlcommenter format: sorted keys, URL-encoded values."""
+    pairs = ",".join(f"{quote(k, safe='')}='{quote(v, safe='')}'" for k, v in sorted(tags.items()))
+    return f"/*{pairs}*/"
+
+
 def _option(name: str, value: str | int | float | bool) -> str:
     """One ``-c name=value`` for libpq's ``options`` (spaces and backslashes escaped)."""
     text = ("on" if value else "off") if isinstance(value, bool) else str(value)
@@ -162,13 +170,21 @@ class PostgresComputePlugin(ComputePlugin):
             args["options"] = " ".join(options)
         return {"connect_args": args}
 
-    def begin_query(self, connection: Connection, timeout: float | None) -> None:
-        if timeout is not None:
+    def begin_query(self, connection: Connection, context: QueryContext) -> None:
+        if context.timeout is not None:
             # SET takes no bind parameters (psycopg binds server-side); ms is an int we computed
-            ms = max(1, math.ceil(timeout * 1000))
+            ms = max(1, math.ceil(context.timeout * 1000))
             connection.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
 
-    def cancel(self, dbapi_connection: Any) -> None:
+    def annotate_statement(self, statement: str, context: QueryContext) -> str:
+        """The tags as a trailing sqlcommenter comment: ``pg_stat_activity`` and the server log
+        show them next to the statement."""
+        if not context.tags:
+            return statement
+        return f"{statement} {sqlcommenter(context.tags)}"
+
+    def cancel(self, context: QueryContext) -> None:
+        dbapi_connection = context.dbapi_connection
         cancel_safe = getattr(dbapi_connection, "cancel_safe", None)  # psycopg >= 3.2
         if cancel_safe is not None:
             cancel_safe(timeout=CANCEL_TIMEOUT_S)
