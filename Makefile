@@ -36,3 +36,11 @@ bench: env
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache
+
+# The BigQuery emulator, in its own environment (its pins fight the project's): fixtures/bigquery.py
+BQEMULATOR := .tools/bqemulator/.synced
+$(BQEMULATOR): fixtures/servers/bqemulator/pyproject.toml fixtures/servers/bqemulator/uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/.tools/bqemulator $(UV) sync --frozen --project fixtures/servers/bqemulator
+	touch $@
+.tools/bqemulator: $(BQEMULATOR)
+test test-fast bench: $(BQEMULATOR)

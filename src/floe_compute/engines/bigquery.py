@@ -66,6 +66,7 @@ CANCEL_TIMEOUT_S = 10.0
 _URL_KEYS = {"location", "credentials_path", "priority", "api_endpoint"}
 _UNSUPPORTED_LIMITS = ("memory_limit", "threads", "temp_directory", "max_temp_directory_size")
 _LABEL_BAD = re.compile(r"[^a-z0-9_-]+")
+_QUOTED_PARAMETER = re.compile(r"@`([A-Za-z_][A-Za-z0-9_]*)`")
 _JOB_ID_BAD = re.compile(r"[^A-Za-z0-9_-]+")
 # BigQuery's documented error reasons (ErrorProto.reason) and what the caller gets for them
 _RESOURCE_REASONS = {
@@ -271,6 +272,10 @@ class _JobCursor(Cursor):  # type: ignore[misc]
         job_id = job_id or _job_id("floe")
         _wait(self.state, lambda: super(_JobCursor, self).execute(operation, parameters, job_id, job_config))
 
+    def _execute(self, operation: str, *args: Any) -> None:
+        # the DB-API writes parameters as @`name`; BigQuery takes @name too, and the emulator only that
+        super()._execute(_QUOTED_PARAMETER.sub(r"@\1", operation), *args)
+
     def next_batch(self) -> pa.RecordBatch | None:
         """The next page of the result as a record batch; None at the end."""
         if self._batches is None:
@@ -333,6 +338,10 @@ class FloeBigQueryDialect(BigQueryDialect):  # type: ignore[misc]
 
     execution_ctx_cls = _ExecutionContext
     supports_statement_cache = False  # as sqlalchemy-bigquery's own dialect
+
+    @classmethod
+    def import_dbapi(cls) -> Any:
+        return dbapi
 
     def __init__(self, floe_job_config: Callable[[Any], Any] | None = None, **kw: Any) -> None:
         super().__init__(**kw)
@@ -447,7 +456,9 @@ class BigQueryComputePlugin(ComputePlugin):
 
     def engine_url(self) -> URL:
         config = self.config
-        query = {"user_supplied_client": "true"} | ({"location": config.location} if config.location else {})
+        # arraysize: the REST page size when a query gives no batch size
+        query = {"user_supplied_client": "true", "arraysize": str(self.default_batch_size)}
+        query |= {"location": config.location} if config.location else {}
         return URL.create("bigquery+floe", host=config.project, database=config.dataset, query=query)
 
     def engine_options(self) -> dict[str, Any]:
