@@ -366,6 +366,11 @@ class FloeBigQueryDialect(BigQueryDialect):  # type: ignore[misc]
         cursor.state = state
         cursor.execute(statement, parameters, job_id=job_id, job_config=config)
 
+    def do_executemany(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+        # the DB-API's executemany sends jobs.query, which some endpoints answer without running it
+        for params in parameters:
+            self.do_execute(cursor, statement, params, context)
+
 
 registry.register("bigquery.floe", __name__, "FloeBigQueryDialect")
 
