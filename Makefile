@@ -44,3 +44,10 @@ $(BQEMULATOR): fixtures/servers/bqemulator/pyproject.toml fixtures/servers/bqemu
 	touch $@
 .tools/bqemulator: $(BQEMULATOR)
 test test-fast bench: $(BQEMULATOR)
+
+# dbt-bigquery for the dbt tests on the emulator (a large tree, kept out of the project's environment)
+DBT_BIGQUERY := .tools/dbt-bigquery/.synced
+$(DBT_BIGQUERY): fixtures/servers/dbt-bigquery/pyproject.toml fixtures/servers/dbt-bigquery/uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/.tools/dbt-bigquery $(UV) sync --frozen --project fixtures/servers/dbt-bigquery
+	touch $@
+test test-fast: $(DBT_BIGQUERY)
