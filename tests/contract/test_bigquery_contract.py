@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from bigquery_fixtures import bigquery_tests, is_insert_of, job_inserts
 from fixtures.recording_proxy import RecordingProxy
 
-from bigquery_fixtures import bigquery_tests, is_insert_of, job_inserts
 from floe_compute import ComputePlugin, QueryError, create_plugin
 from floe_compute.testing import ComputePluginContract
 
@@ -61,9 +61,7 @@ class TestBigQueryEmulator(ComputePluginContract):
 
     def wait_until_running_on_engine(self, plugin: ComputePlugin, query_id: str) -> None:
         """The job's insert reached the proxy (its answer is held there)."""
-        self.proxy.wait_for(
-            lambda x: x.json["jobReference"]["jobId"].startswith(f"{query_id}_"), timeout=30
-        )
+        self.proxy.wait_for(lambda x: x.json["jobReference"]["jobId"].startswith(f"{query_id}_"), timeout=30)
 
     def test_engine_works_with_sqlalchemy_inspect(self, plugin: ComputePlugin) -> None:
         """As the suite's, without the primary key: the emulator keeps no table constraints

@@ -91,7 +91,9 @@ def is_insert_of(marker: str) -> Any:
 
     def predicate(x: Any) -> bool:
         return bool(
-            x.method == "POST" and x.path.endswith("/jobs") and marker in x.json["configuration"]["query"]["query"]
+            x.method == "POST"
+            and x.path.endswith("/jobs")
+            and marker in x.json["configuration"]["query"]["query"]
         )
 
     return predicate

@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from bigquery_fixtures import PROJECT, bigquery_tests, is_insert_of, job_inserts
 from fixtures.recording_proxy import RecordingProxy
 
-from bigquery_fixtures import PROJECT, bigquery_tests, is_insert_of, job_inserts
 from floe_compute import (
+    ConfigError,
     ConnectionFailedError,
     QueryCancelledError,
     QueryError,
@@ -143,7 +144,9 @@ def test_cancel_query_stops_a_blocked_execute_and_cancels_the_job(
         assert bq.running_queries() == []
 
 
-def test_a_held_page_ends_in_the_deadline(bq_url: str, bq_proxy: RecordingProxy, gate: threading.Event) -> None:
+def test_a_held_page_ends_in_the_deadline(
+    bq_url: str, bq_proxy: RecordingProxy, gate: threading.Event
+) -> None:
     """The deadline covers fetching: a page that does not come ends the result on time."""
     bq_proxy.delay(lambda x: "pageToken" in x.query, until=gate)
     with create_plugin(bq_url, api_endpoint=bq_proxy.url) as bq:
@@ -169,7 +172,7 @@ def test_rows_and_arrow_come_one_page_at_a_time(bq_url: str, bq_proxy: Recording
         with bq.execute(sql, batch_size=1000) as result:
             assert result.fetchone() == (1, "1")
             assert pages() == 1  # the first page only
-            first_page = [x for x in bq_proxy.exchanges if "/queries/" in x.path][0]
+            first_page = next(x for x in bq_proxy.exchanges if "/queries/" in x.path)
             assert first_page.query["maxResults"] == ["1000"]
             assert len(result.fetchmany(999)) == 999
             assert pages() == 1
@@ -209,14 +212,35 @@ def test_over_the_byte_limit_is_a_resource_limit_error(bq_url: str, bq_proxy: Re
 @pytest.mark.parametrize(
     ("code", "status", "reason", "message", "expected"),
     [
-        (403, "PERMISSION_DENIED", "quotaExceeded", "Quota exceeded: Your project exceeded quota for "
-         "free query bytes scanned.", ResourceLimitError),
-        (403, "PERMISSION_DENIED", "accessDenied", "Access Denied: Table floe-test:sales.orders: User "
-         "does not have permission to query table floe-test:sales.orders.", QueryError),
-        (404, "NOT_FOUND", "notFound", "Not found: Dataset floe-test:sales was not found in location "
-         "EU", QueryError),
-        (400, "INVALID_ARGUMENT", "resourcesExceeded", "Resources exceeded during query execution.",
-         ResourceLimitError),
+        (
+            403,
+            "PERMISSION_DENIED",
+            "quotaExceeded",
+            "Quota exceeded: Your project exceeded quota for free query bytes scanned.",
+            ResourceLimitError,
+        ),
+        (
+            403,
+            "PERMISSION_DENIED",
+            "accessDenied",
+            "Access Denied: Table floe-test:sales.orders: User "
+            "does not have permission to query table floe-test:sales.orders.",
+            QueryError,
+        ),
+        (
+            404,
+            "NOT_FOUND",
+            "notFound",
+            "Not found: Dataset floe-test:sales was not found in location EU",
+            QueryError,
+        ),
+        (
+            400,
+            "INVALID_ARGUMENT",
+            "resourcesExceeded",
+            "Resources exceeded during query execution.",
+            ResourceLimitError,
+        ),
     ],
 )
 def test_documented_errors_map_to_their_classes(
@@ -228,7 +252,9 @@ def test_documented_errors_map_to_their_classes(
     message: str,
     expected: type[Exception],
 ) -> None:
-    bq_proxy.inject(is_insert_of("FROM sales.orders"), status=code, body=bq_error(code, status, reason, message))
+    bq_proxy.inject(
+        is_insert_of("FROM sales.orders"), status=code, body=bq_error(code, status, reason, message)
+    )
     with create_plugin(bq_url, api_endpoint=bq_proxy.url) as bq:
         with pytest.raises(expected) as caught:
             bq.execute("SELECT * FROM sales.orders")
@@ -283,7 +309,11 @@ def test_a_refused_key_names_the_project_and_never_the_key(
     key = service_account_key(f"{bq_proxy.url}/token")
     path = tmp_path / "key.json"
     path.write_text(json.dumps(key))
-    given = {"credentials_file": str(path)} if form == "credentials_file" else {"credentials_json": json.dumps(key)}
+    given = (
+        {"credentials_file": str(path)}
+        if form == "credentials_file"
+        else {"credentials_json": json.dumps(key)}
+    )
     with create_plugin(bq_url, api_endpoint=bq_proxy.url, **given) as bq:
         assert key["private_key"] not in repr(bq.config)
         with pytest.raises(ConnectionFailedError) as caught:
@@ -301,7 +331,9 @@ def test_an_unreadable_or_malformed_key_is_a_connection_error(tmp_path: Path, bq
         create_plugin(bq_url, credentials_file=str(missing)).connect()
     secret = "-----BEGIN PRIVATE KEY-----\nAAAAsecretmaterial\n-----END PRIVATE KEY-----\n"
     bad = json.dumps({"type": "service_account", "private_key": secret, "client_email": "a@b"})
-    with pytest.raises(ConnectionFailedError, match=f"project {PROJECT}.*not a service account key") as caught:
+    with pytest.raises(
+        ConnectionFailedError, match=f"project {PROJECT}.*not a service account key"
+    ) as caught:
         create_plugin(bq_url, credentials_json=bad).connect()
     assert "secretmaterial" not in str(caught.value)
 
@@ -345,5 +377,15 @@ def test_sqlalchemy_tooling_on_the_emulator(bq_url: str, bq_emulator: Any) -> No
             assert result.fetchall() == [("ada", 10.5)]
         frame = pd.read_sql(sa.select(orders).order_by(orders.c.id), bq.engine)
         assert frame["customer"].tolist() == ["ada", "bob"]
-        frame = pd.read_sql(sa.text("SELECT count(*) AS n FROM orders WHERE id >= :i"), bq.engine, params={"i": 2})
+        frame = pd.read_sql(
+            sa.text("SELECT count(*) AS n FROM orders WHERE id >= :i"), bq.engine, params={"i": 2}
+        )
         assert frame["n"].tolist() == [1]
+
+
+def test_a_tag_that_cannot_be_a_label_fails_before_any_job(bq_url: str, bq_proxy: RecordingProxy) -> None:
+    with create_plugin(bq_url, api_endpoint=bq_proxy.url) as bq:
+        with pytest.raises(ConfigError, match="'1st'"):
+            bq.execute("SELECT 1", tags={"1st": "x"})
+        assert job_inserts(bq_proxy) == []
+        assert bq.pool_stats().in_use == 0

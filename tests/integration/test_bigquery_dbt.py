@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from bigquery_fixtures import PROJECT, bigquery_tests
+
 from floe_compute import create_plugin
 from floe_compute.dbt import write_profiles
 from support import require
@@ -31,9 +31,13 @@ def dbt(command: str, project: Path, profiles: Path, env: dict[str, str], *extra
 
 
 def test_dbt_debug_and_run_on_the_emulator(bq_emulator: Any, bq_dataset: str, tmp_path: Path) -> None:
-    require(DBT.is_file(), f"dbt-bigquery not found at {DBT}; build it with `make .tools/dbt-bigquery/.synced`")
+    require(
+        DBT.is_file(), f"dbt-bigquery not found at {DBT}; build it with `make .tools/dbt-bigquery/.synced`"
+    )
     project = tmp_path / "project"
-    shutil.copytree(ROOT / "fixtures" / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs"))
+    shutil.copytree(
+        ROOT / "fixtures" / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs")
+    )
     url = f"bigquery://{PROJECT}/{bq_dataset}"
     with create_plugin(url, api_endpoint=bq_emulator.url, timeouts={"query": 120}) as bq:
         bq.execute(
@@ -49,8 +53,12 @@ def test_dbt_debug_and_run_on_the_emulator(bq_emulator: Any, bq_dataset: str, tm
         debug = dbt("debug", project, tmp_path / "profiles", env)
         assert debug.returncode == 0, debug.stdout[-3000:]
         assert "All checks passed" in debug.stdout
-        run = dbt("run", project, tmp_path / "profiles", env, "--vars", json.dumps({"raw_schema": bq_dataset}))
+        run = dbt(
+            "run", project, tmp_path / "profiles", env, "--vars", json.dumps({"raw_schema": bq_dataset})
+        )
         assert run.returncode == 0, run.stdout[-3000:]
-        with bq.execute("SELECT customer_id, order_count, total_amount FROM top_customers ORDER BY 1") as result:
+        with bq.execute(
+            "SELECT customer_id, order_count, total_amount FROM top_customers ORDER BY 1"
+        ) as result:
             rows = [(c, n, float(t)) for c, n, t in result.fetchall()]
     assert rows == [(1, 2, 30.5), (3, 3, 6.0)]
