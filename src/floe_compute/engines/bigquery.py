@@ -14,14 +14,12 @@ Rows and Arrow batches both come from the client's own Arrow conversion, one RES
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import re
 import threading
-import uuid
-from collections.abc import Callable, Iterator
-from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -33,14 +31,12 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials, Credentials
 from google.cloud import bigquery
 from google.cloud.bigquery import dbapi
-from google.cloud.bigquery.dbapi.cursor import Cursor
-from google.oauth2 import service_account
+from google.oauth2.service_account import Credentials as Credentials_
 from pydantic import SecretStr, field_validator, model_validator
-from sqlalchemy.dialects import registry
 from sqlalchemy.engine import URL
-from sqlalchemy_bigquery.base import BigQueryDialect, BigQueryExecutionContext
 
 from floe_compute.config import ComputeConfig, ResourceLimits, Size, _check_size, parse_size, parse_url
+from floe_compute.engines._bigquery_jobs import JobCursor
 from floe_compute.errors import (
     ComputeError,
     ConfigError,
@@ -69,19 +65,8 @@ _LABEL_BAD = re.compile(r"[^a-z0-9_-]+")
 _QUOTED_PARAMETER = re.compile(r"@`([A-Za-z_][A-Za-z0-9_]*)`")
 _JOB_ID_BAD = re.compile(r"[^A-Za-z0-9_-]+")
 # BigQuery's documented error reasons (ErrorProto.reason) and what the caller gets for them
-_RESOURCE_REASONS = {
-    "bytesBilledLimitExceeded",
-    "billingTierLimitExceeded",
-    "resourcesExceeded",
-    "responseTooLarge",
-    "quotaExceeded",
-    "rateLimitExceeded",
-}
-_CONNECTION_ERRORS = (
-    google.auth.exceptions.GoogleAuthError,
-    api_exceptions.Unauthorized,
-    requests.ConnectionError,
-)
+_RESOURCE_REASONS = {"bytesBilledLimitExceeded", "billingTierLimitExceeded", "resourcesExceeded"}
+_RESOURCE_REASONS |= {"responseTooLarge", "quotaExceeded", "rateLimitExceeded"}
 
 
 class BigQueryLimits(ResourceLimits):
@@ -145,22 +130,12 @@ class BigQueryConfig(ComputeConfig):
         data["url"] = URL.create("bigquery", host=data.get("project"), database=data.get("dataset"))
         return data
 
-    @field_validator("project")
-    @classmethod
-    def _project_id(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z0-9][a-z0-9.:-]{0,62}", value):
-            raise ValueError("expected a Google Cloud project id such as 'my-project'")
-        return value
-
-    @field_validator("dataset")
-    @classmethod
-    def _dataset_id(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z0-9_]{1,1024}", value):
-            raise ValueError("expected a dataset id: letters, digits and underscores")
-        return value
-
     @model_validator(mode="after")
     def _check(self) -> BigQueryConfig:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.:-]{0,62}", self.project):
+            raise ValueError(f"project: {self.project!r} is not a Google Cloud project id ('my-project')")
+        if self.dataset is not None and not re.fullmatch(r"\w{1,1024}", self.dataset, re.ASCII):
+            raise ValueError(f"dataset: {self.dataset!r} is not a dataset id (letters, digits, _)")
         if self.credentials_file is not None and self.credentials_json is not None:
             raise ValueError("credentials_file, credentials_json: give one of them, not both")
         if self.password is not None:
@@ -187,11 +162,10 @@ class BigQueryConfig(ComputeConfig):
 
 
 def _key_info(raw: str) -> dict[str, Any]:
-    try:
+    with contextlib.suppress(ValueError):
         info = json.loads(raw)
-    except ValueError:
-        return {}
-    return info if isinstance(info, dict) else {}
+        return info if isinstance(info, dict) else {}
+    return {}
 
 
 def job_labels(tags: dict[str, str] | Any, query_id: str) -> dict[str, str]:
@@ -212,176 +186,6 @@ def job_labels(tags: dict[str, str] | Any, query_id: str) -> dict[str, str]:
             raise ConfigError(f"tags: {name!r} and another tag both become the BigQuery label {key!r}")
         labels[key] = _LABEL_BAD.sub("_", str(value).lower())[:63]
     return labels
-
-
-# -- the dialect -----------------------------------------------------------------------------------
-
-
-class JobAbandoned(Exception):
-    """The query was cancelled or timed out while a call to BigQuery was still running."""
-
-
-def _wait(state: dict[str, Any] | None, call: Callable[[], T]) -> T:
-    """Run one blocking client call so that ``cancel`` can wake the caller before it returns."""
-    if state is None:
-        return call()
-    lock = state.setdefault("lock", threading.Lock())
-    woken = threading.Event()
-    outcome: list[tuple[bool, Any]] = []
-    with lock:
-        if state.get("stopped"):
-            raise JobAbandoned("the query was stopped before this call to BigQuery")
-        state["wake"] = woken
-
-    def run() -> None:
-        try:
-            outcome.append((True, call()))
-        except BaseException as exc:
-            outcome.append((False, exc))
-        finally:
-            woken.set()
-
-    threading.Thread(target=run, name="floe-bigquery-call", daemon=True).start()
-    woken.wait()
-    if not outcome:
-        raise JobAbandoned("the query was stopped while BigQuery was still answering")
-    ok, value = outcome[0]
-    if ok:
-        return value  # type: ignore[no-any-return]
-    raise value
-
-
-class _JobCursor(Cursor):
-    """The DB-API cursor, reading every result as the client's Arrow pages.
-
-    ``fetchmany`` returns tuples built from those pages (column-wise, no ``Row`` objects), and the
-    plugin's Arrow reader hands out the same pages: both read one REST page at a time.
-    """
-
-    def __init__(self, connection: Any) -> None:
-        super().__init__(connection)  # type: ignore[no-untyped-call]
-        self.state: dict[str, Any] | None = None
-        self._reset()
-
-    def _reset(self) -> None:
-        self._batches: Iterator[pa.RecordBatch] | None = None
-        self._pending: Iterator[tuple[Any, ...]] = iter(())
-
-    def execute(
-        self, operation: str, parameters: Any = None, job_id: Any = None, job_config: Any = None
-    ) -> None:
-        self._reset()
-        job_id = job_id or _job_id("floe")
-        run = super().execute
-        _wait(self.state, lambda: run(operation, parameters, job_id, job_config))  # type: ignore[no-untyped-call]
-
-    def _execute(self, operation: str, *args: Any) -> None:
-        # the DB-API writes parameters as @`name`; BigQuery takes @name too, and the emulator only that
-        super()._execute(_QUOTED_PARAMETER.sub(r"@\1", operation), *args)  # type: ignore[no-untyped-call]
-
-    def next_batch(self) -> pa.RecordBatch | None:
-        """The next page of the result as a record batch; None at the end."""
-        if self._batches is None:
-            rows = self._query_rows  # the RowIterator the DB-API cursor keeps after execute()
-            if rows is None:
-                raise dbapi.InterfaceError("No query results: execute() must be called before fetch.")
-            self._batches = iter(rows.to_arrow_iterable(bqstorage_client=self.connection._bqstorage_client))
-        batches = self._batches
-        return _wait(self.state, lambda: next(batches, None))
-
-    def fetchmany(self, size: int | None = None) -> list[tuple[Any, ...]]:
-        size = int(size or self.arraysize or 1)
-        rows = list(islice(self._pending, size))
-        while len(rows) < size:
-            batch = self.next_batch()
-            if batch is None:
-                break
-            self._pending = zip(*(column.to_pylist() for column in batch.columns), strict=True)
-            rows.extend(islice(self._pending, size - len(rows)))
-        return rows
-
-    def fetchone(self) -> tuple[Any, ...] | None:
-        rows = self.fetchmany(1)
-        return rows[0] if rows else None
-
-    def fetchall(self) -> list[tuple[Any, ...]]:
-        rows: list[tuple[Any, ...]] = []
-        while batch := self.fetchmany(max(self.arraysize or 1, 10_000)):
-            rows.extend(batch)
-        return rows
-
-    def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        return iter(self.fetchone, None)
-
-    def arrow_reader(self, batch_size: int) -> pa.RecordBatchReader:
-        import pyarrow as pa
-
-        first = self.next_batch()
-        if first is None:  # no page at all: an empty table of the result's schema
-            assert self._query_rows is not None
-            table = self._query_rows.to_arrow(bqstorage_client=self.connection._bqstorage_client)
-            return pa.RecordBatchReader.from_batches(table.schema, iter(()))
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            batch = first
-            while batch is not None:
-                for offset in range(0, batch.num_rows, batch_size):
-                    yield batch.slice(offset, batch_size)
-                batch = self.next_batch()
-
-        return pa.RecordBatchReader.from_batches(first.schema, batches())
-
-
-class _ExecutionContext(BigQueryExecutionContext):  # type: ignore[misc]
-    def create_default_cursor(self) -> Any:
-        return _JobCursor(self._dbapi_connection.dbapi_connection)
-
-
-class FloeBigQueryDialect(BigQueryDialect):  # type: ignore[misc]
-    """sqlalchemy-bigquery, sending every statement as a job of ours with the plugin's job config."""
-
-    execution_ctx_cls = _ExecutionContext
-    supports_statement_cache = False  # as sqlalchemy-bigquery's own dialect
-
-    @classmethod
-    def import_dbapi(cls) -> Any:
-        return dbapi
-
-    def __init__(self, floe_job_config: Callable[[Any], Any] | None = None, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.floe_job_config = floe_job_config
-
-    def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
-        query = context.execution_options.get("floe_query") if context is not None else None
-        make_config = self.floe_job_config
-        config = make_config(query) if make_config else self.create_job_config(None)
-        if query is None or not isinstance(cursor, _JobCursor):
-            cursor.execute(statement, parameters, job_id=_job_id("floe"), job_config=config)
-            return
-        page = context.execution_options.get("yield_per")
-        if page:
-            cursor.arraysize = page  # one REST page per batch
-        state = query.engine_state
-        job_id = _job_id(query.query_id)
-        with state.setdefault("lock", threading.Lock()):
-            if state.get("stopped"):  # cancelled before the job existed: never start it
-                raise JobAbandoned(f"query {query.query_id} was stopped before its job was inserted")
-            state["job_id"] = job_id
-        cursor.state = state
-        cursor.execute(statement, parameters, job_id=job_id, job_config=config)
-
-    def do_executemany(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
-        # the DB-API's executemany sends jobs.query, which some endpoints answer without running it
-        for params in parameters:
-            self.do_execute(cursor, statement, params, context)
-
-
-registry.register("bigquery.floe", __name__, "FloeBigQueryDialect")
-
-
-def _job_id(prefix: str) -> str:
-    """A job id of ours (letters, digits, ``_`` and ``-``): the query id and a unique suffix."""
-    return f"{_JOB_ID_BAD.sub('_', prefix)[:200]}_{uuid.uuid4().hex[:12]}"
 
 
 # -- the plugin ------------------------------------------------------------------------------------
@@ -414,44 +218,27 @@ class BigQueryComputePlugin(ComputePlugin):
         return self._client
 
     def _credentials(self) -> Credentials:
+        """The key's credentials; else application default ones; anonymous for an endpoint alone."""
         config = self.config
-        where = f"BigQuery project {config.project}"
-        if config.credentials_file is not None:
-            try:
-                return service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call,no-any-return]
-                    str(config.credentials_file), scopes=SCOPES
-                )
-            except OSError as exc:
-                raise ConnectionFailedError(
-                    f"{where}: cannot read credentials_file {config.credentials_file}: {exc.strerror}",
-                    engine=self.name,
-                ) from None
-            except (ValueError, KeyError):
-                raise ConnectionFailedError(
-                    f"{where}: credentials_file {config.credentials_file} is not a service account key",
-                    engine=self.name,
-                ) from None
-        if config.credentials_json is not None:
-            info = _key_info(config.credentials_json.get_secret_value())
-            try:
-                return service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call,no-any-return]
-                    info, scopes=SCOPES
-                )
-            except (ValueError, KeyError):
-                raise ConnectionFailedError(
-                    f"{where}: credentials_json is not a service account key", engine=self.name
-                ) from None
-        if config.api_endpoint is not None:
-            return AnonymousCredentials()  # type: ignore[no-untyped-call]
+        key, what = config.credentials_file, f"credentials_file {config.credentials_file}"
         try:
-            credentials, _ = google.auth.default(scopes=SCOPES)
+            if key is not None:
+                return Credentials_.from_service_account_file(str(key), scopes=SCOPES)  # type: ignore[no-untyped-call,no-any-return]
+            if config.credentials_json is not None:
+                what = "credentials_json"
+                info = _key_info(config.credentials_json.get_secret_value())
+                return Credentials_.from_service_account_info(info, scopes=SCOPES)  # type: ignore[no-untyped-call,no-any-return]
+            if config.api_endpoint is not None:
+                return AnonymousCredentials()  # type: ignore[no-untyped-call]
+            what = "application default credentials"
+            return google.auth.default(scopes=SCOPES)[0]
+        except OSError as exc:
+            problem = f"cannot read {what}: {exc.strerror}"
         except google.auth.exceptions.DefaultCredentialsError:
-            raise ConnectionFailedError(
-                f"{where}: no credentials given and no application default credentials found "
-                "(set credentials_file or credentials_json, or run `gcloud auth application-default login`)",
-                engine=self.name,
-            ) from None
-        return credentials
+            problem = "no credentials given and no application default credentials found"
+        except (ValueError, KeyError):  # never the parser's message: it may quote the key
+            problem = f"{what} is not a service account key"
+        raise ConnectionFailedError(f"BigQuery project {config.project}: {problem}", engine=self.name)
 
     def _make_client(self) -> bigquery.Client:
         config = self.config
@@ -477,11 +264,7 @@ class BigQueryComputePlugin(ComputePlugin):
     def job_config(self, context: QueryContext | None = None) -> bigquery.QueryJobConfig:
         """The job configuration of one query: dataset, priority, byte limit, deadline and labels."""
         config = self.config
-        job = bigquery.QueryJobConfig(
-            priority=bigquery.QueryPriority.BATCH
-            if config.priority == "batch"
-            else bigquery.QueryPriority.INTERACTIVE
-        )
+        job = bigquery.QueryJobConfig(priority=config.priority.upper())
         if config.dataset:
             job.default_dataset = f"{config.project}.{config.dataset}"
         if config.maximum_bytes_billed is not None:
@@ -520,7 +303,7 @@ class BigQueryComputePlugin(ComputePlugin):
             log.debug("bigquery: jobs.cancel %s: %s", job_id, type(exc).__name__)
 
     def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
-        if not isinstance(dbapi_cursor, _JobCursor) or dbapi_cursor.description is None:
+        if not isinstance(dbapi_cursor, JobCursor) or dbapi_cursor.description is None:
             return None
         return dbapi_cursor.arrow_reader(batch_size)
 
@@ -531,7 +314,7 @@ class BigQueryComputePlugin(ComputePlugin):
         if isinstance(exc, google.auth.exceptions.RefreshError):
             reason = str(exc.args[0]) if exc.args else "the token was refused"
             return ConnectionFailedError, f"{project}: the credentials were refused: {reason}"
-        if isinstance(exc, _CONNECTION_ERRORS) and not isinstance(exc, api_exceptions.GoogleAPICallError):
+        if isinstance(exc, google.auth.exceptions.GoogleAuthError | requests.ConnectionError):
             return ConnectionFailedError, f"{project}: {type(exc).__name__}: {exc}"
         if not isinstance(exc, api_exceptions.GoogleAPICallError):
             return None
