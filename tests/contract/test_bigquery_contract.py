@@ -65,8 +65,8 @@ class TestBigQueryEmulator(ComputePluginContract):
 
     def test_engine_works_with_sqlalchemy_inspect(self, plugin: ComputePlugin) -> None:
         """As the suite's, without the primary key: the emulator keeps no table constraints
-        (``tableConstraints``), so there is none to reflect (``test_bigquery.py`` reflects one
-        from the documented table resource, through the proxy)."""
+        (``tableConstraints``), so there is none to reflect; ``test_bigquery.py`` reflects one
+        from the documented table resource, answered by the proxy."""
         plugin.execute("CREATE TABLE contract_inspect (id INT64 NOT NULL, name STRING(20))").close()
         inspector = sa.inspect(plugin.engine)
         assert "contract_inspect" in inspector.get_table_names()

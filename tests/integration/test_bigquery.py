@@ -389,3 +389,27 @@ def test_a_tag_that_cannot_be_a_label_fails_before_any_job(bq_url: str, bq_proxy
             bq.execute("SELECT 1", tags={"1st": "x"})
         assert job_inserts(bq_proxy) == []
         assert bq.pool_stats().in_use == 0
+
+
+def test_primary_key_is_reflected_from_the_table_resource(bq_url: str, bq_proxy: RecordingProxy) -> None:
+    """The emulator keeps no table constraints; the documented table resource carries them."""
+    dataset = bq_url.rsplit("/", 1)[1]
+    with create_plugin(bq_url, api_endpoint=bq_proxy.url) as bq:
+        bq.execute("CREATE TABLE keyed (id INT64 NOT NULL, name STRING)").close()
+        assert sa.inspect(bq.engine).get_pk_constraint("keyed")["constrained_columns"] == []
+        resource = {
+            "kind": "bigquery#table",
+            "tableReference": {"projectId": PROJECT, "datasetId": dataset, "tableId": "keyed"},
+            "type": "TABLE",
+            "schema": {
+                "fields": [
+                    {"name": "id", "type": "INTEGER", "mode": "REQUIRED"},
+                    {"name": "name", "type": "STRING", "mode": "NULLABLE"},
+                ]
+            },
+            "tableConstraints": {"primaryKey": {"columns": ["id"]}},
+        }
+        bq_proxy.inject(
+            lambda x: x.method == "GET" and x.path.endswith("/tables/keyed"), status=200, body=resource
+        )
+        assert sa.inspect(bq.engine).get_pk_constraint("keyed")["constrained_columns"] == ["id"]

@@ -182,6 +182,15 @@ class FloeBigQueryDialect(BigQueryDialect):  # type: ignore[misc]
         cursor.state = state
         cursor.execute(statement, parameters, job_id=new_id, job_config=config)
 
+    def get_pk_constraint(
+        self, connection: Any, table_name: str, schema: str | None = None, **kw: Any
+    ) -> Any:
+        """From the table's ``tableConstraints`` (BigQuery keeps unenforced primary keys);
+        sqlalchemy-bigquery reports none."""
+        constraints = self._get_table(connection, table_name, schema).table_constraints
+        key = constraints.primary_key if constraints is not None else None
+        return {"constrained_columns": list(key.columns) if key is not None else [], "name": None}
+
     def do_executemany(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
         # the DB-API's executemany sends jobs.query, which some endpoints answer without running it
         for params in parameters:
