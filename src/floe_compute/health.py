@@ -69,7 +69,21 @@ class HealthMonitor:
             self._thread.join(timeout=self._interval + 5)
 
     def check_once(self) -> HealthStatus:
-        status = self._plugin.health_check()
+        return self._record(self._plugin.health_check())
+
+    async def run(self) -> None:
+        """Check on the interval from an asyncio task, for applications with no spare thread:
+        ``task = asyncio.create_task(monitor.run())``; cancelling the task stops it."""
+        import asyncio
+
+        while True:
+            try:
+                self._record(await self._plugin.ahealth_check())
+            except Exception:  # health_check never raises; this guards the task itself
+                log.exception("health monitor of %s failed", self._plugin.pool_name)
+            await asyncio.sleep(self._interval)
+
+    def _record(self, status: HealthStatus) -> HealthStatus:
         previous = self.last
         self.last = status
         if previous is None or previous.status is not status.status:

@@ -9,6 +9,7 @@ shape).
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
 import re
 import threading
@@ -679,6 +680,12 @@ class ComputePlugin(abc.ABC):
             if committing:
                 failure = error = self._query_error(exc, context)
         finally:
+            if context.cursor is not None:
+                # after the transaction: a server-side cursor is gone with it (no round trip), and
+                # before the connection is anyone else's
+                with contextlib.suppress(Exception):
+                    context.cursor.close()
+                context.cursor = None
             connection.close()
         if state is QueryState.TIMED_OUT or isinstance(error, QueryTimeoutError):
             self._log_timeout(context)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from floe_compute.config import (
@@ -22,28 +22,42 @@ ENTRY_POINT_GROUP = "floe.computes"
 DEFAULT_URL = "duckdb:///:memory:"
 
 _lock = threading.Lock()
-_classes: dict[str, type[ComputePlugin]] | None = None
+_classes: dict[str, type[ComputePlugin]] = {}
 _broken: dict[str, str] = {}
 
 
-def _discover() -> dict[str, type[ComputePlugin]]:
-    """Load every installed plugin once; a plugin that fails to import is reported, not fatal."""
-    global _classes
+def _entry_points() -> dict[str, EntryPoint]:
+    """The installed plugins' entry points, by name (a URL backend such as ``postgresql``)."""
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _load(name: str, ep: EntryPoint) -> type[ComputePlugin] | None:
+    """Import one plugin (and so its driver) on first use; a failure is reported, not fatal."""
     with _lock:
-        if _classes is None:
-            found: dict[str, type[ComputePlugin]] = {}
-            for ep in entry_points(group=ENTRY_POINT_GROUP):
-                try:
-                    cls = ep.load()
-                except Exception as exc:  # a missing optional driver must not hide other plugins
-                    _broken[ep.name] = f"{type(exc).__name__}: {exc}"
-                    continue
-                if not (isinstance(cls, type) and issubclass(cls, ComputePlugin)):
-                    _broken[ep.name] = f"{ep.value} is not a ComputePlugin subclass"
-                    continue
-                found[ep.name] = cls
-            _classes = found
-        return _classes
+        if name in _classes:
+            return _classes[name]
+        if name in _broken:
+            return None
+        try:
+            cls = ep.load()
+        except Exception as exc:  # a missing optional driver must not hide other plugins
+            _broken[name] = f"{type(exc).__name__}: {exc}"
+            return None
+        if not (isinstance(cls, type) and issubclass(cls, ComputePlugin)):
+            _broken[name] = f"{ep.value} is not a ComputePlugin subclass"
+            return None
+        _classes[name] = cls
+        return cls
+
+
+def _discover() -> dict[str, type[ComputePlugin]]:
+    """Load every installed plugin (for listing them; ``create_plugin`` loads only its own)."""
+    found = {}
+    for name, ep in _entry_points().items():
+        cls = _load(name, ep)
+        if cls is not None:
+            found[name] = cls
+    return found
 
 
 def list_plugins() -> list[str]:
@@ -58,13 +72,19 @@ def _available() -> str:
 
 
 def get_plugin_class(scheme_or_name: str) -> type[ComputePlugin]:
-    """The plugin that claims a URL backend (``postgresql`` for ``postgresql+psycopg``) or name."""
-    classes = _discover()
-    if scheme_or_name in classes:
-        return classes[scheme_or_name]
-    for cls in classes.values():
-        if scheme_or_name in cls.schemes:
+    """The plugin that claims a URL backend (``postgresql`` for ``postgresql+psycopg``) or name.
+
+    An entry point named like the backend is imported alone; only an unknown name imports them all.
+    """
+    points = _entry_points()
+    if scheme_or_name in points:
+        cls = _load(scheme_or_name, points[scheme_or_name])
+        if cls is not None:
             return cls
+    else:
+        for cls in _discover().values():
+            if scheme_or_name in cls.schemes:
+                return cls
     hint = (
         f" (plugin {scheme_or_name!r} failed to load: {_broken[scheme_or_name]})"
         if scheme_or_name in _broken
@@ -119,12 +139,17 @@ def create_plugin(
 
 def _claimed_scheme(text: str) -> bool:
     """``scheme:...`` without slashes, for a scheme some plugin claims."""
-    scheme = text.split(":", 1)[0] if ":" in text else ""
-    return any(scheme.split("+")[0] in cls.schemes for cls in _discover().values())
+    scheme = text.split(":", 1)[0].split("+")[0] if ":" in text else ""
+    return bool(scheme) and (
+        scheme in _entry_points() or any(scheme in cls.schemes for cls in _discover().values())
+    )
 
 
 def _class_for_config(config: ComputeConfig) -> type[ComputePlugin]:
-    for cls in _discover().values():
-        if type(config) is cls.config_class:
-            return cls
-    return get_plugin_class(config.url.get_backend_name())
+    cls = get_plugin_class(config.url.get_backend_name())
+    if type(config) is cls.config_class:
+        return cls
+    for other in _discover().values():
+        if type(config) is other.config_class:
+            return other
+    return cls

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection, CursorResult
+from sqlalchemy.engine.cursor import CursorFetchStrategy
 
 from floe_compute.errors import QueryError, ResourceLimitError
 from floe_compute.timeouts import QueryHandle
@@ -103,9 +104,7 @@ class QueryResult:
             assert cursor is not None
             token = self._plugin._telemetry.enter(self._context)
             try:
-                # The strategy hands out raw DBAPI rows and drains what SQLAlchemy pre-buffered for
-                # server-side cursors; ``fetchmany`` on the DBAPI cursor alone would skip those rows.
-                rows = cursor.cursor_strategy.fetchmany(cursor, cursor.cursor, size)
+                rows = self._driver_fetchmany(cursor, size)
             except BaseException as exc:
                 raise self._fail(exc)  # noqa: B904 - chained by _fail
             finally:
@@ -115,7 +114,18 @@ class QueryResult:
                 self._release(None)
                 return []
             self._deliver(len(rows))
-            return rows  # type: ignore[no-any-return]
+            return rows
+
+    @staticmethod
+    def _driver_fetchmany(cursor: CursorResult[Any], size: int) -> list[Row]:
+        """Raw DBAPI rows. A buffering strategy holds rows SQLAlchemy pre-fetched for server-side
+        cursors and must hand them out first; otherwise the driver is called directly, which also
+        keeps SQLAlchemy's error events (and instrumentations listening to them) out of a fetch
+        that our own error handling covers."""
+        strategy = cursor.cursor_strategy
+        if type(strategy) is CursorFetchStrategy:
+            return cursor.cursor.fetchmany(size)  # type: ignore[return-value]
+        return strategy.fetchmany(cursor, cursor.cursor, size)  # type: ignore[no-any-return]
 
     def _deliver(self, count: int) -> None:
         limit = self._context.max_rows

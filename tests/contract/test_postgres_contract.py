@@ -23,6 +23,11 @@ class TestPostgres(ComputePluginContract):
         # in the select list generate_series streams; in FROM it would be materialized first
         return "SELECT generate_series(1, 10000000000) AS i"
 
+    def wait_until_running_on_engine(self, plugin: ComputePlugin, query_id: str) -> None:
+        from test_postgres_stopping import wait_active
+
+        wait_active(plugin, f"contract_query='{query_id}'")
+
     @pytest.fixture
     def compute_factory(self, pg_url: str) -> Any:
         url = pg_url

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 import psycopg
+from psycopg import sql
 from pydantic import model_validator
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg, PGExecutionContext_psycopg
@@ -78,8 +79,47 @@ class PostgresConfig(ComputeConfig):
         return self
 
 
+class _CommentedServerCursor(psycopg.ServerCursor[Any]):
+    """A server-side cursor whose ``FETCH`` statements carry the query's sqlcommenter comment.
+
+    A streamed query runs while its ``FETCH`` runs, and that is the statement ``pg_stat_activity``
+    shows then; the comment on the ``DECLARE`` alone would be invisible while the query works.
+    """
+
+    comment = ""
+
+    def _fetch_gen(self, num: int | None) -> Any:
+        # psycopg's own _fetch_gen (3.2-3.3), with the comment appended to the FETCH
+        if self.closed:
+            raise psycopg.InterfaceError("the cursor is closed")
+        if not self._described:
+            yield from self._start_query()
+            yield from self._describe_gen()
+        query = sql.SQL("FETCH FORWARD {} FROM {} {}").format(
+            sql.SQL("ALL") if num is None else sql.Literal(num),
+            sql.Identifier(self._name),
+            sql.SQL(self.comment),
+        )
+        res = yield from self._conn._exec_command(query, result_format=self._format)
+        assert res is not None
+        self.pgresult = res
+        self._tx.set_pgresult(res, set_loaders=False)
+        return self._tx.load_rows(0, res.ntuples, self._make_row)
+
+
 class _ExecutionContext(PGExecutionContext_psycopg):
     """Streams only what ``DECLARE ... CURSOR`` accepts; other statements use a plain cursor."""
+
+    def create_server_side_cursor(self) -> Any:
+        query = self.execution_options.get("floe_query")
+        if query is None or not query.tags:
+            return super().create_server_side_cursor()  # type: ignore[no-untyped-call]
+        connection: psycopg.Connection[Any] = self._dbapi_connection.dbapi_connection  # type: ignore[assignment]
+        cursor = _CommentedServerCursor(
+            connection, f"c_floe_{id(self):x}", row_factory=connection.row_factory
+        )
+        cursor.comment = sqlcommenter(query.tags)
+        return cursor
 
     def create_cursor(self) -> Any:
         if self.execution_options.get("stream_results", False) and not self._declarable():
@@ -181,7 +221,9 @@ class PostgresComputePlugin(ComputePlugin):
         show them next to the statement."""
         if not context.tags:
             return statement
-        return f"{statement} {sqlcommenter(context.tags)}"
+        # psycopg reads %-placeholders in every statement sent with parameters (SQLAlchemy always
+        # sends them): the comment's URL-encoding must not look like one
+        return f"{statement} {sqlcommenter(context.tags).replace('%', '%%')}"
 
     def cancel(self, context: QueryContext) -> None:
         dbapi_connection = context.dbapi_connection

@@ -383,7 +383,9 @@ class ComputePluginContract:
     def test_cancel_query_while_execute_is_blocked(self, make_plugin: Factory) -> None:
         plugin = make_plugin(pool={"size": 1, "max_overflow": 0})
         thread, outcome = self._run_in_thread(
-            lambda: plugin.execute(self.slow_query, query_id="contract-stop-me").fetchall()
+            lambda: plugin.execute(
+                self.slow_query, query_id="contract-stop-me", tags={"contract_query": "contract-stop-me"}
+            ).fetchall()
         )
         self._wait_until_listed(plugin, "contract-stop-me")
         self.wait_until_running_on_engine(plugin, "contract-stop-me")
@@ -400,7 +402,9 @@ class ComputePluginContract:
             assert result.fetchall() == [(1,)]
 
     def wait_until_running_on_engine(self, plugin: ComputePlugin, query_id: str) -> None:
-        """Engines that can see their own running statements override this (default: no check)."""
+        """Wait until the engine itself shows the query as running (it was sent with the tag
+        ``contract_query=<query_id>``). Engines that can list their running statements override
+        this; the default checks nothing beyond ``running_queries()``."""
 
     def test_cancel_before_the_statement_starts(self, make_plugin: Factory) -> None:
         plugin = make_plugin(pool={"size": 1, "max_overflow": 0, "timeout": 60})
@@ -555,7 +559,9 @@ class ComputePluginContract:
 
         async def main() -> float:
             async def run() -> None:
-                result = await plugin.aexecute(self.slow_query, query_id="contract-task")
+                result = await plugin.aexecute(
+                    self.slow_query, query_id="contract-task", tags={"contract_query": "contract-task"}
+                )
                 await result.fetchall()
 
             task = asyncio.create_task(run())
