@@ -332,7 +332,7 @@ def test_an_unreadable_or_malformed_key_is_a_connection_error(tmp_path: Path, bq
     secret = "-----BEGIN PRIVATE KEY-----\nAAAAsecretmaterial\n-----END PRIVATE KEY-----\n"
     bad = json.dumps({"type": "service_account", "private_key": secret, "client_email": "a@b"})
     with pytest.raises(
-        ConnectionFailedError, match=f"project {PROJECT}.*not a service account key"
+        ConnectionFailedError, match=f"project {PROJECT}.*not a valid service account key"
     ) as caught:
         create_plugin(bq_url, credentials_json=bad).connect()
     assert "secretmaterial" not in str(caught.value)

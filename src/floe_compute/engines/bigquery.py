@@ -234,10 +234,10 @@ class BigQueryComputePlugin(ComputePlugin):
             return google.auth.default(scopes=SCOPES)[0]
         except OSError as exc:
             problem = f"cannot read {what}: {exc.strerror}"
+        except (ValueError, KeyError):  # never the parser's message: it may quote the key
+            problem = f"{what} is not a valid service account key"
         except google.auth.exceptions.DefaultCredentialsError:
             problem = "no credentials given and no application default credentials found"
-        except (ValueError, KeyError):  # never the parser's message: it may quote the key
-            problem = f"{what} is not a service account key"
         raise ConnectionFailedError(f"BigQuery project {config.project}: {problem}", engine=self.name)
 
     def _make_client(self) -> bigquery.Client:
