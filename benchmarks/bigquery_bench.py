@@ -3,7 +3,7 @@
 
 Both read the same REST pages (``jobs.getQueryResults``, 10,000 rows each) through the same client
 code; the plugin adds its job config, the helper thread that keeps each call cancellable, and the
-result's bookkeeping. Runs are interleaved (plugin, raw, plugin, raw...) so that load from elsewhere
+result's bookkeeping. Runs are interleaved (plugin, raw, raw, plugin...) so that load from elsewhere
 on the machine hits both alike; the best time of each is kept (noise only ever adds time).
 Skips with a message (exit 0) when the emulator's tool environment has not been built.
 """
@@ -64,8 +64,9 @@ def main() -> int:
 
             floe(), raw()  # warm-up: imports, connections, the emulator's caches
             best = {"plugin": float("inf"), "raw": float("inf")}
-            for _ in range(args.repeat):
-                for name, run in (("plugin", floe), ("raw", raw)):
+            for repetition in range(args.repeat):
+                order = [("plugin", floe), ("raw", raw)]
+                for name, run in order if repetition % 2 == 0 else order[::-1]:  # neither always first
                     started = time.perf_counter()
                     rows = run()
                     best[name] = min(best[name], time.perf_counter() - started)

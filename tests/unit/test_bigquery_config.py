@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from floe_compute import ConfigError, create_plugin
+from floe_compute import ConfigError, ConnectionFailedError, create_plugin
 from support import require
 
 require(
@@ -156,3 +156,12 @@ def test_dbt_profile_methods_without_a_key() -> None:
     assert output["method"] == "oauth-secrets" and output["api_endpoint"] == "http://127.0.0.1:9050"
     with pytest.raises(ConfigError, match="dataset"):
         create_plugin("bigquery://p1").dbt_profile()
+
+
+def test_missing_application_default_credentials_name_the_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an explicit ADC file that does not exist: google.auth fails at once, without asking a metadata server
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "adc.json"))
+    with pytest.raises(ConnectionFailedError, match="BigQuery project acme-dw: no credentials given"):
+        create_plugin("bigquery://acme-dw/marts").connect()
