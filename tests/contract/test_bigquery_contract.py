@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from bigquery_fixtures import bigquery_tests, is_insert_of, job_inserts
+from bigquery_support import bigquery_tests, is_insert_of, job_inserts
 from fixtures.recording_proxy import RecordingProxy
 
 from floe_compute import ComputePlugin, QueryError, create_plugin

@@ -22,13 +22,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from bigquery_support import PROJECT
 from fixtures.bigquery import BigQueryEmulator, EmulatorNotInstalledError
 from fixtures.recording_proxy import RecordingProxy
 
 from support import require
-
-PROJECT = "floe-test"
-bigquery_tests = [pytest.mark.bigquery, pytest.mark.xdist_group("bigquery")]
 
 
 @pytest.fixture(scope="session")
@@ -79,21 +77,3 @@ def bq_url(bq_dataset: str) -> str:
 def bq_proxy(bq_emulator: BigQueryEmulator) -> Iterator[RecordingProxy]:
     with RecordingProxy(bq_emulator.url) as proxy:
         yield proxy
-
-
-def job_inserts(proxy: RecordingProxy) -> list[Any]:
-    """The ``jobs.insert`` requests the proxy saw, in order."""
-    return [x for x in proxy.exchanges if x.method == "POST" and x.path.endswith(f"/projects/{PROJECT}/jobs")]
-
-
-def is_insert_of(marker: str) -> Any:
-    """A proxy predicate: the ``jobs.insert`` of a query whose SQL contains ``marker``."""
-
-    def predicate(x: Any) -> bool:
-        return bool(
-            x.method == "POST"
-            and x.path.endswith("/jobs")
-            and marker in x.json["configuration"]["query"]["query"]
-        )
-
-    return predicate

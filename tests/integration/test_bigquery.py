@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from bigquery_fixtures import PROJECT, bigquery_tests, is_insert_of, job_inserts
+from bigquery_support import PROJECT, bigquery_tests, is_insert_of, job_inserts
 from fixtures.recording_proxy import RecordingProxy
 
 from floe_compute import (

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bigquery_fixtures import PROJECT, bigquery_tests
+from bigquery_support import PROJECT, bigquery_tests
 
 from floe_compute import create_plugin
 from floe_compute.dbt import write_profiles
