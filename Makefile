@@ -33,6 +33,7 @@ lint: env
 bench: env
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/postgres_load.py
+	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/bigquery_bench.py
 
 clean:

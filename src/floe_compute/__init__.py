@@ -1,54 +1,85 @@
 """floe-compute: every SQL engine of a data platform behind one pooled, observed interface.
 
-Importing it imports no engine and no driver: an engine's module loads when a plugin for it is
-created (or when one of its names below is first used).
+Importing it is instant and imports no engine and no driver: each name below is imported on first
+use, and an engine's module when a plugin for it is created.
 """
 
 from typing import TYPE_CHECKING, Any
 
-from floe_compute.config import (
-    ComputeConfig,
-    HealthConfig,
-    PoolConfig,
-    ResourceLimits,
-    TimeoutConfig,
-)
-from floe_compute.errors import (
-    ComputeError,
-    ConfigError,
-    ConnectionFailedError,
-    PluginNotFoundError,
-    PoolExhaustedError,
-    QueryCancelledError,
-    QueryError,
-    QueryTimeoutError,
-    ResourceLimitError,
-)
-from floe_compute.health import HealthMonitor, HealthState, HealthStatus
-from floe_compute.plugin import ComputePlugin, QueryContext, RunningQuery
-from floe_compute.pool import PoolStats
-from floe_compute.registry import create_plugin, list_plugins
-from floe_compute.result import QueryResult
-
 if TYPE_CHECKING:
     from floe_compute.aio import AsyncQueryResult
+    from floe_compute.config import (
+        ComputeConfig,
+        HealthConfig,
+        PoolConfig,
+        ResourceLimits,
+        TimeoutConfig,
+    )
     from floe_compute.engines.duckdb import DuckDBComputePlugin, DuckDBConfig
+    from floe_compute.errors import (
+        ComputeError,
+        ConfigError,
+        ConnectionFailedError,
+        PluginNotFoundError,
+        PoolExhaustedError,
+        QueryCancelledError,
+        QueryError,
+        QueryTimeoutError,
+        ResourceLimitError,
+    )
+    from floe_compute.health import HealthMonitor, HealthState, HealthStatus
+    from floe_compute.plugin import ComputePlugin, QueryContext, RunningQuery
+    from floe_compute.pool import PoolStats
+    from floe_compute.registry import create_plugin, list_plugins
+    from floe_compute.result import QueryResult
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "AsyncQueryResult": "floe_compute.aio",
+    "ComputeConfig": "floe_compute.config",
+    "HealthConfig": "floe_compute.config",
+    "PoolConfig": "floe_compute.config",
+    "ResourceLimits": "floe_compute.config",
+    "TimeoutConfig": "floe_compute.config",
     "DuckDBComputePlugin": "floe_compute.engines.duckdb",
     "DuckDBConfig": "floe_compute.engines.duckdb",
+    "ComputeError": "floe_compute.errors",
+    "ConfigError": "floe_compute.errors",
+    "ConnectionFailedError": "floe_compute.errors",
+    "PluginNotFoundError": "floe_compute.errors",
+    "PoolExhaustedError": "floe_compute.errors",
+    "QueryCancelledError": "floe_compute.errors",
+    "QueryError": "floe_compute.errors",
+    "QueryTimeoutError": "floe_compute.errors",
+    "ResourceLimitError": "floe_compute.errors",
+    "HealthMonitor": "floe_compute.health",
+    "HealthState": "floe_compute.health",
+    "HealthStatus": "floe_compute.health",
+    "ComputePlugin": "floe_compute.plugin",
+    "QueryContext": "floe_compute.plugin",
+    "RunningQuery": "floe_compute.plugin",
+    "PoolStats": "floe_compute.pool",
+    "create_plugin": "floe_compute.registry",
+    "list_plugins": "floe_compute.registry",
+    "QueryResult": "floe_compute.result",
 }
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+    """Import each name on first use (PEP 562), so that a CLI's ``--help`` stays instant."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'floe_compute' has no attribute {name!r}")
+    import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'floe_compute' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
 __all__ = [

@@ -32,11 +32,14 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+# only the standard library and the (light) errors at start: --help and usage errors answer before
+# SQLAlchemy, pydantic or an engine is imported; the commands import what they use
 from floe_compute.errors import ComputeError, ConfigError, QueryTimeoutError
-from floe_compute.plugin import ComputePlugin
-from floe_compute.registry import create_plugin, get_plugin_class, list_plugins
+
+if TYPE_CHECKING:
+    from floe_compute.plugin import ComputePlugin
 
 __all__ = ["main"]
 
@@ -248,6 +251,8 @@ def _isatty(stream: TextIO) -> bool:
 
 
 def _plugin(args: argparse.Namespace) -> ComputePlugin:
+    from floe_compute.registry import create_plugin
+
     target: str = args.url
     if args.manifest is not None:
         return create_plugin(target, manifest=args.manifest)
@@ -346,6 +351,8 @@ def cmd_dbt_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    from floe_compute.registry import get_plugin_class, list_plugins
+
     plugins = [(name, get_plugin_class(name)) for name in list_plugins()]
     if args.json:
         listing = [

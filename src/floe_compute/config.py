@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -259,6 +258,8 @@ def load_manifest(path: str | os.PathLike[str], target: str | None = None) -> di
 
     ``${VAR}`` references are read from the environment; a missing one is a :class:`ConfigError`.
     """
+    import yaml  # only manifests need it
+
     source = Path(path)
     try:
         document = yaml.safe_load(source.read_text())

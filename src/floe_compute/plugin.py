@@ -444,11 +444,11 @@ class ComputePlugin(abc.ABC):
             context.handle.cancel()
         error = self._query_error(exc, context)
         self._finish_query(context, connection, error, rows)
-        if interrupted and not isinstance(exc, KeyboardInterrupt):
-            interrupt = KeyboardInterrupt()
-            interrupt.__cause__ = error
-            return interrupt
-        return error
+        if not interrupted:
+            return error
+        interrupt = exc if isinstance(exc, KeyboardInterrupt) else KeyboardInterrupt()
+        interrupt.__cause__ = error
+        return interrupt
 
     # -- stopping and listing queries -------------------------------------------------------
 
@@ -802,11 +802,14 @@ class ComputePlugin(abc.ABC):
             try:
                 with self.execute(self.ping_statement, timeout=timeout) as result:
                     result.fetchall()
-            except (PoolExhaustedError, QueryTimeoutError) as exc:
-                if isinstance(exc, QueryTimeoutError) and self.pool_stats().in_use < self.pool_stats().max:
-                    state, message = HealthState.UNHEALTHY, str(exc)
+            except PoolExhaustedError:
+                busy = self.pool_stats()
+            except QueryTimeoutError as exc:  # the pool filled up meanwhile, or the engine is stuck
+                stats = self.pool_stats()
+                if stats.in_use >= stats.max:
+                    busy = stats
                 else:
-                    busy = self.pool_stats()
+                    state, message = HealthState.UNHEALTHY, str(exc)
             except Exception as exc:
                 state = HealthState.UNHEALTHY
                 message = str(exc) if isinstance(exc, ComputeError) else self._scrub(repr(exc))

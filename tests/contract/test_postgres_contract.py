@@ -15,6 +15,7 @@ pytestmark = pytest.mark.postgres
 
 class TestPostgres(ComputePluginContract):
     slow_query = "SELECT pg_sleep(600)"
+    secret = "floe-pw"  # the fixture role's real password (scram-sha-256 checks it)
 
     def series_query(self, n: int) -> str:
         return f"SELECT i, 'row ' || i AS label FROM generate_series(0, {n - 1}) AS t(i) ORDER BY i"

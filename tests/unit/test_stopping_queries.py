@@ -95,6 +95,9 @@ CTRL_C_SCRIPT = textwrap.dedent(
     def announce():
         while not plugin.running_queries():
             time.sleep(0.005)
+        started = time.process_time()
+        while time.process_time() - started < 0.2:  # DuckDB is working on it
+            time.sleep(0.005)
         print("running", flush=True)
 
     threading.Thread(target=announce, daemon=True).start()

@@ -436,6 +436,34 @@ class ComputePluginContract:
         assert stats.in_use == 0
         assert stats.timeouts == 0  # a query's deadline, not a pool that gave up
 
+    def test_a_deadline_that_passes_between_fetches_claims_no_engine_cancel(
+        self, plugin: ComputePlugin
+    ) -> None:
+        result = plugin.execute(self.series_query(10), timeout=0.2, query_id="contract-late")
+        deadline = time.monotonic() + 30
+        while plugin.running_queries():  # a stopped query is no longer listed: the deadline passed
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with pytest.raises(QueryTimeoutError) as caught:
+            result.fetchall()
+        assert "cancelled on the engine" not in str(caught.value)
+        assert "discarded" in str(caught.value)
+        assert plugin.pool_stats().in_use == 0
+
+    def test_saturated_pool_is_degraded_at_once_without_counting_a_timeout(
+        self, make_plugin: Factory
+    ) -> None:
+        plugin = make_plugin(pool={"size": 1, "max_overflow": 0, "timeout": 30})
+        held = plugin.execute(self.series_query(100))
+        started = time.monotonic()
+        status = plugin.health_check()
+        assert time.monotonic() - started < 5  # not pool.timeout=30
+        assert status.status is HealthState.DEGRADED
+        assert "saturated" in status.message
+        held.close()
+        assert plugin.pool_stats().timeouts == 0
+        assert plugin.health_check().status is HealthState.HEALTHY
+
     # -- results that end early -------------------------------------------------------------
 
     def test_rowcount_counts_rows_handed_out(self, plugin: ComputePlugin) -> None:
@@ -582,10 +610,45 @@ class ComputePluginContract:
 
     # -- secrets ----------------------------------------------------------------------------
 
-    def test_secrets_never_in_repr(self, plugin: ComputePlugin) -> None:
-        shown = repr(plugin) + str(plugin) + repr(plugin.config) + str(plugin.config)
-        for secret in plugin.config.secrets:
-            assert secret not in shown
+    #: A secret value the suite configures and binds, and then looks for everywhere it must not be.
+    secret = "Contract-S3cret-9f1c"
+
+    def secret_overrides(self) -> dict[str, Any]:
+        """Overrides that give the plugin a secret (default: ``password``); an engine whose
+        password must be right overrides this with a secret it can accept."""
+        return {"password": self.secret}
+
+    def test_secrets_never_in_repr_dumps_or_health(self, make_plugin: Factory) -> None:
+        plugin = make_plugin(**self.secret_overrides())
+        assert self.secret in plugin.config.secrets  # the guard below is not vacuous
+        status = plugin.health_check()
+        shown = [
+            repr(plugin),
+            str(plugin),
+            repr(plugin.config),
+            str(plugin.config),
+            plugin.config.model_dump_json(),
+            str(plugin.config.model_dump()),
+            plugin.pool_name,
+            repr(status),
+            status.message,
+        ]
+        for text in shown:
+            assert self.secret not in text
+
+    def test_bound_values_never_in_errors_or_logs(
+        self, plugin: ComputePlugin, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        with caplog.at_level("DEBUG"), pytest.raises(QueryError) as caught:
+            plugin.execute("SELECT CAST(:s AS INTEGER) AS n", {"s": self.secret}).fetchall()
+        error = caught.value
+        assert error.query_id is not None
+        assert self.secret not in str(error)
+        assert self.secret not in repr(error)
+        for record in caplog.records:
+            assert self.secret not in record.getMessage()
+            assert self.secret not in str(getattr(record, "floe", ""))
+        assert plugin.pool_stats().in_use == 0
 
     def test_errors_are_compute_errors(self, plugin: ComputePlugin) -> None:
         for sql in ("SELECT * FROM contract_missing", "SELEC"):

@@ -1,0 +1,71 @@
+"""``make bench``: how fast the CLI starts, against the floors set by Python and the dependencies.
+
+* ``floe-compute --help`` and a usage error answer before any heavy import: target at most 4x a bare
+  ``python -c pass``.
+* ``floe-compute query duckdb:///:memory: "select 1"``: target at most 1.3x ``python -c "import
+  sqlalchemy, duckdb"`` running the same query (what any tool built on them pays).
+
+Each command runs as a fresh process, interleaved with the others, ``--repeat`` times; the best
+run counts (noise from the shared machine only ever adds time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-c", "import sys; from floe_compute.cli import main; sys.exit(main())"]
+FLOOR_QUERY = "import sqlalchemy, duckdb; print(duckdb.connect(':memory:').execute('select 1').fetchall())"
+COMMANDS = {
+    "python -c pass": [sys.executable, "-c", "pass"],
+    "floe-compute --help": [*CLI, "--help"],
+    "floe-compute (usage error)": [*CLI, "query"],
+    "floor: sqlalchemy + duckdb, select 1": [sys.executable, "-c", FLOOR_QUERY],
+    "floe-compute query ... select 1": [*CLI, "query", "duckdb:///:memory:", "select 1"],
+}
+HELP_RATIO_MAX = 4.0
+QUERY_RATIO_MAX = 1.3
+
+
+def timed(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, cwd=ROOT, capture_output=True, check=False)
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args(argv)
+    best = dict.fromkeys(COMMANDS, float("inf"))
+    for _ in range(args.repeat):
+        for name, command in COMMANDS.items():
+            best[name] = min(best[name], timed(command))
+    print(f"CLI start-up, best of {args.repeat} fresh processes:")
+    for name, seconds in best.items():
+        print(f"  {name:<40} {seconds * 1000:8.1f} ms")
+    bare, floor = best["python -c pass"], best["floor: sqlalchemy + duckdb, select 1"]
+    checks = [
+        ("--help / python -c pass", best["floe-compute --help"] / bare, HELP_RATIO_MAX),
+        ("usage error / python -c pass", best["floe-compute (usage error)"] / bare, HELP_RATIO_MAX),
+        (
+            "query select 1 / dependency floor",
+            best["floe-compute query ... select 1"] / floor,
+            QUERY_RATIO_MAX,
+        ),
+    ]
+    print("targets:")
+    failed = False
+    for name, ratio, limit in checks:
+        verdict = "PASS" if ratio <= limit else "FAIL"
+        failed |= ratio > limit
+        print(f"  {name:<40} {ratio:6.2f}x  (<= {limit:g}x)  {verdict}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
