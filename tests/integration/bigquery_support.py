@@ -27,3 +27,27 @@ def is_insert_of(marker: str) -> Any:
         )
 
     return predicate
+
+
+def private_key_pem() -> str:
+    """A fresh RSA private key, PEM-encoded."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def service_account_key(token_uri: str, pem: str | None = None) -> dict[str, str]:
+    """A well-formed service account key with a fresh RSA key (no Google account behind it)."""
+    return {
+        "type": "service_account",
+        "project_id": PROJECT,
+        "private_key_id": "0123456789abcdef",
+        "private_key": pem or private_key_pem(),
+        "client_email": f"floe@{PROJECT}.iam.gserviceaccount.com",
+        "client_id": "1234567890",
+        "token_uri": token_uri,
+    }

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from bigquery_support import PROJECT, bigquery_tests, is_insert_of, job_inserts
+from bigquery_support import PROJECT, bigquery_tests, is_insert_of, job_inserts, service_account_key
 from fixtures.recording_proxy import RecordingProxy
 
 from floe_compute import (
@@ -275,26 +275,6 @@ def test_refused_credentials_name_the_project(bq_url: str, bq_proxy: RecordingPr
         bq.execute("SELECT 1")
     assert f"BigQuery project {PROJECT}" in str(caught.value)
     assert message in str(caught.value)
-
-
-def service_account_key(token_uri: str) -> dict[str, str]:
-    """A well-formed service account key with a fresh RSA key (no Google account behind it)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    return {
-        "type": "service_account",
-        "project_id": PROJECT,
-        "private_key_id": "0123456789abcdef",
-        "private_key": pem,
-        "client_email": f"floe@{PROJECT}.iam.gserviceaccount.com",
-        "client_id": "1234567890",
-        "token_uri": token_uri,
-    }
 
 
 @pytest.mark.parametrize("form", ["credentials_file", "credentials_json"])

@@ -30,6 +30,7 @@ def dbt(command: str, project: Path, profiles: Path, env: dict[str, str], *extra
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=600, check=False)
 
 
+@pytest.mark.timeout(1200)  # two dbt processes on a shared, loaded machine
 def test_dbt_debug_and_run_on_the_emulator(bq_emulator: Any, bq_dataset: str, tmp_path: Path) -> None:
     require(
         DBT.is_file(), f"dbt-bigquery not found at {DBT}; build it with `make .tools/dbt-bigquery/.synced`"
