@@ -4,7 +4,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: env demo test test-fast lint bench clean
+.PHONY: env demo test test-fast lint bench clean test-dialect
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -21,6 +21,7 @@ demo: env
 
 test: env
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(MAKE) test-dialect
 
 test-fast: env
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
@@ -53,3 +54,7 @@ $(DBT_BIGQUERY): fixtures/servers/dbt-bigquery/pyproject.toml fixtures/servers/d
 	UV_PROJECT_ENVIRONMENT=$(CURDIR)/.tools/dbt-bigquery $(UV) sync --frozen --project fixtures/servers/dbt-bigquery
 	touch $@
 test test-fast: $(DBT_BIGQUERY)
+
+# SQLAlchemy's dialect compliance suite for postgresql+floe_psycopg: its own pytest run and config
+test-dialect: env
+	$(PY) tests/dialect/run.py

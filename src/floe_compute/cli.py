@@ -11,19 +11,25 @@
 streamed: rows are written batch by batch as the engine delivers them, never collected first.
 A ``--timeout`` covers the whole run, execution and streaming alike, as in the library.
 
-Exit status: 0 success, 1 query or engine error (and ``health`` when not healthy), 2 usage or
-configuration error, 3 query timeout, 130 interrupted, 141 output pipe closed (as ``SIGPIPE``).
-Errors are one line on stderr (``floe-compute: error: ...``), never a traceback.
+Exit status: 0 success, 1 query or engine error (and ``health`` when not healthy, and a closed
+stdout: ``>&-``), 2 usage or configuration error, 3 query timeout, 130 interrupted (Ctrl-C, also
+during start-up; the running query is cancelled on the engine; a second Ctrl-C exits at once), 141
+output pipe closed (as ``SIGPIPE``). Errors are one line on stderr (``floe-compute: error: ...``),
+never a traceback.
+
+``--format jsonl`` writes one JSON object per row. Values JSON cannot hold are written as ``null``
+(a float NaN, Infinity or -Infinity); other non-JSON values (dates, decimals) as strings. Duplicate
+column names are made unique in every format, as pandas does: ``SELECT 1 a, 2 a`` has columns ``a``
+and ``a_1``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import dataclasses
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -80,6 +86,8 @@ class _Writer:
 class _CsvWriter(_Writer):
     def __init__(self, out: TextIO, columns: list[str]) -> None:
         super().__init__(out, columns)
+        import csv
+
         self._csv = csv.writer(out, lineterminator="\n")
         if columns:
             self._csv.writerow(columns)
@@ -91,13 +99,39 @@ class _CsvWriter(_Writer):
 class _JsonlWriter(_Writer):
     def batch(self, rows: Sequence[tuple[Any, ...]]) -> None:
         columns = self.columns
-        dumps = json.dumps
-        self.out.write(
-            "".join(
-                dumps(dict(zip(columns, row, strict=False)), default=str, ensure_ascii=False) + "\n"
-                for row in rows
-            )
-        )
+        self.out.write("".join(_json_line(dict(zip(columns, row, strict=False))) for row in rows))
+
+
+def _json_line(record: dict[str, Any]) -> str:
+    """One JSON object: strict JSON, so NaN and the infinities (which it cannot hold) become null."""
+    try:
+        return json.dumps(record, default=str, ensure_ascii=False, allow_nan=False) + "\n"
+    except ValueError:  # rare: only a row holding a non-finite float pays for the walk
+        return json.dumps(_finite(record), default=str, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def unique_columns(names: Sequence[str]) -> list[str]:
+    """Column names made unique as pandas does: the second ``a`` is ``a_1``, the third ``a_2``."""
+    seen: set[str] = set()
+    unique: list[str] = []
+    for name in names:
+        candidate, n = name, 0
+        while candidate in seen:
+            n += 1
+            candidate = f"{name}_{n}"
+        seen.add(candidate)
+        unique.append(candidate)
+    return unique
 
 
 class _TableWriter(_Writer):
@@ -186,8 +220,9 @@ class _Progress:
     FIRST = 1.0
     EVERY = 0.5
 
-    def __init__(self, err: TextIO) -> None:
+    def __init__(self, err: TextIO, running: Any = None) -> None:
         self._err = err
+        self._running = running
         self.tty = _isatty(err)
         self.lock = threading.Lock()
         self.rows = 0
@@ -213,6 +248,8 @@ class _Progress:
                 return
 
     def _draw(self) -> None:
+        if not self.rows and self._running is not None and not self._running():
+            return  # not started on the engine yet (connecting, loading extensions)
         line = _rate(self.rows, time.monotonic() - self._started)
         try:
             if self.tty:
@@ -273,7 +310,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     show_progress = args.progress if args.progress is not None else _isatty(sys.stderr)
     with _plugin(args) as compute:
         # started before execute(), so a long-running statement shows it is alive before any row
-        progress = _Progress(sys.stderr).start() if show_progress else None
+        running = compute.running_queries
+        progress = _Progress(sys.stderr, running).start() if show_progress else None
         # Rows and the progress line share the screen only when both go to the terminal: then the
         # line is erased before each batch, under the lock. Otherwise the two never wait on each
         # other, and the line keeps moving while a slow reader holds up stdout.
@@ -281,7 +319,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         lock = shared.lock if shared is not None else contextlib.nullcontext()
         try:
             with compute.execute(sql, timeout=args.timeout, batch_size=args.batch_size) as result:
-                writer = WRITERS[args.format](out, result.columns)
+                writer = WRITERS[args.format](out, unique_columns(result.columns))
                 try:
                     while rows := result.fetchmany(args.batch_size):
                         with lock:
@@ -307,6 +345,8 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def _health_dict(status: Any) -> dict[str, Any]:
+    import dataclasses
+
     return {
         "status": str(status.status),
         "healthy": status.healthy,
@@ -374,13 +414,15 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 # -- argument parsing -------------------------------------------------------------------------
 
 
-def _positive_float(text: str) -> float:
+def _seconds(text: str) -> float:
+    """Seconds as the library takes them: finite, positive, at most 7 days."""
+    from floe_compute.config import check_timeout
+
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text!r}")
+        value = check_timeout(text, "--timeout")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--timeout: ")) from None
+    assert value is not None
     return value
 
 
@@ -431,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument(
         "--timeout",
         "-t",
-        type=_positive_float,
+        type=_seconds,
         metavar="S",
         help="cancel the query after S seconds, counting execution and streaming "
         "(default: the target's timeouts.query)",
@@ -458,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Ping the engine through the pool; exit 0 when healthy, 1 otherwise.",
     )
     health.add_argument("--json", action="store_true", help="print the status as JSON")
-    health.add_argument("--timeout", "-t", type=_positive_float, metavar="S", help="ping timeout")
+    health.add_argument("--timeout", "-t", type=_seconds, metavar="S", help="ping timeout")
     health.set_defaults(func=cmd_health)
 
     profile = sub.add_parser(
@@ -542,6 +584,9 @@ class _Interrupts:
         self._previous: Any = None
 
     def _handler(self, signum: int, frame: Any) -> None:
+        if self.seen:  # the second Ctrl-C: the user does not want to wait for the clean-up
+            _error("interrupted")
+            os._exit(EXIT_INTERRUPTED)
         self.seen = True
         raise KeyboardInterrupt
 
@@ -560,10 +605,32 @@ class _Interrupts:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (the console script exits with it)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    with _quiet_library(bool(getattr(args, "verbose", False))), _Interrupts() as interrupts:
-        return _run(args, interrupts)
+    try:
+        if _stdout_closed():
+            _error("standard output is closed; redirect it to a file or /dev/null instead")
+            return EXIT_ERROR
+        with _Interrupts() as interrupts:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            with _quiet_library(bool(getattr(args, "verbose", False))):
+                return _run(args, interrupts)
+    except KeyboardInterrupt:  # during start-up: imports, argument parsing
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+
+
+def _stdout_closed() -> bool:
+    """``floe-compute ... >&-``: Python starts without a ``sys.stdout``. Descriptor 1 is then
+    pointed at /dev/null, so that no file the engine opens can take its number and receive rows."""
+    if sys.stdout is not None:
+        return False
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        if devnull != 1:
+            os.dup2(devnull, 1)
+            os.close(devnull)
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    return True
 
 
 def _run(args: argparse.Namespace, interrupts: _Interrupts) -> int:

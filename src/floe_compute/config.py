@@ -6,19 +6,23 @@ the message. Secrets are ``SecretStr`` (or live in the URL, whose ``repr`` hides
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
+    ByteSize,
     ConfigDict,
     Field,
-    PositiveFloat,
     PositiveInt,
     SecretStr,
+    SerializationInfo,
+    TypeAdapter,
     ValidationError,
     field_serializer,
     field_validator,
@@ -27,53 +31,129 @@ from pydantic import (
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from floe_compute.errors import ConfigError, redact
+from floe_compute.errors import ConfigError, is_secret_key, redact
+
+if TYPE_CHECKING:
+    import yaml
 
 __all__ = [
+    "MAX_SECONDS",
     "ComputeConfig",
+    "ErrorsConfig",
     "HealthConfig",
     "PoolConfig",
     "ResourceLimits",
     "TimeoutConfig",
+    "check_timeout",
+    "display_url",
     "load_manifest",
     "parse_url",
     "validation_message",
 ]
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)?\s*$", re.IGNORECASE)
-_UNITS = {
-    "B": 1,
-    "KB": 1000,
-    "MB": 1000**2,
-    "GB": 1000**3,
-    "TB": 1000**4,
-    "KIB": 1024,
-    "MIB": 1024**2,
-    "GIB": 1024**3,
-    "TIB": 1024**4,
-}
+MAX_SECONDS = 7 * 24 * 3600.0
+"""The longest timeout, interval or recycle time accepted (7 days, as ``execute(timeout=)``): longer
+is a mistake, and an infinite one would overflow the watchdog's and the monitor's waits."""
+MAX_THREADS = 1024
+"""More threads than any engine here can use; DuckDB takes seconds to start 100,000."""
+MAX_SIZE = 2**63 - 1
+"""The largest size an engine setting can hold (a signed 64-bit byte count)."""
+
+_SIZE_TEXT = re.compile(r"^\s*\d+(?:\.\d+)?\s*[A-Za-z]{0,3}\s*$")
+_SIZES = TypeAdapter(ByteSize)
 
 
 def parse_size(value: str | int) -> int:
-    """Bytes in a size such as ``2GB``, ``512MiB`` or ``1048576``."""
-    if isinstance(value, int):
-        return value
-    match = _SIZE.match(value)
-    if not match:
-        raise ValueError(f"{value!r} is not a size; expected a number with a unit such as 512MB or 2GB")
-    return int(float(match.group(1)) * _UNITS[(match.group(2) or "B").upper()])
+    """Bytes in a size such as ``2GB``, ``512MiB`` or ``1048576`` (``pydantic.ByteSize`` rules)."""
+    return int(_SIZES.validate_python(_size_input(value)))
 
 
-def _check_size(value: str | int | None) -> str | None:
+_SIZE_UNITS = (
+    ("TB", 1000**4),
+    ("TiB", 1024**4),
+    ("GB", 1000**3),
+    ("GiB", 1024**3),
+    ("MB", 1000**2),
+    ("MiB", 1024**2),
+    ("KB", 1000),
+    ("KiB", 1024),
+)
+
+
+def format_size(size: int) -> str:
+    """A byte count as people write it: ``64MB``, ``512MiB``, else plain bytes ``123B``."""
+    for unit, factor in _SIZE_UNITS:
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size}B"
+
+
+def _size_input(value: Any) -> Any:
+    """Refuse what ``ByteSize`` would take by accident (``True`` as 1 byte) or choke on."""
+    expected = "expected a number with a unit such as 512MB or 2GB"
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"a {type(value).__name__} is not a size; {expected}")
+    if isinstance(value, str) and (len(value) > 40 or not _SIZE_TEXT.match(value)):
+        shown = repr(value) if len(value) <= 40 else f"{value[:20]!r}... ({len(value)} characters)"
+        raise ValueError(f"{shown} is not a size; {expected}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a size; {expected}")
+    return value
+
+
+def _check_size(value: Any) -> int | None:
     if value is None:
         return None
-    size = parse_size(value)
+    try:
+        size = parse_size(value)
+    except ValidationError:
+        raise ValueError(
+            f"{value!r} is not a size; expected a number with a unit such as 512MB or 2GB"
+        ) from None
     if size <= 0:
         raise ValueError(f"{value!r} must be greater than zero")
-    return value if isinstance(value, str) else f"{value}B"
+    if size > MAX_SIZE:
+        raise ValueError(f"{value!r} is larger than any engine accepts (at most {MAX_SIZE} bytes)")
+    return size
 
 
-Size = Annotated[str | int | None, Field(default=None)]
+def _check_seconds(value: Any) -> Any:
+    """Seconds: finite, positive, at most :data:`MAX_SECONDS`; a boolean is not a duration."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("expected a number of seconds, not a boolean")
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError("expected a number of seconds") from None
+    if not isinstance(value, int | float):
+        raise ValueError(f"expected a number of seconds, not a {type(value).__name__}")
+    if isinstance(value, int) and abs(value) > MAX_SECONDS:
+        value = float(min(abs(value), 1e300)) * (1 if value > 0 else -1)
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number of seconds")
+    if value <= 0:
+        raise ValueError("must be greater than 0 seconds")
+    if value > MAX_SECONDS:
+        raise ValueError(f"must be at most {MAX_SECONDS:g} seconds (7 days)")
+    return float(value)
+
+
+Seconds = Annotated[float, BeforeValidator(_check_seconds)]
+"""A duration in seconds: finite, positive, at most 7 days."""
+
+
+def check_timeout(value: object, field: str = "timeout") -> float | None:
+    """A ``timeout=`` argument validated as config durations are, or a :class:`ConfigError`
+    naming ``field``; ``None`` stays ``None`` (the config's default applies)."""
+    try:
+        checked: float | None = _check_seconds(value)
+    except ValueError as exc:
+        shown = shown_value(value) if isinstance(value, int | float | str | bool) else type(value).__name__
+        raise ConfigError(f"{field}: {exc} (got {shown})") from None
+    return checked
 
 
 class _Model(BaseModel):
@@ -97,8 +177,8 @@ class PoolConfig(_Model):
 
     size: PositiveInt = 5
     max_overflow: Annotated[int, Field(ge=0)] = 10
-    timeout: PositiveFloat = 30.0
-    recycle: PositiveFloat | None = None
+    timeout: Seconds = 30.0
+    recycle: Seconds | None = None
     pre_ping: bool | None = None
     """``None`` takes the engine's default (on for servers, off for embedded engines)."""
 
@@ -106,27 +186,47 @@ class PoolConfig(_Model):
 class TimeoutConfig(_Model):
     """Default deadlines, in seconds. ``query=None`` means no deadline."""
 
-    query: PositiveFloat | None = None
-    connect: PositiveFloat = 10.0
+    query: Seconds | None = None
+    connect: Seconds = 10.0
 
 
 class ResourceLimits(_Model):
     """Resource limits; engines apply the ones they support, ``max_result_rows`` works everywhere."""
 
-    memory_limit: Size = None
-    threads: PositiveInt | None = None
+    memory_limit: ByteSize | None = None
+    """Bytes; a size such as ``2GB`` (decimal) or ``512MiB`` (binary), as ``pydantic.ByteSize``."""
+    threads: Annotated[int, Field(gt=0, le=MAX_THREADS)] | None = None
     temp_directory: Path | None = None
-    max_temp_directory_size: Size = None
+    max_temp_directory_size: ByteSize | None = None
     max_result_rows: PositiveInt | None = None
 
-    _sizes = field_validator("memory_limit", "max_temp_directory_size")(_check_size)
+    _sizes = field_validator("memory_limit", "max_temp_directory_size", mode="before")(_check_size)
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("expected a number of threads, not a boolean")
+        if isinstance(value, int) and value > MAX_THREADS:
+            raise ValueError(f"at most {MAX_THREADS} threads (this machine has {os.cpu_count()} cores)")
+        return value
 
 
 class HealthConfig(_Model):
     """When a working engine counts as degraded, and the optional background monitor."""
 
-    slow_ping_ms: PositiveFloat = 1000.0
-    monitor_interval: PositiveFloat | None = None
+    slow_ping_ms: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1000.0
+    monitor_interval: Seconds | None = None
+
+
+class ErrorsConfig(_Model):
+    """What the library's errors carry."""
+
+    keep_driver_cause: bool = True
+    """Keep the driver's exception as ``__cause__`` of a library error. Its message is the engine's
+    own and can quote a bound value (PostgreSQL: ``invalid input syntax for type integer: "..."``);
+    a service that ships tracebacks to an error tracker can switch it off. Secrets the config knows
+    are never chained either way."""
 
 
 class ComputeConfig(_Model):
@@ -135,20 +235,26 @@ class ComputeConfig(_Model):
     url: URL
     password: SecretStr | None = None
     """Overrides the URL's password; lets a manifest read it from ``${ENV}``."""
+    url_secrets: dict[str, SecretStr] = {}
+    """The URL's secret query parameters (``?token=...``, ``?private_key_passphrase=...``), moved
+    out of :attr:`url` when it is parsed so that no repr, dump or log line shows them;
+    :meth:`sqlalchemy_url` puts them back for the driver."""
     name: str | None = None
     """The target's name: the pool name in metrics and the dbt target."""
     pool: PoolConfig = PoolConfig()
     timeouts: TimeoutConfig = TimeoutConfig()
     limits: ResourceLimits = ResourceLimits()
     health: HealthConfig = HealthConfig()
+    errors: ErrorsConfig = ErrorsConfig()
     settings: dict[str, str | int | float | bool] = {}
-    """Engine session settings, applied to every pooled connection."""
+    """Engine session settings, applied to every pooled connection. Values of secret-looking
+    names (``s3_secret_access_key``) are masked in reprs and JSON dumps."""
     telemetry: bool = True
 
     @model_validator(mode="before")
     @classmethod
-    def _password_out_of_url(cls, data: Any) -> Any:
-        """Keep the URL's password only as ``password`` (a SecretStr), so no dump can show it."""
+    def _secrets_out_of_url(cls, data: Any) -> Any:
+        """Keep the URL's password and secret query parameters only as SecretStr fields."""
         if not isinstance(data, dict) or data.get("url") is None:
             return data
         try:
@@ -156,9 +262,23 @@ class ComputeConfig(_Model):
         except ValueError:
             return data  # the field validator reports it
         data = dict(data)
+        query = dict(url.query)
+        found: dict[str, str] = {}
+        for key in [k for k in query if is_secret_key(k)]:
+            value = query.pop(key)
+            if not isinstance(value, str):
+                raise ValueError(f"url: the secret query parameter {key!r} is given more than once")
+            found[key] = value
         if url.password is not None:
             data.setdefault("password", str(url.password))
             url = url._replace(password=None)  # set() ignores None
+        if found:
+            url = url.set(query=query)
+        if "password" in found:
+            data.setdefault("password", found.pop("password"))
+        if found:
+            given = data.get("url_secrets")
+            data["url_secrets"] = {**found, **(given if isinstance(given, Mapping) else {})}
         data["url"] = url
         return data
 
@@ -169,18 +289,52 @@ class ComputeConfig(_Model):
 
     @field_serializer("url")
     def _dump_url(self, url: URL) -> str:
-        return url.render_as_string(hide_password=False)  # the password is never in it
+        return url.render_as_string(hide_password=False)  # the secrets are never in it
+
+    @field_serializer("settings")
+    def _dump_settings(self, settings: dict[str, Any], info: SerializationInfo) -> dict[str, Any]:
+        return _masked(settings) if info.mode_is_json() else settings
+
+    def __repr_args__(self) -> Any:
+        for key, value in super().__repr_args__():
+            yield (
+                key,
+                (display_url(value) if key == "url" else _masked(value) if key == "settings" else value),
+            )
 
     @property
     def secrets(self) -> tuple[str, ...]:
         """Every secret value in this config, for scrubbing text before it is shown."""
-        return (self.password.get_secret_value(),) if self.password else ()
+        found = [self.password.get_secret_value()] if self.password else []
+        found += [s.get_secret_value() for s in self.url_secrets.values()]
+        found += [str(v) for k, v in self.settings.items() if is_secret_key(k) and isinstance(v, str)]
+        return tuple(s for s in found if s)
 
     def sqlalchemy_url(self) -> URL:
-        """The URL with :attr:`password` applied."""
-        if self.password is None:
-            return self.url
-        return self.url.set(password=self.password.get_secret_value())
+        """The URL with :attr:`password` and :attr:`url_secrets` applied: for the driver only."""
+        url = self.url
+        if self.url_secrets:
+            url = url.update_query_dict({k: s.get_secret_value() for k, s in self.url_secrets.items()})
+        if self.password is not None:
+            url = url.set(password=self.password.get_secret_value())
+        return url
+
+
+def _masked(settings: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: "***" if is_secret_key(k) else v for k, v in settings.items()}
+
+
+def display_url(url: URL | str) -> str:
+    """A URL as it may be shown anywhere (reprs, metric labels, spans, logs, CLI output, errors):
+    no password, no secret query parameter, no credentials in a ``scheme://user:pw@`` string."""
+    if isinstance(url, str):
+        text = url
+        try:
+            url = make_url(text)
+        except Exception:
+            return redact(text)
+    shown = url.set(query={k: "***" if is_secret_key(k) else v for k, v in url.query.items()})
+    return redact(shown.render_as_string(hide_password=True))
 
 
 def parse_url(value: Any) -> URL:
@@ -201,6 +355,14 @@ def parse_url(value: Any) -> URL:
 _SECRET_FIELDS = ("password", "url", "secret", "token", "credential")
 
 
+def shown_value(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters (a huge int's repr would even raise)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an integer of {len(format(value, 'x'))} hex digits"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def validation_message(error: ValidationError, title: str) -> str:
     """One readable line per invalid field, naming the field; secret inputs are never echoed."""
     lines = []
@@ -211,7 +373,7 @@ def validation_message(error: ValidationError, title: str) -> str:
         if not any(s in field.lower() for s in _SECRET_FIELDS) and item["type"] != "missing":
             value = item.get("input")
             if isinstance(value, str | int | float | bool) or value is None:
-                shown = f" (got {value!r})"
+                shown = f" (got {shown_value(value)})"
         lines.append(f"{field}: {message}{shown}")
     return f"{title}: " + "; ".join(lines)
 
@@ -253,34 +415,133 @@ def merge_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
     return _merge(base, plain)
 
 
+MAX_MANIFEST_NODES = 100_000
+"""A manifest is a few dozen keys; a YAML alias "bomb" expands a few lines into billions of nodes."""
+MAX_MANIFEST_BYTES = 10 * 1024 * 1024
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], path: set[int]) -> int:
+    """How many nodes ``node`` becomes once its aliases are expanded (each alias shares its node)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in path:
+        raise ConfigError("a YAML alias refers to its own anchor (a recursive structure)")
+    path.add(key)
+    size = 1
+    import yaml
+
+    if isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            size += _expanded_size(child, sizes, path)
+            if size > MAX_MANIFEST_NODES:
+                break
+    elif isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            size += _expanded_size(k, sizes, path) + _expanded_size(v, sizes, path)
+            if size > MAX_MANIFEST_NODES:
+                break
+    path.discard(key)
+    sizes[key] = size
+    return size
+
+
+def _read_yaml(source: Path) -> Any:
+    """The YAML document, refusing what would hang or exhaust memory, as a :class:`ConfigError`."""
+    import yaml  # only manifests need it
+
+    try:
+        with source.open("rb") as file:
+            raw = file.read(MAX_MANIFEST_BYTES + 1)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot read manifest {source}: {reason}") from None
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ConfigError(f"manifest {source}: larger than {MAX_MANIFEST_BYTES // 1024**2} MB")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"manifest {source}: not valid UTF-8 (line {line}, byte {exc.start})") from None
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(f"manifest {source}: {_reader_problem(exc, text)}") from None
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}, set()) > MAX_MANIFEST_NODES:
+            raise ConfigError(
+                f"manifest {source}: its YAML aliases expand to more than {MAX_MANIFEST_NODES} values; "
+                "refused (an alias bomb?)"
+            )
+        return loader.construct_document(node)
+    except ConfigError as exc:
+        if str(exc).startswith("manifest "):
+            raise
+        raise ConfigError(f"manifest {source}: {exc}") from None
+    except yaml.MarkedYAMLError as exc:
+        # the problem and where, without the snippet of the line (it may hold a password)
+        mark = exc.problem_mark or exc.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(f"manifest {source} is not valid YAML: {problem}{where}") from None
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(f"manifest {source}: {_reader_problem(exc, text)}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"manifest {source} is not valid YAML: {type(exc).__name__}") from None
+    except RecursionError:
+        raise ConfigError(f"manifest {source}: nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def _reader_problem(exc: yaml.reader.ReaderError, text: str) -> str:
+    line = text.count("\n", 0, max(exc.position, 0)) + 1
+    return f"character U+{exc.character:04X} is not allowed in YAML (line {line})"
+
+
+def _target_name(value: Any) -> str:
+    return value if isinstance(value, str) else repr(value)
+
+
 def load_manifest(path: str | os.PathLike[str], target: str | None = None) -> dict[str, Any]:
     """The fields of one target of a YAML manifest, with the manifest's defaults merged in.
 
     ``${VAR}`` references are read from the environment; a missing one is a :class:`ConfigError`.
+    Every problem with the file is a :class:`ConfigError` naming the file and the key.
     """
-    import yaml  # only manifests need it
-
     source = Path(path)
-    try:
-        document = yaml.safe_load(source.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read manifest {source}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"manifest {source} is not valid YAML: {exc}") from exc
+    document = _read_yaml(source)
     compute = document.get("compute") if isinstance(document, dict) else None
     if not isinstance(compute, dict) or not isinstance(compute.get("targets"), dict):
         raise ConfigError(f"manifest {source}: expected a 'compute:' mapping with 'targets:'")
-    targets: dict[str, Any] = compute["targets"]
-    name = target or compute.get("default")
+    targets: dict[Any, Any] = compute["targets"]
+    listed = ", ".join(sorted(_target_name(t) for t in targets)) or "none"
+    if target is not None and not isinstance(target, str):
+        raise ConfigError(f"target: expected a target name, got a {type(target).__name__}")
+    name = target if target is not None else compute.get("default")
     if name is None:
+        raise ConfigError(f"manifest {source}: no target given and no 'compute.default'; targets: {listed}")
+    if not isinstance(name, str):
         raise ConfigError(
-            f"manifest {source}: no target given and no 'compute.default'; "
-            f"targets: {', '.join(sorted(targets))}"
+            f"manifest {source}: compute.default: expected a target name, got a {type(name).__name__} "
+            f"(targets: {listed})"
         )
     if name not in targets:
-        raise ConfigError(f"manifest {source}: no target {name!r}; targets: {', '.join(sorted(targets))}")
+        raise ConfigError(f"manifest {source}: no target {name!r}; targets: {listed}")
+    fields_in = targets[name]
+    if fields_in is not None and not isinstance(fields_in, dict):
+        raise ConfigError(
+            f"manifest {source}: compute.targets.{name}: expected a mapping of settings (url: ...), "
+            f"got a {type(fields_in).__name__}"
+        )
     defaults = {k: v for k, v in compute.items() if k not in ("targets", "default")}
-    fields = _merge(defaults, targets[name] or {})
+    fields = _merge(defaults, fields_in or {})
+    for key in fields:
+        if not isinstance(key, str):
+            raise ConfigError(f"manifest {source}: compute.targets.{name}: key {key!r} is not a name")
     fields.setdefault("name", name)
     expanded: dict[str, Any] = _expand(fields, f"{source}: compute.targets.{name}")
     return expanded

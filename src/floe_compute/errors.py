@@ -18,7 +18,11 @@ __all__ = [
     "QueryCancelledError",
     "QueryError",
     "QueryTimeoutError",
+    "RedactedDriverError",
     "ResourceLimitError",
+    "driver_cause",
+    "holds_secret",
+    "is_secret_key",
     "redact",
 ]
 
@@ -87,10 +91,85 @@ class ResourceLimitError(QueryError):
     limit: str | None = None
 
 
+SECRET_KEY = re.compile(
+    r"pass(?:word|wd|phrase)|pwd|secret|token|credential|api_?key|private_key|session_key", re.IGNORECASE
+)
+"""A setting, URL query parameter or field whose name says it holds a secret (``password``,
+``access_token``, ``private_key_passphrase``, ``credentials``, ``s3_secret_access_key``...)."""
+
+
+def is_secret_key(name: object) -> bool:
+    """Whether a parameter with this name holds a secret."""
+    return isinstance(name, str) and SECRET_KEY.search(name) is not None
+
+
+def holds_secret(exc: BaseException, secrets: tuple[str, ...]) -> bool:
+    """Whether the text of ``exc`` or of an exception chained to it contains a secret."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        text = _text(current)
+        if any(piece in text for secret in secrets for piece in _pieces(secret)):
+            return True
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+    return False
+
+
+def _text(exc: BaseException) -> str:
+    try:
+        return f"{exc} {exc.args!r}"
+    except Exception:  # a broken __str__ is not a reason to fail while reporting an error
+        return repr(type(exc))
+
+
+def _pieces(secret: str) -> list[str]:
+    """A secret, and its parts between control characters: a driver's C string stops at a NUL."""
+    if not secret:
+        return []
+    parts = [p for p in _CONTROL.split(secret) if len(p) >= 4]
+    return [secret, *parts]
+
+
+class RedactedDriverError(Exception):
+    """Stands in for a driver's exception whose text held a secret: its type and scrubbed message."""
+
+
+def driver_cause(
+    exc: BaseException | None, secrets: tuple[str, ...] = (), *, keep: bool = True
+) -> BaseException | None:
+    """What a library error may chain as ``__cause__``: the driver's exception, unless ``keep`` is
+    off (``errors.keep_driver_cause``) or its text (or anything chained to it) holds a secret, in
+    which case a scrubbed :class:`RedactedDriverError` takes its place.
+
+    Raise the library error outside the ``except`` block that caught ``exc`` when ``exc`` may hold a
+    secret: inside it, Python keeps ``exc`` as ``__context__`` whatever ``__cause__`` says.
+    """
+    if exc is None or not keep:
+        return None
+    if not holds_secret(exc, secrets):
+        return exc
+    return RedactedDriverError(f"{type(exc).__name__}: {redact(_text_only(exc), secrets)}")
+
+
+def _text_only(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return ""
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][\w+.-]*://)(?P<creds>[^/@\s]*)@")
 _KEY_VALUE_SECRET = re.compile(
-    r"(?P<key>\b(?:password|passwd|pwd|secret|client_secret|token|access_token|private_key)\s*[=:]\s*)"
-    r"(?P<q>['\"]?)(?P<value>[^'\"\s,)]+)(?P=q)",
+    r"(?P<key>\b\w*(?:password|passwd|pwd|passphrase|secret|token|credentials?|api_?key|private_key)"
+    r"\w*\s*[=:]\s*)"
+    r"(?P<q>['\"]?)(?P<value>[^'\"\s,)&;]+)(?P=q)",
     re.IGNORECASE,
 )
 # SQL such as CREATE SECRET (TYPE iceberg, TOKEN 'abc'): only a quoted literal after the keyword
@@ -107,8 +186,8 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     with a secret-looking key are masked even when the value is not known.
     """
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
+        for piece in _pieces(secret):
+            text = text.replace(piece, "***")
 
     def _mask_url(m: re.Match[str]) -> str:
         user = m.group("creds").split(":", 1)[0]

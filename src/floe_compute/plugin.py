@@ -21,13 +21,13 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import Sequence, create_engine, event, select, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import PoolResetState, QueuePool
 from sqlalchemy.sql.elements import TextClause
 
-from floe_compute.config import ComputeConfig
+from floe_compute.config import ComputeConfig, check_timeout, display_url
 from floe_compute.errors import (
     ComputeError,
     ConfigError,
@@ -36,12 +36,13 @@ from floe_compute.errors import (
     QueryCancelledError,
     QueryError,
     QueryTimeoutError,
+    driver_cause,
     redact,
 )
 from floe_compute.health import HealthState, HealthStatus
 from floe_compute.pool import PoolStats, PoolTracker
 from floe_compute.result import QueryResult
-from floe_compute.sql import operation_name, summarize
+from floe_compute.sql import bindable_text, operation_name, statement_count, summarize
 from floe_compute.telemetry import Telemetry
 from floe_compute.timeouts import QueryHandle, QueryState, watchdog
 
@@ -95,6 +96,9 @@ class QueryContext:
     cursor: Any = None
     """The DBAPI cursor of the statement, set just before the driver is called."""
     engine_state: dict[str, Any] = field(default_factory=dict)
+    sends_parameters: bool = True
+    """Whether the driver gets parameters with the statement (a ``%``-style driver then reads
+    ``%`` in the text as a placeholder), known when the statement is sent."""
     bound_values: tuple[str, ...] = ()
     """Text forms of the bound parameter values, masked in the library's messages."""
 
@@ -185,7 +189,7 @@ class ComputePlugin(abc.ABC):
     @property
     def pool_name(self) -> str:
         """The pool's name in metrics and logs: the target name, else the URL without password."""
-        return self._config.name or self._config.url.render_as_string(hide_password=True)
+        return self._config.name or display_url(self._config.url)
 
     @property
     def engine(self) -> Engine:
@@ -249,7 +253,7 @@ class ComputePlugin(abc.ABC):
         except ComputeError:
             raise
         except Exception as exc:
-            raise self._connection_error(exc, "cannot create the engine") from exc
+            raise self._connection_error(exc, "cannot create the engine") from self._driver_cause(exc)
         tracker = PoolTracker(engine.pool, pool.size + pool.max_overflow)
         event.listen(engine, "do_connect", lambda *_: tracker.connect_started())
         event.listen(engine.pool, "connect", self._on_pool_connect)
@@ -261,7 +265,7 @@ class ComputePlugin(abc.ABC):
             engine.connect().close()
         except Exception as exc:
             self._dispose(engine)
-            raise self._connection_error(exc, "cannot connect") from exc
+            raise self._connection_error(exc, "cannot connect") from self._driver_cause(exc)
         tracker.start_counting()
         if self._config.health.monitor_interval:
             from floe_compute.health import HealthMonitor
@@ -354,7 +358,7 @@ class ComputePlugin(abc.ABC):
         self._ensure_engine()
         context = self._new_query(sql, timeout, query_id, tags)
         size = self._batch_size(batch_size)
-        statement = text(sql) if isinstance(sql, str) else sql
+        statement = self._statement(sql, params, context)
         if params:
             context.bound_values = _bound_texts(params)
         self._register(context)
@@ -381,12 +385,34 @@ class ComputePlugin(abc.ABC):
             with self._telemetry.current(context):
                 self.begin_query(connection, context)
                 options = {"stream_results": True, "yield_per": size, **self.query_options(context)}
-                cursor = connection.execution_options(**options, floe_query=context).execute(
-                    statement, params or {}
-                )
+                connection = connection.execution_options(**options, floe_query=context)
+                if isinstance(statement, str):  # no parameters: the SQL runs exactly as written
+                    cursor = connection.execution_options(no_parameters=True).exec_driver_sql(statement)
+                else:
+                    cursor = connection.execute(statement, params or {})
         except BaseException as exc:
             raise self._failed(context, connection, exc, 0)  # noqa: B904 - chained by _failed
         return QueryResult(self, context, connection, cursor, size)
+
+    def _statement(
+        self, sql: str | Executable, params: Params | None, context: QueryContext
+    ) -> str | Executable:
+        """What to run: a string without parameters as written; with parameters through ``text()``,
+        binding only its real ``:name`` placeholders (not a colon inside a literal or a comment)."""
+        if isinstance(sql, Sequence):  # what SQLAlchemy executes as a scalar, as a query
+            return select(sql.next_value())
+        if not isinstance(sql, str):
+            return sql
+        if not self.runs_scripts and (count := statement_count(sql, self.db_system)) > 1:
+            raise QueryError(
+                f"{self.name}: query {context.query_id} ({context.summary}): the string holds "
+                f"{count} statements; run them one at a time ({self.name} runs one statement per "
+                "execute())",
+                engine=self.name,
+                query_id=context.query_id,
+                statement=context.summary,
+            )
+        return text(bindable_text(sql, self.db_system)) if params else sql
 
     def _new_query(
         self,
@@ -395,16 +421,9 @@ class ComputePlugin(abc.ABC):
         query_id: str | None,
         tags: Mapping[str, str] | None,
     ) -> QueryContext:
+        timeout = check_timeout(timeout)
         if timeout is None:
             timeout = self._config.timeouts.query
-        elif (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not 0 < timeout <= MAX_TIMEOUT_S
-        ):
-            raise ConfigError(
-                f"timeout must be a number of seconds > 0 and <= {MAX_TIMEOUT_S:g} (got {timeout!r})"
-            )
         if query_id is not None and not (isinstance(query_id, str) and _QUERY_ID.match(query_id)):
             raise ConfigError(
                 f"query_id {query_id!r} is not valid: expected 1-128 characters of letters, digits "
@@ -413,8 +432,8 @@ class ComputePlugin(abc.ABC):
         sql_text = sql if isinstance(sql, str) else str(sql)
         context = QueryContext(
             query_id=query_id or f"q-{uuid.uuid4().hex[:16]}",
-            summary=summarize(sql_text),
-            operation=operation_name(sql_text),
+            summary=summarize(sql_text, self.db_system),
+            operation=operation_name(sql_text, self.db_system),
             timeout=timeout,
             max_rows=self._config.limits.max_result_rows,
             tags=_check_tags(tags),
@@ -530,6 +549,7 @@ class ComputePlugin(abc.ABC):
         if query is None or query.connection is not conn:
             return statement, parameters
         query.cursor = cursor
+        query.sends_parameters = bool(parameters) or not context.no_parameters  # type: ignore[union-attr]
         if query.handle.stopped:
             raise _Stopped  # stopped before it reached the engine: it must not start
         return self.annotate_statement(statement, query), parameters
@@ -642,7 +662,7 @@ class ComputePlugin(abc.ABC):
         except _Stopped:
             raise
         except Exception as exc:
-            raise self._connection_error(exc, "cannot connect") from exc
+            raise self._connection_error(exc, "cannot connect") from self._driver_cause(exc)
         finally:
             _DeadlinePool._until.value = None
             tracker.wait_ended(time.perf_counter() - started, gave_up=gave_up)
@@ -719,12 +739,15 @@ class ComputePlugin(abc.ABC):
             message = _mask_values(message, context.bound_values)
         return message
 
+    def _driver_cause(self, exc: BaseException | None) -> BaseException | None:
+        return driver_cause(exc, self._config.secrets, keep=self._config.errors.keep_driver_cause)
+
     def _connection_error(self, exc: BaseException, doing: str) -> ComputeError:
         if isinstance(exc, ComputeError):
             return exc
         orig: BaseException = (exc.orig or exc) if isinstance(exc, sa_exc.DBAPIError) else exc
         mapped = self.classify_error(orig) if isinstance(orig, Exception) else None
-        where = self._config.url.render_as_string(hide_password=True)
+        where = display_url(self._config.url)
         detail = mapped[1] if mapped else _driver_message(orig)
         cls = mapped[0] if mapped and issubclass(mapped[0], ConnectionFailedError) else None
         return (cls or ConnectionFailedError)(
@@ -770,7 +793,7 @@ class ComputePlugin(abc.ABC):
                 error = ConnectionFailedError(self._scrub(f"{where}: {detail}", context), engine=self.name)
         if isinstance(error, QueryError):
             error.tags = dict(context.tags)
-        return _caused_by(error, orig)
+        return _caused_by(error, self._driver_cause(orig))
 
     # -- health and statistics --------------------------------------------------------------
 
@@ -859,6 +882,10 @@ class ComputePlugin(abc.ABC):
     def setup_connection(self, dbapi_connection: Any) -> None:  # noqa: B027
         """Prepare a newly opened DBAPI connection: session settings, extensions, catalogs."""
 
+    runs_scripts: ClassVar[bool] = False
+    """Whether one ``execute()`` may run several statements (the last one's rows come back);
+    otherwise such a string is refused before it reaches the engine."""
+
     survives_disconnect_reason: ClassVar[str | None] = None
     """Why the data is gone after :meth:`disconnect` (an in-memory database), or None when a
     reconnect finds it again. Engines make it a property where it depends on the config."""
@@ -932,9 +959,6 @@ def _driver_message(exc: BaseException) -> str:
 
 DISCONNECT_GRACE_S = 1.0
 """How long ``disconnect()`` waits for cancelled queries to give their connections back."""
-
-MAX_TIMEOUT_S = 7 * 24 * 3600.0
-"""The longest per-query timeout accepted: a week."""
 
 
 def _check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:

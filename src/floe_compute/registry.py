@@ -115,8 +115,19 @@ def create_plugin(
         cls = _class_for_config(url_or_target)
         fields = merge_overrides(url_or_target.model_dump(exclude_unset=True), overrides)
         return _build(cls, fields)
+    if url_or_target is not None and not isinstance(url_or_target, str):
+        raise ConfigError(
+            f"expected a URL, a target name or a ComputeConfig, got a {type(url_or_target).__name__}"
+        )
     if manifest is not None:
         fields = merge_overrides(load_manifest(manifest, url_or_target), overrides)
+        try:
+            return _build(_class_for_url(fields.get("url")), fields)
+        except ConfigError as exc:  # say which file and target the bad value came from
+            where = f"manifest {manifest}: target {fields.get('name')!r}"
+            if isinstance(exc, PluginNotFoundError):
+                raise PluginNotFoundError(f"{where}: {exc}", available=exc.available) from None
+            raise ConfigError(f"{where}: {exc}") from None
     elif url_or_target is None:
         fields = merge_overrides({"url": DEFAULT_URL}, overrides)
     elif "://" in url_or_target or _claimed_scheme(url_or_target):
@@ -127,14 +138,17 @@ def create_plugin(
             "without manifest=...; e.g. create_plugin('duckdb:///:memory:') or "
             f"create_plugin({url_or_target!r}, manifest='floe.yaml')"
         )
-    url = fields.get("url")
+    return _build(_class_for_url(fields.get("url")), fields)
+
+
+def _class_for_url(url: Any) -> type[ComputePlugin]:
     if url is None:
         raise ConfigError("url: missing; every target needs a url such as 'duckdb:///:memory:'")
     try:
         backend = parse_url(url).get_backend_name()
     except ValueError as exc:
         raise ConfigError(f"url: {exc}") from None
-    return _build(get_plugin_class(backend), fields)
+    return get_plugin_class(backend)
 
 
 def _claimed_scheme(text: str) -> bool:

@@ -25,6 +25,8 @@ __all__ = ["QueryHandle", "QueryState", "Watchdog", "watchdog"]
 
 log = logging.getLogger(__name__)
 
+_MAX_WAIT = 3600.0
+
 RESEND_INTERVALS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 """Seconds between repeated engine cancels of a stopped query that has not ended yet."""
 
@@ -181,7 +183,8 @@ class Watchdog:
                         heapq.heappop(self._heap)  # a deadline of a query that already ended
                         continue
                     wait = head[0] - time.monotonic() if head is not None else None
-                    self._wakeup.wait(wait)
+                    # a far deadline is waited for in steps: a single wait would overflow
+                    self._wakeup.wait(None if wait is None else min(wait, _MAX_WAIT))
                 _, _, handle, attempt = heapq.heappop(self._heap)
             try:
                 if attempt < 0:

@@ -231,3 +231,14 @@ def test_package_of_fixtures_is_importable_standalone() -> None:
         env={**os.environ, "PYTHONPATH": str(Path(ROOT))},
     )
     assert out.stdout.strip() == "PostgresServer"
+
+
+def test_a_sequence_executes_as_a_query(pg_url: str) -> None:
+    import sqlalchemy as sa
+
+    with create_plugin(pg_url) as plugin:
+        plugin.execute("CREATE SEQUENCE order_ids START 7").close()
+        with plugin.execute(sa.Sequence("order_ids")) as result:
+            assert result.fetchall() == [(7,)]
+        with plugin.execute(sa.Sequence("order_ids")) as result:
+            assert result.fetchall() == [(8,)]

@@ -200,11 +200,14 @@ def test_bad_sql_exits_1_naming_the_table(url: str) -> None:
 
 
 def test_timeout_exits_3_and_cancels_promptly(url: str) -> None:
-    started = time.monotonic()
-    proc = run("query", url, TIMEOUT_SQL, "--timeout", "0.3")
+    proc = run("query", url, TIMEOUT_SQL, "--timeout", "0.3", timeout=300)
     assert proc.returncode == 3
     assert_one_line_error(proc.stderr, "timed out", "timeout 0.3s")
-    assert time.monotonic() - started < 20  # cancelled on the engine, not run to completion
+    # the query's own elapsed time, not the interpreter's start-up: cancelled on the engine, not
+    # run to completion (minutes)
+    elapsed = re.search(r"timed out after ([\d.]+)\s?s", proc.stderr)
+    assert elapsed, proc.stderr
+    assert float(elapsed.group(1)) < 10
 
 
 @pytest.mark.parametrize(
@@ -355,15 +358,20 @@ def test_ctrl_c_exits_130_without_traceback() -> None:
     )
     assert proc.stderr is not None
     try:
-        # the first progress line: the statement is running on the engine
+        # the first progress line: the statement is running on the engine (in running_queries())
         assert "rows/s" in proc.stderr.readline()
+        sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        _, rest = proc.communicate(timeout=30)
+        _, rest = proc.communicate(timeout=120)
+        took = time.monotonic() - sent
     finally:
         proc.kill()
     assert proc.returncode == 130
     assert "floe-compute: error: interrupted" in rest
     assert "Traceback" not in rest
+    # 1 s is the target; the bound leaves room for a loaded machine, and still fails when the
+    # query is left to run to its end (minutes) instead of being cancelled
+    assert took < 10, f"exited {took:.2f} s after Ctrl-C"
 
 
 # -- health, dbt-profile, plugins ----------------------------------------------------------------

@@ -179,3 +179,24 @@ def test_cancelled_stream_stops_running_inside_duckdb() -> None:
         before = time.process_time()
         time.sleep(0.5)
         assert time.process_time() - before < 0.2
+
+
+def test_memory_database_used_after_disconnect_is_refused_not_silently_emptied() -> None:
+    plugin = create_plugin("duckdb:///:memory:").connect()
+    plugin.execute("CREATE TABLE kept (id INTEGER)").close()
+    plugin.disconnect()
+    with pytest.raises(ConnectionFailedError, match=r"in-memory database.*connect\(\)"):
+        plugin.execute("SELECT count(*) FROM kept")
+    plugin.connect()  # explicitly: a new, empty database
+    with pytest.raises(QueryError, match="kept"):
+        plugin.execute("SELECT count(*) FROM kept")
+    plugin.disconnect()
+
+
+def test_file_database_reconnects_after_disconnect(tmp_path: Path) -> None:
+    plugin = create_plugin(f"duckdb:///{tmp_path / 'kept.duckdb'}").connect()
+    plugin.execute("CREATE TABLE kept AS SELECT 1 AS id").close()
+    plugin.disconnect()
+    with plugin.execute("SELECT id FROM kept") as result:
+        assert result.fetchall() == [(1,)]
+    plugin.disconnect()

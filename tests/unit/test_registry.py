@@ -64,7 +64,7 @@ def test_manifest_targets_and_defaults(tmp_path: Path, monkeypatch: pytest.Monke
     with create_plugin("local", manifest=manifest) as local:
         assert local.config.name == "local"
         assert local.config.database == str(tmp_path / "local.duckdb")
-        assert local.config.limits.memory_limit == "1GB"
+        assert local.config.limits.memory_limit == 1_000_000_000  # a ByteSize
         with pytest.raises(QueryTimeoutError) as caught:
             local.execute("SELECT count(*) FROM range(10000000000)").fetchall()
         assert caught.value.timeout == 0.3

@@ -14,13 +14,14 @@ import importlib.util
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import unquote, urlsplit
 
 import duckdb
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, SerializationInfo, field_serializer, field_validator, model_validator
 
 from floe_compute.config import _Model
-from floe_compute.errors import ConfigError
+from floe_compute.errors import ConfigError, redact
 
 __all__ = [
     "IcebergCatalog",
@@ -169,7 +170,17 @@ class IcebergCatalog(_Model):
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return tuple(s.get_secret_value() for s in self.sensitive().values())
+        in_endpoint = urlsplit(self.endpoint).password
+        found = [s.get_secret_value() for s in self.sensitive().values()]
+        return tuple(found + ([unquote(in_endpoint), in_endpoint] if in_endpoint else []))
+
+    def __repr_args__(self) -> Any:
+        for key, value in super().__repr_args__():
+            yield key, (redact(value) if key in ("endpoint", "oauth2_server_uri") and value else value)
+
+    @field_serializer("endpoint", "oauth2_server_uri")
+    def _dump_endpoint(self, value: str | None, info: SerializationInfo) -> str | None:
+        return redact(value) if value and info.mode_is_json() else value
 
     def sensitive(self) -> dict[str, SecretStr]:
         return {k: s for k, s in (("client_secret", self.client_secret), ("token", self.token)) if s}

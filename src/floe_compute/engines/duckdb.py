@@ -23,7 +23,7 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.engine.interfaces import ReflectedPrimaryKeyConstraint
 from sqlalchemy.engine.reflection import ReflectionDefaults
 
-from floe_compute.config import ComputeConfig, parse_size
+from floe_compute.config import ComputeConfig, display_url, format_size, parse_size
 from floe_compute.engines import _duckdb_extensions as extensions
 from floe_compute.engines._duckdb_extensions import IcebergCatalog
 from floe_compute.errors import (
@@ -72,7 +72,7 @@ class DuckDBConfig(ComputeConfig):
         url = ComputeConfig._parse_url(data["url"])
         query = dict(url.query)
         if "read_only" in query:
-            data.setdefault("read_only", str(query.pop("read_only")).lower() in ("1", "true"))
+            data.setdefault("read_only", query.pop("read_only"))  # pydantic's true/false spellings
         if query:
             data["settings"] = {**query, **data.get("settings", {})}
         data.setdefault("database", url.database or MEMORY)
@@ -176,6 +176,7 @@ class DuckDBComputePlugin(ComputePlugin):
     config_class = DuckDBConfig
     db_system = "duckdb"
     default_pre_ping = False  # an embedded database cannot drop its connections
+    runs_scripts = True  # DuckDB runs every statement of a string and returns the last one's rows
     default_batch_size = 10_000
 
     _root: duckdb.DuckDBPyConnection | None = None
@@ -237,17 +238,22 @@ class DuckDBComputePlugin(ComputePlugin):
             config.extension_path.mkdir(parents=True, exist_ok=True)
             extensions.install_and_load(root, config.all_extensions)
         for catalog in config.attach:
-            where = f"Iceberg catalog {catalog.name!r} at {catalog.endpoint}"
+            where = f"Iceberg catalog {catalog.name!r} at {display_url(catalog.endpoint)}"
+            failure: ConnectionFailedError | None = None
             try:
                 secret_sql = catalog.create_secret_sql()
                 if secret_sql is not None:
                     root.execute(secret_sql)
                 root.execute(catalog.attach_sql())
             except duckdb.Error as exc:
-                # the driver's error may quote the statement, and so the secret: chain a copy
-                raise ConnectionFailedError(
+                # the driver's error may quote the statement, and so the secret: chain a scrubbed
+                # copy, and raise outside this block so that the original is not the __context__
+                failure = ConnectionFailedError(
                     f"duckdb: cannot attach {where}: {self._scrub(_first_line(exc))}", engine=self.name
-                ) from _scrubbed(exc, self._scrub)
+                )
+                failure.__cause__ = self._driver_cause(_scrubbed(exc, self._scrub))
+            if failure is not None:
+                raise failure
             log.info("duckdb: attached %s", where)
 
     def on_dispose(self) -> None:
@@ -271,7 +277,7 @@ class DuckDBComputePlugin(ComputePlugin):
         message = str(exc).split("\n", 1)[0]
         if isinstance(exc, duckdb.OutOfMemoryException):
             limit = self.config.limits.memory_limit
-            named = f"limits.memory_limit={limit}" if limit else "the memory available to DuckDB"
+            named = f"limits.memory_limit={format_size(limit)}" if limit else "the memory available to DuckDB"
             return ResourceLimitError, f"exceeded {named}: {message}"
         if isinstance(exc, duckdb.InterruptException):
             # not our watchdog or cancel() (the core checks those first): Ctrl-C in this process

@@ -34,6 +34,7 @@ from floe_compute.errors import (
     ResourceLimitError,
 )
 from floe_compute.plugin import ComputePlugin, QueryContext
+from floe_compute.sql import declarable
 
 __all__ = ["PostgresComputePlugin", "PostgresConfig"]
 
@@ -42,10 +43,6 @@ CANCEL_TIMEOUT_S = 1.0
 connection cannot go back to the pool (and a late cancel cannot hit the next query on it)."""
 
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
-_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
-_STRINGS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
-_CURSOR_QUERY = re.compile(r"^[\s(]*(SELECT|VALUES|TABLE|WITH)\b", re.IGNORECASE)
-_DATA_MODIFYING = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 _UNSUPPORTED_LIMITS = {
     "memory_limit": "PostgreSQL has no per-query memory limit; set work_mem in settings",
     "temp_directory": "the temp directory is a server setting (temp_tablespaces)",
@@ -131,7 +128,9 @@ class _ExecutionContext(PGExecutionContext_psycopg):
         compiled = self.compiled
         if compiled is not None and isinstance(compiled.statement, expression.Selectable):
             return True
-        return returns_cursor(self.unicode_statement or "")
+        # a default (a Sequence's next value) has no statement of its own: a plain cursor
+        statement = getattr(self, "unicode_statement", None)
+        return isinstance(statement, str) and returns_cursor(statement)
 
 
 class FloePsycopgDialect(PGDialect_psycopg):
@@ -149,12 +148,9 @@ registry.register("postgresql.floe_psycopg", __name__, "FloePsycopgDialect")
 
 
 def returns_cursor(sql: str) -> bool:
-    """Whether ``DECLARE CURSOR FOR <sql>`` is valid: a query, with no data-modifying CTE."""
-    cleaned = _STRINGS.sub("''", _COMMENTS.sub(" ", sql))
-    match = _CURSOR_QUERY.match(cleaned)
-    if match is None:
-        return False
-    return match.group(1).upper() != "WITH" or not _DATA_MODIFYING.search(cleaned)
+    """Whether ``DECLARE CURSOR FOR <sql>`` is valid: one query, not ``SELECT ... INTO``, with no
+    data-modifying CTE (``FOR UPDATE`` and a column named ``update`` are fine)."""
+    return declarable(sql, "postgres")
 
 
 def sqlcommenter(tags: Mapping[str, str]) -> str:
@@ -221,9 +217,10 @@ class PostgresComputePlugin(ComputePlugin):
         show them next to the statement."""
         if not context.tags:
             return statement
-        # psycopg reads %-placeholders in every statement sent with parameters (SQLAlchemy always
-        # sends them): the comment's URL-encoding must not look like one
-        return f"{statement} {sqlcommenter(context.tags).replace('%', '%%')}"
+        comment = sqlcommenter(context.tags)
+        # psycopg reads %-placeholders in a statement sent with parameters: the comment's
+        # URL-encoding must not look like one
+        return f"{statement} {comment.replace('%', '%%') if context.sends_parameters else comment}"
 
     def cancel(self, context: QueryContext) -> None:
         dbapi_connection = context.dbapi_connection

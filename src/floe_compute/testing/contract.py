@@ -139,6 +139,25 @@ class ComputePluginContract:
         assert columns == ["id", "name"]
         assert inspector.get_pk_constraint("contract_inspect")["constrained_columns"] == ["id"]
 
+    def test_strings_run_as_written(self, plugin: ComputePlugin) -> None:
+        """Colons and percent signs in literals are not parameters; without ``params`` nothing binds."""
+        with plugin.execute("SELECT 'meet at 10 :30' AS a, ':x' AS b, '100%' AS c") as result:
+            assert result.fetchall() == [("meet at 10 :30", ":x", "100%")]
+        with plugin.execute("SELECT ':x' AS a, :y AS b, '50%' AS c -- :z", {"y": 1}) as result:
+            assert result.fetchall() == [(":x", 1, "50%")]
+
+    def test_several_statements_in_one_string(self, plugin: ComputePlugin) -> None:
+        script = "CREATE TABLE contract_script (id INTEGER); SELECT 2 AS two"
+        if not plugin.runs_scripts:
+            with pytest.raises(QueryError, match="2 statements; run them one at a time"):
+                plugin.execute(script)
+            assert plugin.pool_stats().in_use == 0
+            return
+        with plugin.execute(script) as result:  # every statement runs; the last one's rows
+            assert result.fetchall() == [(2,)]
+        with plugin.execute("SELECT count(*) FROM contract_script") as result:
+            assert result.fetchall() == [(0,)]
+
     # -- errors -----------------------------------------------------------------------------
 
     def test_missing_table_names_query_and_table(self, plugin: ComputePlugin) -> None:
