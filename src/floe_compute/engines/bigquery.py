@@ -32,10 +32,10 @@ from google.auth.credentials import AnonymousCredentials, Credentials
 from google.cloud import bigquery
 from google.cloud.bigquery import dbapi
 from google.oauth2.service_account import Credentials as Credentials_
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import ByteSize, SecretStr, field_validator, model_validator
 from sqlalchemy.engine import URL
 
-from floe_compute.config import ComputeConfig, ResourceLimits, Size, _check_size, parse_size, parse_url
+from floe_compute.config import ComputeConfig, ResourceLimits, _check_size, parse_url
 from floe_compute.engines._bigquery_jobs import JobCursor
 from floe_compute.errors import (
     ComputeError,
@@ -72,9 +72,9 @@ _RESOURCE_REASONS |= {"responseTooLarge", "quotaExceeded", "rateLimitExceeded"}
 class BigQueryLimits(ResourceLimits):
     """The limits BigQuery applies: ``maximum_bytes_billed`` per query job (``10GB``, ``1TiB``...)."""
 
-    maximum_bytes_billed: Size = None
+    maximum_bytes_billed: ByteSize | None = None
 
-    _bytes = field_validator("maximum_bytes_billed")(_check_size)
+    _bytes = field_validator("maximum_bytes_billed", mode="before")(_check_size)
 
 
 class BigQueryConfig(ComputeConfig):
@@ -158,7 +158,7 @@ class BigQueryConfig(ComputeConfig):
     @property
     def maximum_bytes_billed(self) -> int | None:
         limit = self.limits.maximum_bytes_billed
-        return None if limit is None else parse_size(limit)
+        return None if limit is None else int(limit)
 
 
 def _key_info(raw: str) -> dict[str, Any]:
