@@ -191,6 +191,9 @@ class FloeBigQueryDialect(BigQueryDialect):  # type: ignore[misc]
         key = constraints.primary_key if constraints is not None else None
         return {"constrained_columns": list(key.columns) if key is not None else [], "name": None}
 
+    def do_execute_no_params(self, cursor: Any, statement: str, context: Any = None) -> None:
+        self.do_execute(cursor, statement, None, context)  # the same job, without parameters
+
     def do_executemany(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
         # the DB-API's executemany sends jobs.query, which some endpoints answer without running it
         for params in parameters:
