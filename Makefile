@@ -4,7 +4,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: env demo test test-fast lint bench clean test-dialect
+.PHONY: env demo test test-fast lint bench clean test-dialect docs
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -27,18 +27,23 @@ test-fast: env
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
 
 lint: env
-	$(VENV)/bin/ruff check src tests benchmarks fixtures examples
-	$(VENV)/bin/ruff format --check src tests benchmarks fixtures examples
+	$(VENV)/bin/ruff check src tests benchmarks fixtures examples docs
+	$(VENV)/bin/ruff format --check src tests benchmarks fixtures examples docs
 	$(VENV)/bin/mypy --strict src
 
 bench: env
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/postgres_load.py
 	$(PY) benchmarks/startup.py
+	$(PY) benchmarks/postgres_arrow.py
 	$(PY) benchmarks/bigquery_bench.py
 
+# the documentation site, into site/; --strict: a warning (a broken link, say) fails the build
+docs: env
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
 clean:
-	rm -rf $(VENV) .tools .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache site
 
 # The BigQuery emulator, in its own environment (its pins fight the project's): fixtures/bigquery.py
 BQEMULATOR := .tools/bqemulator/.synced

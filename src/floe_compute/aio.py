@@ -51,6 +51,7 @@ class AsyncExecution:
         batch_size: int | None,
         query_id: str,
         tags: Mapping[str, str] | None,
+        arrow: bool = False,
     ) -> None:
         self._plugin = plugin
         self._call = functools.partial(
@@ -61,6 +62,7 @@ class AsyncExecution:
             batch_size=batch_size,
             query_id=query_id,
             tags=tags,
+            arrow=arrow,
         )
         self.query_id = query_id
         self._result: AsyncQueryResult | None = None

@@ -101,6 +101,9 @@ class QueryContext:
     ``%`` in the text as a placeholder), known when the statement is sent."""
     bound_values: tuple[str, ...] = ()
     """Text forms of the bound parameter values, masked in the library's messages."""
+    arrow: bool = False
+    """The caller will read Arrow batches (``execute(..., arrow=True)``): an engine whose Arrow
+    path must be chosen before the statement runs (PostgreSQL's COPY) starts that path."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +349,7 @@ class ComputePlugin(abc.ABC):
         batch_size: int | None = None,
         query_id: str | None = None,
         tags: Mapping[str, str] | None = None,
+        arrow: bool = False,
     ) -> QueryResult:
         """Run one statement and return its lazy result.
 
@@ -353,10 +357,13 @@ class ComputePlugin(abc.ABC):
         connection, running and fetching. The statement runs in its own transaction, committed
         when the result is exhausted or closed, rolled back on failure. ``query_id`` names the query
         for :meth:`cancel_query` (default: a generated id); ``tags`` reach the engine where it has a
-        place for them, and the query's span.
+        place for them, and the query's span. ``arrow=True`` says the result will be read with
+        ``arrow_batches()``/``to_arrow()``, for engines whose fast Arrow path must start with the
+        statement (rows can still be read; on such engines they then come from the Arrow batches).
         """
         self._ensure_engine()
         context = self._new_query(sql, timeout, query_id, tags)
+        context.arrow = bool(arrow)
         size = self._batch_size(batch_size)
         statement = self._statement(sql, params, context)
         if params:
@@ -565,6 +572,7 @@ class ComputePlugin(abc.ABC):
         batch_size: int | None = None,
         query_id: str | None = None,
         tags: Mapping[str, str] | None = None,
+        arrow: bool = False,
     ) -> AsyncExecution:
         """:meth:`execute` for asyncio: ``await`` it, or use it as ``async with``.
 
@@ -581,6 +589,7 @@ class ComputePlugin(abc.ABC):
             batch_size=batch_size,
             query_id=query_id or f"q-{uuid.uuid4().hex[:16]}",
             tags=tags,
+            arrow=arrow,
         )
 
     async def ahealth_check(self, timeout: float | None = None) -> HealthStatus:
@@ -772,9 +781,11 @@ class ComputePlugin(abc.ABC):
         if state is QueryState.TIMED_OUT or (mapped and issubclass(mapped[0], QueryTimeoutError)):
             elapsed = context.handle.elapsed
             limit = "the engine's statement timeout" if context.timeout is None else f"{context.timeout:g}s"
-            error = QueryTimeoutError(
-                f"{where} timed out after {elapsed:.3f}s (timeout {limit}){_how(exc, context)}", **ids
-            )
+            if state is QueryState.TIMED_OUT:
+                how = _how(exc, context)
+            else:  # the engine's statement timeout stopped it, before the watchdog did
+                how = " and was cancelled on the engine (by its own statement timeout)"
+            error = QueryTimeoutError(f"{where} timed out after {elapsed:.3f}s (timeout {limit}){how}", **ids)
             error.timeout = context.timeout or 0.0
             error.elapsed = elapsed
         elif state is QueryState.CANCELLED:
@@ -914,6 +925,12 @@ class ComputePlugin(abc.ABC):
 
     def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
         """The driver's own Arrow stream for an executed cursor, or None to build batches."""
+        return None
+
+    def arrow_type(self, column: Any, dbapi_cursor: Any) -> pa.DataType | None:
+        """The Arrow type of one result column (an entry of ``dbapi_cursor.description``) for
+        batches built from rows, or None when the engine cannot tell (then the first batch's
+        values decide)."""
         return None
 
     def classify_error(self, exc: Exception) -> tuple[type[ComputeError], str] | None:

@@ -12,12 +12,13 @@ import itertools
 import operator
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.engine.cursor import CursorFetchStrategy
 
+from floe_compute.arrow import ArrowConversionError, RowBatchBuilder
 from floe_compute.errors import QueryError, ResourceLimitError
 from floe_compute.timeouts import QueryHandle
 
@@ -199,8 +200,12 @@ class QueryResult:
             return pa.RecordBatchReader.from_batches(native.schema, self._native_batches(native))
         if self._connection is None and not self._exhausted:
             raise self._closed_error()
-        first = self._rows_to_batch(self.fetchmany(size), None)
-        return pa.RecordBatchReader.from_batches(first.schema, self._built_batches(first, size))
+        builder = RowBatchBuilder.for_cursor(
+            self._plugin, self._cursor.cursor if self._cursor else None, self.columns
+        )
+        first = [] if builder.schema is not None else self.fetchmany(size)
+        schema = builder.infer(first)
+        return pa.RecordBatchReader.from_batches(schema, self._built_batches(builder, first, size))
 
     def _native_batches(self, reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
         batches = iter(reader)
@@ -223,21 +228,17 @@ class QueryResult:
                 self._deliver(batch.num_rows)
             yield batch
 
-    def _built_batches(self, first: pa.RecordBatch, size: int) -> Iterator[pa.RecordBatch]:
-        if first.num_rows:
-            yield first
-        while rows := self._fetch_batch(size):
-            yield self._rows_to_batch(rows, first.schema)
-
-    def _rows_to_batch(self, rows: Sequence[Row], schema: pa.Schema | None) -> pa.RecordBatch:
-        import pyarrow as pa
-
-        columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in self.columns]
-        if schema is None:
-            arrays = [pa.array(col) for col in columns]
-            return pa.RecordBatch.from_arrays(arrays, names=self.columns)
-        arrays = [pa.array(col, type=field.type) for col, field in zip(columns, schema, strict=True)]
-        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+    def _built_batches(
+        self, builder: RowBatchBuilder, first: list[Row], size: int
+    ) -> Iterator[pa.RecordBatch]:
+        rows = first or self.fetchmany(size)
+        while rows:
+            try:
+                batch = builder.build(rows)
+            except ArrowConversionError as exc:  # a QueryError naming the column
+                raise self._fail(exc)  # noqa: B904 - chained by _fail
+            yield batch
+            rows = self.fetchmany(size)
 
     def to_arrow(self) -> pa.Table:
         """The rest of the result as one ``pyarrow.Table``."""

@@ -165,7 +165,7 @@ def test_a_timeout_never_cancels_the_next_query_on_the_connection(pg_url: str) -
         # rarely the signal lands on the timed-out query's own ROLLBACK: that connection is then
         # replaced rather than reused, which is still invisible to the next query
         assert plugin.pool_stats().in_use == 0
-    assert 0 < timed_out < 120
+    assert timed_out > 0  # (how many complete in time depends on the machine's load)
 
 
 def test_cancel_from_another_session_is_a_cancelled_error(pg_url: str, pg_server: PostgresServer) -> None:

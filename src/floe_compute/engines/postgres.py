@@ -10,10 +10,11 @@ whole streamed result).
 
 from __future__ import annotations
 
+import collections
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import psycopg
@@ -22,9 +23,11 @@ from pydantic import model_validator
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg, PGExecutionContext_psycopg
 from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine.cursor import BufferedRowCursorFetchStrategy
 from sqlalchemy.sql import expression
 
 from floe_compute.config import ComputeConfig
+from floe_compute.engines import _postgres_copy
 from floe_compute.errors import (
     ComputeError,
     ConnectionFailedError,
@@ -35,6 +38,9 @@ from floe_compute.errors import (
 )
 from floe_compute.plugin import ComputePlugin, QueryContext
 from floe_compute.sql import declarable
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["PostgresComputePlugin", "PostgresConfig"]
 
@@ -76,7 +82,7 @@ class PostgresConfig(ComputeConfig):
         return self
 
 
-class _CommentedServerCursor(psycopg.ServerCursor[Any]):
+class _CommentedServerCursor(_postgres_copy.CopySource):
     """A server-side cursor whose ``FETCH`` statements carry the query's sqlcommenter comment.
 
     A streamed query runs while its ``FETCH`` runs, and that is the statement ``pg_stat_activity``
@@ -132,6 +138,39 @@ class _ExecutionContext(PGExecutionContext_psycopg):
         statement = getattr(self, "unicode_statement", None)
         return isinstance(statement, str) and returns_cursor(statement)
 
+    def post_exec(self) -> None:
+        super().post_exec()  # type: ignore[no-untyped-call]
+        query = self.execution_options.get("floe_query")
+        cursor = self.cursor
+        if not (self._is_server_side and query is not None and query.arrow):
+            return
+        if isinstance(cursor, _postgres_copy.CopySource):
+            columns = cursor.description or ()
+            types = [_postgres_copy.arrow_type(c.type_code, c.precision, c.scale) for c in columns]
+            if cursor.start_copy(types, [c.name for c in columns]):
+                # SQLAlchemy would FETCH a first row from the declared portal, which is closed
+                self.cursor_fetch_strategy = _FetchStrategy(cursor, self.execution_options)
+
+
+class _FetchStrategy(BufferedRowCursorFetchStrategy):
+    """Nothing fetched at execute() (the COPY is started); ``fetchmany(n)`` hands over the
+    cursor's own list."""
+
+    def __init__(self, dbapi_cursor: Any, execution_options: Any) -> None:
+        super().__init__(dbapi_cursor, execution_options, initial_buffer=collections.deque())
+
+    def fetchmany(self, result: Any, dbapi_cursor: Any, size: int | None = None) -> Any:
+        if size is None or self._rowbuffer:
+            return super().fetchmany(result, dbapi_cursor, size)
+        try:
+            rows = dbapi_cursor.fetchmany(size)
+        except BaseException as exc:
+            self.handle_exception(result, dbapi_cursor, exc)
+            raise  # handle_exception raises; this only tells type checkers
+        if not rows:
+            result._soft_close()
+        return rows
+
 
 class FloePsycopgDialect(PGDialect_psycopg):
     """SQLAlchemy's psycopg dialect, streaming only the statements a server-side cursor can run.
@@ -142,6 +181,24 @@ class FloePsycopgDialect(PGDialect_psycopg):
 
     execution_ctx_cls = _ExecutionContext
     supports_statement_cache = True
+
+    def do_execute(self, cursor: Any, statement: Any, parameters: Any, context: Any = None) -> None:
+        if isinstance(cursor, _postgres_copy.CopySource):
+            cursor.floe_source = (statement, parameters)
+        super().do_execute(cursor, statement, parameters, context)  # type: ignore[no-untyped-call]
+
+    def do_execute_no_params(self, cursor: Any, statement: Any, context: Any = None) -> None:
+        if isinstance(cursor, _postgres_copy.CopySource):
+            cursor.floe_source = (statement, None)
+        super().do_execute_no_params(cursor, statement, context)  # type: ignore[no-untyped-call]
+
+    def do_rollback(self, dbapi_connection: Any) -> None:
+        _postgres_copy.stop(dbapi_connection)  # a result closed in the middle of its COPY
+        super().do_rollback(dbapi_connection)  # type: ignore[no-untyped-call]
+
+    def do_commit(self, dbapi_connection: Any) -> None:
+        _postgres_copy.stop(dbapi_connection)
+        super().do_commit(dbapi_connection)  # type: ignore[no-untyped-call]
 
 
 registry.register("postgresql.floe_psycopg", __name__, "FloePsycopgDialect")
@@ -206,6 +263,9 @@ class PostgresComputePlugin(ComputePlugin):
             args["options"] = " ".join(options)
         return {"connect_args": args}
 
+    def setup_connection(self, dbapi_connection: Any) -> None:
+        dbapi_connection.server_cursor_factory = _postgres_copy.CopySource
+
     def begin_query(self, connection: Connection, context: QueryContext) -> None:
         if context.timeout is not None:
             # SET takes no bind parameters (psycopg binds server-side); ms is an int we computed
@@ -229,6 +289,12 @@ class PostgresComputePlugin(ComputePlugin):
             cancel_safe(timeout=CANCEL_TIMEOUT_S)
         else:
             dbapi_connection.cancel()
+
+    def arrow_type(self, column: Any, dbapi_cursor: Any) -> pa.DataType | None:
+        return _postgres_copy.arrow_type(column.type_code, column.precision, column.scale)
+
+    def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
+        return _postgres_copy.copy_reader(dbapi_cursor, batch_size)
 
     def classify_error(self, exc: Exception) -> tuple[type[ComputeError], str] | None:
         if not isinstance(exc, psycopg.Error):
