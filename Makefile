@@ -67,6 +67,7 @@ bench: env spark-env
 	-$(MAKE) fakesnow  # without it the Snowflake bench says it is skipped
 	$(PY) benchmarks/snowflake_bench.py
 	$(PY) benchmarks/spark.py
+	$(PY) benchmarks/bigquery_bench.py
 
 # the documentation site, into site/; --strict: a warning (a broken link, say) fails the build
 docs: env
@@ -74,6 +75,21 @@ docs: env
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache site
+
+# The BigQuery emulator, in its own environment (its pins fight the project's): fixtures/bigquery.py
+BQEMULATOR := .tools/bqemulator/.synced
+$(BQEMULATOR): fixtures/servers/bqemulator/pyproject.toml fixtures/servers/bqemulator/uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/.tools/bqemulator $(UV) sync --frozen --project fixtures/servers/bqemulator
+	touch $@
+.tools/bqemulator: $(BQEMULATOR)
+test test-fast bench: $(BQEMULATOR)
+
+# dbt-bigquery for the dbt tests on the emulator (a large tree, kept out of the project's environment)
+DBT_BIGQUERY := .tools/dbt-bigquery/.synced
+$(DBT_BIGQUERY): fixtures/servers/dbt-bigquery/pyproject.toml fixtures/servers/dbt-bigquery/uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/.tools/dbt-bigquery $(UV) sync --frozen --project fixtures/servers/dbt-bigquery
+	touch $@
+test test-fast: $(DBT_BIGQUERY)
 
 # SQLAlchemy's dialect compliance suite for postgresql+floe_psycopg: its own pytest run and config
 test-dialect: env
