@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from bigquery_support import bigquery_tests, is_insert_of, job_inserts, private_key_pem, service_account_key
 from fixtures.recording_proxy import RecordingProxy
 
-from floe_compute import ComputePlugin, QueryError, QueryTimeoutError, create_plugin
+from floe_compute import ComputePlugin, QueryTimeoutError, create_plugin
 from floe_compute.testing import ComputePluginContract
 
 pytest_plugins = ["bigquery_fixtures"]
