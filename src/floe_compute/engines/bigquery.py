@@ -73,6 +73,7 @@ class BigQueryLimits(ResourceLimits):
     """The limits BigQuery applies: ``maximum_bytes_billed`` per query job (``10GB``, ``1TiB``...)."""
 
     maximum_bytes_billed: ByteSize | None = None
+    """The most a query job may bill; BigQuery refuses a job that would bill more, before it runs."""
 
     _bytes = field_validator("maximum_bytes_billed", mode="before")(_check_size)
 
@@ -81,10 +82,13 @@ class BigQueryConfig(ComputeConfig):
     """``bigquery://PROJECT[/DATASET][?location=EU]``, or the same fields as keywords."""
 
     url: Any = None
+    """``bigquery://PROJECT[/DATASET]``; built from ``project`` and ``dataset`` when not given."""
     project: str
+    """The project that runs (and pays for) the query jobs."""
     dataset: str | None = None
     """The default dataset: unqualified table names resolve there; dbt builds its models there."""
     location: str | None = None
+    """Where the jobs run (``EU``, ``us-central1``); default: BigQuery's choice."""
     credentials_file: Path | None = None
     """A service account key file. Without it and ``credentials_json``: application default
     credentials, or anonymous ones when ``api_endpoint`` is set (an emulator)."""
@@ -93,6 +97,7 @@ class BigQueryConfig(ComputeConfig):
     api_endpoint: str | None = None
     """Another REST endpoint: an emulator or a private endpoint."""
     priority: Literal["interactive", "batch"] = "interactive"
+    """The jobs' priority: ``batch`` jobs queue until resources are free."""
     use_storage_api: bool = False
     """Read results through the Storage Read API (needs ``google-cloud-bigquery-storage``)."""
     limits: BigQueryLimits = BigQueryLimits()

@@ -69,19 +69,29 @@ class SnowflakeConfig(ComputeConfig):
     account: str | None = None
     """Default: the URL's host part."""
     user: str | None = None
+    """The login name. Default: the URL's user."""
     database: str | None = None
+    """The session's database. Default: the URL's first path part."""
     schema_: str | None = Field(default=None, alias="schema")
+    """The session's schema (key ``schema``). Default: the URL's second path part."""
     warehouse: str | None = None
+    """The virtual warehouse that runs the queries."""
     role: str | None = None
+    """The role the session uses."""
     host: str | None = None
+    """Another endpoint host (private link, a proxy, an emulator) instead of the account's own."""
     port: int | None = Field(default=None, ge=1, le=65535)
+    """The endpoint's port, with ``host``."""
     protocol: Literal["https", "http"] | None = None
+    """``http`` only for a local emulator; default ``https``."""
     private_key_path: Path | None = None
     """A PEM private key for key-pair auth (instead of a password); read once per engine."""
     private_key_passphrase: SecretStr | None = None
+    """The passphrase of an encrypted ``private_key_path`` (never logged)."""
     dbt_password_env: str = "SNOWFLAKE_PASSWORD"
     """The variable the dbt profile reads the password from (never written to the profile)."""
     dbt_private_key_passphrase_env: str = "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"
+    """The variable the dbt profile reads the key's passphrase from (never written to it)."""
 
     @model_validator(mode="after")
     def _check(self) -> SnowflakeConfig:
