@@ -4,7 +4,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: env demo test test-fast lint bench clean test-dialect spark-env
+.PHONY: env tools fakesnow dbt-snowflake spark-env demo test test-fast lint bench clean test-dialect docs
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -16,6 +16,22 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 env: $(VENV)/.synced
 
+# The Snowflake emulator (fakesnow) in its own environment: its pins fight the project's.
+FAKESNOW := .tools/fakesnow/.synced
+$(FAKESNOW): fixtures/servers/fakesnow/pyproject.toml fixtures/servers/fakesnow/uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/.tools/fakesnow $(UV) sync --frozen --project fixtures/servers/fakesnow
+	touch $@
+
+fakesnow: $(FAKESNOW)
+
+# dbt-snowflake in its own environment (certifi<2025.4.26 fights the project's pins).
+DBT_SNOWFLAKE := .tools/dbt-snowflake/.synced
+$(DBT_SNOWFLAKE): fixtures/servers/dbt-snowflake/pyproject.toml fixtures/servers/dbt-snowflake/uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/.tools/dbt-snowflake $(UV) sync --frozen --project fixtures/servers/dbt-snowflake
+	touch $@
+
+dbt-snowflake: $(DBT_SNOWFLAKE)
+
 # The Spark Thrift Server for the tests (fixtures/spark.py): pyspark in its own environment
 SPARK_ENV := .tools/spark
 $(SPARK_ENV)/.synced: fixtures/servers/spark/pyproject.toml fixtures/servers/spark/uv.lock | $(UV)
@@ -24,19 +40,23 @@ $(SPARK_ENV)/.synced: fixtures/servers/spark/pyproject.toml fixtures/servers/spa
 
 spark-env: $(SPARK_ENV)/.synced
 
+# every server's tool environment the tests use
+tools: fakesnow dbt-snowflake spark-env
+
+
 demo: env
 	$(PY) examples/demo.py
 
-test: env spark-env
+test: env tools
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 	$(MAKE) test-dialect
 
-test-fast: env spark-env
+test-fast: env tools
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
 
 lint: env
-	$(VENV)/bin/ruff check src tests benchmarks fixtures examples
-	$(VENV)/bin/ruff format --check src tests benchmarks fixtures examples
+	$(VENV)/bin/ruff check src tests benchmarks fixtures examples docs
+	$(VENV)/bin/ruff format --check src tests benchmarks fixtures examples docs
 	$(VENV)/bin/mypy --strict src
 
 bench: env spark-env
@@ -44,10 +64,32 @@ bench: env spark-env
 	$(PY) benchmarks/postgres_load.py
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/postgres_arrow.py
+	-$(MAKE) fakesnow  # without it the Snowflake bench says it is skipped
+	$(PY) benchmarks/snowflake_bench.py
 	$(PY) benchmarks/spark.py
+	$(PY) benchmarks/bigquery_bench.py
+
+# the documentation site, into site/; --strict: a warning (a broken link, say) fails the build
+docs: env
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 clean:
-	rm -rf $(VENV) .tools .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache site
+
+# The BigQuery emulator, in its own environment (its pins fight the project's): fixtures/bigquery.py
+BQEMULATOR := .tools/bqemulator/.synced
+$(BQEMULATOR): fixtures/servers/bqemulator/pyproject.toml fixtures/servers/bqemulator/uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/.tools/bqemulator $(UV) sync --frozen --project fixtures/servers/bqemulator
+	touch $@
+.tools/bqemulator: $(BQEMULATOR)
+test test-fast bench: $(BQEMULATOR)
+
+# dbt-bigquery for the dbt tests on the emulator (a large tree, kept out of the project's environment)
+DBT_BIGQUERY := .tools/dbt-bigquery/.synced
+$(DBT_BIGQUERY): fixtures/servers/dbt-bigquery/pyproject.toml fixtures/servers/dbt-bigquery/uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/.tools/dbt-bigquery $(UV) sync --frozen --project fixtures/servers/dbt-bigquery
+	touch $@
+test test-fast: $(DBT_BIGQUERY)
 
 # SQLAlchemy's dialect compliance suite for postgresql+floe_psycopg: its own pytest run and config
 test-dialect: env

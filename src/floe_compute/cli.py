@@ -6,6 +6,7 @@
     floe-compute health URL [--json]
     floe-compute dbt-profile URL [--profile NAME] [--target NAME]
     floe-compute plugins [--json]
+    floe-compute config [TARGET] [--manifest FILE] [--json] | config --schema
 
 ``URL`` is a connection URL, or a target name when ``--manifest FILE`` is given. Results are
 streamed: rows are written batch by batch as the engine delivers them, never collected first.
@@ -522,6 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plugins.add_argument("--json", action="store_true", help="print the list as JSON")
     plugins.set_defaults(func=cmd_plugins, verbose=False)
+
+    from floe_compute.cli_config import add_config_command
+
+    add_config_command(sub)
     return parser
 
 

@@ -161,7 +161,11 @@ class _Model(BaseModel):
     be secrets); ``model_validate`` fails with a :class:`ConfigError` that names the field."""
 
     model_config = ConfigDict(
-        frozen=True, extra="forbid", arbitrary_types_allowed=True, hide_input_in_errors=True
+        frozen=True,
+        extra="forbid",
+        arbitrary_types_allowed=True,
+        hide_input_in_errors=True,
+        use_attribute_docstrings=True,  # a field's docstring is its description (docs, JSON Schema)
     )
 
     @classmethod
@@ -176,9 +180,13 @@ class PoolConfig(_Model):
     """The SQLAlchemy ``QueuePool`` behind a plugin."""
 
     size: PositiveInt = 5
+    """Connections kept open in the pool."""
     max_overflow: Annotated[int, Field(ge=0)] = 10
+    """Extra connections opened when all ``size`` are in use, closed again when returned."""
     timeout: Seconds = 30.0
+    """Seconds a caller waits for a free connection before ``PoolExhaustedError``."""
     recycle: Seconds | None = None
+    """Seconds after which a connection is replaced on its next checkout; ``None``: never."""
     pre_ping: bool | None = None
     """``None`` takes the engine's default (on for servers, off for embedded engines)."""
 
@@ -187,18 +195,25 @@ class TimeoutConfig(_Model):
     """Default deadlines, in seconds. ``query=None`` means no deadline."""
 
     query: Seconds | None = None
+    """Deadline of a query (execution and fetching) when ``execute()`` gets no ``timeout=``."""
     connect: Seconds = 10.0
+    """Seconds to wait for the engine to accept a new connection."""
 
 
 class ResourceLimits(_Model):
     """Resource limits; engines apply the ones they support, ``max_result_rows`` works everywhere."""
 
     memory_limit: ByteSize | None = None
-    """Bytes; a size such as ``2GB`` (decimal) or ``512MiB`` (binary), as ``pydantic.ByteSize``."""
+    """Memory the engine may use for queries: a size such as ``2GB`` (decimal) or ``512MiB``
+    (binary), as ``pydantic.ByteSize``; engines without such a limit reject it."""
     threads: Annotated[int, Field(gt=0, le=MAX_THREADS)] | None = None
+    """Threads (or parallel workers) one query may use."""
     temp_directory: Path | None = None
+    """Where the engine spills to disk when a query exceeds ``memory_limit``."""
     max_temp_directory_size: ByteSize | None = None
+    """The most disk that spilling may use, such as ``10GB``."""
     max_result_rows: PositiveInt | None = None
+    """A result that would deliver more rows fails with ``ResourceLimitError`` (every engine)."""
 
     _sizes = field_validator("memory_limit", "max_temp_directory_size", mode="before")(_check_size)
 
@@ -216,7 +231,9 @@ class HealthConfig(_Model):
     """When a working engine counts as degraded, and the optional background monitor."""
 
     slow_ping_ms: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1000.0
+    """A health ping slower than this reports ``degraded``."""
     monitor_interval: Seconds | None = None
+    """Seconds between background health checks; ``None``: no monitor thread."""
 
 
 class ErrorsConfig(_Model):
@@ -233,6 +250,8 @@ class ComputeConfig(_Model):
     """What every plugin is configured with; engines subclass it to add their own fields."""
 
     url: URL
+    """The engine's SQLAlchemy URL, such as ``duckdb:///warehouse.duckdb``; a password in it is
+    moved to ``password``."""
     password: SecretStr | None = None
     """Overrides the URL's password; lets a manifest read it from ``${ENV}``."""
     url_secrets: dict[str, SecretStr] = {}
@@ -242,14 +261,20 @@ class ComputeConfig(_Model):
     name: str | None = None
     """The target's name: the pool name in metrics and the dbt target."""
     pool: PoolConfig = PoolConfig()
+    """The connection pool."""
     timeouts: TimeoutConfig = TimeoutConfig()
+    """Default deadlines."""
     limits: ResourceLimits = ResourceLimits()
+    """Resource limits."""
     health: HealthConfig = HealthConfig()
+    """Health checks and the background monitor."""
     errors: ErrorsConfig = ErrorsConfig()
+    """What the library's errors carry."""
     settings: dict[str, str | int | float | bool] = {}
     """Engine session settings, applied to every pooled connection. Values of secret-looking
     names (``s3_secret_access_key``) are masked in reprs and JSON dumps."""
     telemetry: bool = True
+    """OpenTelemetry spans and metrics for this plugin; ``false`` switches both off."""
 
     @model_validator(mode="before")
     @classmethod

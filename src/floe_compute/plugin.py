@@ -1022,9 +1022,9 @@ def _how(exc: BaseException | None, context: QueryContext) -> str:
         return " before it started on the engine"
     if exc is None:
         return "; its result was discarded"
-    if context.handle.cancel_sent:
-        return " and was cancelled on the engine"
-    return "; the cancel request to the engine failed" if context.handle.cancel_error else ""
+    if context.handle.cancel_error is not None:
+        return "; the cancel request to the engine failed"
+    return " and was cancelled on the engine" if context.handle.cancel_sent else ""
 
 
 def _bound_texts(params: Params) -> tuple[str, ...]:

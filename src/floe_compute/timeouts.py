@@ -43,6 +43,7 @@ class QueryHandle:
 
     __slots__ = (
         "_cancel",
+        "_cancel_worked",
         "_ended",
         "_ended_event",
         "_lock",
@@ -65,6 +66,7 @@ class QueryHandle:
         """Whether an engine cancel has been sent (False: the query was stopped before it ran)."""
         self.cancel_error: BaseException | None = None
         self._cancel = cancel
+        self._cancel_worked = False
         self._ended = False
         self._ended_event: threading.Event | None = None
         self._lock = threading.Lock()
@@ -87,10 +89,14 @@ class QueryHandle:
         """Cancel on the engine; the caller holds the lock."""
         if self._cancel is None or self._ended:
             return
+        # set first: the query's thread may see the engine's answer to it before _cancel() returns
+        self.cancel_sent = True
         try:
             self._cancel()
-            self.cancel_sent = True
-        except Exception as exc:  # the query may have just finished; nothing left to cancel
+            self._cancel_worked = True
+            self.cancel_error = None
+        except Exception as exc:
+            self.cancel_sent = self._cancel_worked  # the query may have just finished; nothing left to cancel
             self.cancel_error = exc
             log.debug("cancel of query %s failed", self.query_id, exc_info=True)
 

@@ -134,16 +134,25 @@ class IcebergCatalog(_Model):
     """
 
     type: Annotated[str, Field(pattern="^iceberg$")] = "iceberg"
+    """The catalog type; only ``iceberg``."""
     name: Identifier
+    """The name queries use: ``SELECT * FROM <name>.<namespace>.<table>``."""
     endpoint: str
+    """The REST catalog's base URL (``http://`` or ``https://``)."""
     warehouse: str
+    """The catalog's warehouse name."""
     client_id: str | None = None
+    """OAuth2 client id (with ``client_secret``)."""
     client_secret: SecretStr | None = None
+    """OAuth2 client secret (with ``client_id``)."""
     token: SecretStr | None = None
+    """A ready bearer token, instead of client credentials."""
     oauth2_server_uri: str | None = None
     """Where client credentials are exchanged for a token; default ``<endpoint>/v1/oauth/tokens``."""
     oauth2_scope: str | None = None
+    """The OAuth2 scope to ask for; default: DuckDB's (``PRINCIPAL_ROLE:ALL``)."""
     read_only: bool = False
+    """Attach the catalog read-only."""
     options: dict[Identifier, str | int | bool] = Field(default_factory=dict)
     """More ATTACH options, such as ``access_delegation_mode``."""
 

@@ -50,8 +50,12 @@ class DuckDBConfig(ComputeConfig):
     """DuckDB in memory (the default) or in a file."""
 
     url: Any = None
+    """``duckdb:///path.duckdb`` or ``duckdb:///:memory:``; optional when ``database`` is given.
+    Query parameters other than ``read_only`` become ``settings``."""
     database: str = MEMORY
+    """The database file, or ``:memory:``."""
     read_only: bool = False
+    """Open the file read-only (several processes may then read it at once)."""
     extensions: tuple[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], ...] = ()
     """Loaded from their PyPI packages (``duckdb-extension-<name>``); never downloaded."""
     extension_directory: Path | None = None

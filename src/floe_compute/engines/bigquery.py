@@ -1,0 +1,385 @@
+"""BigQuery through google-cloud-bigquery and sqlalchemy-bigquery.
+
+Every statement is a query job inserted under an id of ours (``jobs.insert``, never ``jobs.query``),
+so the cancel hook knows which job to stop before the job has answered, and SQL errors surface
+(the ``jobs.query`` shortcut hides them on some endpoints). The job carries the query's deadline
+(``job_timeout_ms``), the byte limit (``maximum_bytes_billed``) and the tags as job labels.
+
+Nothing in the REST client can be interrupted: a call blocks until BigQuery answers. So each
+blocking call of a query (the job's insert and wait, each page of results) runs in a helper thread
+that the caller waits on, and ``cancel`` wakes the caller at once while ``jobs.cancel`` goes out in
+the background; the abandoned call finishes (or fails) on its own and its answer is dropped.
+Rows and Arrow batches both come from the client's own Arrow conversion, one REST page at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import re
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import google.auth
+import google.auth.exceptions
+import requests
+from google.api_core import exceptions as api_exceptions
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials, Credentials
+from google.cloud import bigquery
+from google.cloud.bigquery import dbapi
+from google.oauth2.service_account import Credentials as Credentials_
+from pydantic import ByteSize, SecretStr, field_validator, model_validator
+from sqlalchemy.engine import URL
+
+from floe_compute.config import ComputeConfig, ResourceLimits, _check_size, parse_url
+from floe_compute.engines._bigquery_jobs import JobCursor
+from floe_compute.errors import (
+    ComputeError,
+    ConfigError,
+    ConnectionFailedError,
+    QueryCancelledError,
+    QueryError,
+    QueryTimeoutError,
+    ResourceLimitError,
+)
+from floe_compute.plugin import ComputePlugin, QueryContext
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["BigQueryComputePlugin", "BigQueryConfig", "BigQueryLimits", "job_labels"]
+
+log = logging.getLogger("floe_compute")
+
+T = TypeVar("T")
+SCOPES = ("https://www.googleapis.com/auth/bigquery",)
+CANCEL_TIMEOUT_S = 10.0
+"""How long the background ``jobs.cancel`` request may take; nobody waits for it."""
+_URL_KEYS = {"location", "credentials_path", "priority", "api_endpoint"}
+_UNSUPPORTED_LIMITS = ("memory_limit", "threads", "temp_directory", "max_temp_directory_size")
+_LABEL_BAD = re.compile(r"[^a-z0-9_-]+")
+_QUOTED_PARAMETER = re.compile(r"@`([A-Za-z_][A-Za-z0-9_]*)`")
+_JOB_ID_BAD = re.compile(r"[^A-Za-z0-9_-]+")
+# BigQuery's documented error reasons (ErrorProto.reason) and what the caller gets for them
+_RESOURCE_REASONS = {"bytesBilledLimitExceeded", "billingTierLimitExceeded", "resourcesExceeded"}
+_RESOURCE_REASONS |= {"responseTooLarge", "quotaExceeded", "rateLimitExceeded"}
+
+
+class BigQueryLimits(ResourceLimits):
+    """The limits BigQuery applies: ``maximum_bytes_billed`` per query job (``10GB``, ``1TiB``...)."""
+
+    maximum_bytes_billed: ByteSize | None = None
+    """The most a query job may bill; BigQuery refuses a job that would bill more, before it runs."""
+
+    _bytes = field_validator("maximum_bytes_billed", mode="before")(_check_size)
+
+
+class BigQueryConfig(ComputeConfig):
+    """``bigquery://PROJECT[/DATASET][?location=EU]``, or the same fields as keywords."""
+
+    url: Any = None
+    """``bigquery://PROJECT[/DATASET]``; built from ``project`` and ``dataset`` when not given."""
+    project: str
+    """The project that runs (and pays for) the query jobs."""
+    dataset: str | None = None
+    """The default dataset: unqualified table names resolve there; dbt builds its models there."""
+    location: str | None = None
+    """Where the jobs run (``EU``, ``us-central1``); default: BigQuery's choice."""
+    credentials_file: Path | None = None
+    """A service account key file. Without it and ``credentials_json``: application default
+    credentials, or anonymous ones when ``api_endpoint`` is set (an emulator)."""
+    credentials_json: SecretStr | None = None
+    """A service account key's JSON itself."""
+    api_endpoint: str | None = None
+    """Another REST endpoint: an emulator or a private endpoint."""
+    priority: Literal["interactive", "batch"] = "interactive"
+    """The jobs' priority: ``batch`` jobs queue until resources are free."""
+    use_storage_api: bool = False
+    """Read results through the Storage Read API (needs ``google-cloud-bigquery-storage``)."""
+    limits: BigQueryLimits = BigQueryLimits()
+    dbt_private_key_env: str = "FLOE_BIGQUERY_PRIVATE_KEY"
+    """The variable the dbt profile reads the ``credentials_json`` key from (never written to it)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fields_from_url(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("url") is None:
+            if not data.get("project"):
+                raise ValueError("project: missing; give a URL bigquery://PROJECT/DATASET or project=...")
+            data["url"] = URL.create("bigquery", host=data["project"], database=data.get("dataset"))
+            return data
+        url = parse_url(data["url"])
+        if url.get_backend_name() != "bigquery":
+            raise ValueError(f"url: expected bigquery://PROJECT/DATASET, got {url.drivername}://")
+        query = dict(url.query)
+        unknown = sorted(set(query) - _URL_KEYS)
+        if unknown:
+            raise ValueError(
+                f"url: unknown parameter {', '.join(unknown)}; accepted: {', '.join(sorted(_URL_KEYS))}"
+            )
+        if "credentials_path" in query:
+            data.setdefault("credentials_file", query.pop("credentials_path"))
+        for key, value in query.items():
+            data.setdefault(key, value)
+        if url.host:
+            data.setdefault("project", url.host)
+        if url.database:
+            data.setdefault("dataset", url.database)
+        data["url"] = URL.create("bigquery", host=data.get("project"), database=data.get("dataset"))
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> BigQueryConfig:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.:-]{0,62}", self.project):
+            raise ValueError(f"project: {self.project!r} is not a Google Cloud project id ('my-project')")
+        if self.dataset is not None and not re.fullmatch(r"\w{1,1024}", self.dataset, re.ASCII):
+            raise ValueError(f"dataset: {self.dataset!r} is not a dataset id (letters, digits, _)")
+        if self.credentials_file is not None and self.credentials_json is not None:
+            raise ValueError("credentials_file, credentials_json: give one of them, not both")
+        if self.password is not None:
+            raise ValueError("password: BigQuery takes credentials_file or credentials_json instead")
+        for limit in _UNSUPPORTED_LIMITS:
+            if getattr(self.limits, limit) is not None:
+                raise ValueError(f"limits.{limit}: not supported by BigQuery (use maximum_bytes_billed)")
+        if self.settings:
+            raise ValueError("settings: BigQuery has no session settings; use the job fields instead")
+        return self
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        if self.credentials_json is None:
+            return super().secrets
+        raw = self.credentials_json.get_secret_value()
+        key = _key_info(raw).get("private_key", "")
+        return (*super().secrets, raw, *(s for s in (key, key.replace("\n", "\\n")) if s))
+
+    @property
+    def maximum_bytes_billed(self) -> int | None:
+        limit = self.limits.maximum_bytes_billed
+        return None if limit is None else int(limit)
+
+
+def _key_info(raw: str) -> dict[str, Any]:
+    with contextlib.suppress(ValueError):
+        info = json.loads(raw)
+        return info if isinstance(info, dict) else {}
+    return {}
+
+
+def job_labels(tags: dict[str, str] | Any, query_id: str) -> dict[str, str]:
+    """The job labels of a query: its tags made valid for BigQuery, and the query id.
+
+    Label keys and values are lowercase, at most 63 characters of ``[a-z0-9_-]``; keys start with a
+    letter. A tag that cannot be made valid is a :class:`ConfigError` naming it.
+    """
+    labels: dict[str, str] = {}
+    for name, value in [*dict(tags).items(), ("floe_query_id", query_id)]:
+        key = _LABEL_BAD.sub("_", str(name).lower()).strip("_")[:63]
+        if not key or not key[0].isalpha():
+            raise ConfigError(
+                f"tags: {name!r} cannot be a BigQuery label key (lowercase letters, digits, _ and -, "
+                "starting with a letter, at most 63 characters)"
+            )
+        if key in labels:
+            raise ConfigError(f"tags: {name!r} and another tag both become the BigQuery label {key!r}")
+        labels[key] = _LABEL_BAD.sub("_", str(value).lower())[:63]
+    return labels
+
+
+# -- the plugin ------------------------------------------------------------------------------------
+
+
+class BigQueryComputePlugin(ComputePlugin):
+    """BigQuery: one REST client shared by the pool; each query a labelled, bounded job."""
+
+    name = "bigquery"
+    schemes = ("bigquery",)
+    config_class = BigQueryConfig
+    db_system = "gcp.bigquery"
+    default_pre_ping = False  # a ping is a query job: billed, and slow
+    default_batch_size = 10_000
+
+    def __init__(self, config: ComputeConfig) -> None:
+        super().__init__(config)
+        self._client: bigquery.Client | None = None
+
+    @property
+    def config(self) -> BigQueryConfig:
+        assert isinstance(self._config, BigQueryConfig)
+        return self._config
+
+    @property
+    def client(self) -> bigquery.Client:
+        """The ``google.cloud.bigquery.Client`` every pooled connection uses."""
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client
+
+    def _credentials(self) -> Credentials:
+        """The key's credentials; else application default ones; anonymous for an endpoint alone."""
+        config = self.config
+        key, what = config.credentials_file, f"credentials_file {config.credentials_file}"
+        try:
+            if key is not None:
+                return Credentials_.from_service_account_file(str(key), scopes=SCOPES)  # type: ignore[no-untyped-call,no-any-return]
+            if config.credentials_json is not None:
+                what = "credentials_json"
+                info = _key_info(config.credentials_json.get_secret_value())
+                return Credentials_.from_service_account_info(info, scopes=SCOPES)  # type: ignore[no-untyped-call,no-any-return]
+            if config.api_endpoint is not None:
+                return AnonymousCredentials()  # type: ignore[no-untyped-call]
+            what = "application default credentials"
+            return google.auth.default(scopes=SCOPES)[0]
+        except OSError as exc:
+            problem = f"cannot read {what}: {exc.strerror}"
+        except (ValueError, KeyError):  # never the parser's message: it may quote the key
+            problem = f"{what} is not a valid service account key"
+        except google.auth.exceptions.DefaultCredentialsError:
+            problem = "no credentials given and no application default credentials found"
+        raise ConnectionFailedError(f"BigQuery project {config.project}: {problem}", engine=self.name)
+
+    def _make_client(self) -> bigquery.Client:
+        config = self.config
+        options = ClientOptions(api_endpoint=config.api_endpoint) if config.api_endpoint else None
+        return bigquery.Client(
+            project=config.project,
+            credentials=self._credentials(),
+            location=config.location,
+            client_options=options,
+        )
+
+    def engine_url(self) -> URL:
+        config = self.config
+        # arraysize: the REST page size when a query gives no batch size
+        query = {"user_supplied_client": "true", "arraysize": str(self.default_batch_size)}
+        query |= {"location": config.location} if config.location else {}
+        return URL.create("bigquery+floe", host=config.project, database=config.dataset, query=query)
+
+    def engine_options(self) -> dict[str, Any]:
+        args = {"client": self.client, "prefer_bqstorage_client": self.config.use_storage_api}
+        return {"connect_args": args, "floe_job_config": self.job_config}
+
+    def job_config(self, context: QueryContext | None = None) -> bigquery.QueryJobConfig:
+        """The job configuration of one query: dataset, priority, byte limit, deadline and labels."""
+        config = self.config
+        job = bigquery.QueryJobConfig(priority=config.priority.upper())
+        if config.dataset:
+            job.default_dataset = f"{config.project}.{config.dataset}"
+        if config.maximum_bytes_billed is not None:
+            job.maximum_bytes_billed = config.maximum_bytes_billed
+        if context is not None:
+            if context.timeout is not None:
+                job.job_timeout_ms = max(1, math.ceil(context.timeout * 1000))
+            job.labels = job_labels(context.tags, context.query_id)
+        return job
+
+    def cancel(self, context: QueryContext) -> None:
+        state = context.engine_state
+        with state.setdefault("lock", threading.Lock()):
+            state["stopped"] = True
+            job_id, woken = state.get("job_id"), state.get("wake")
+            send = job_id is not None and state.get("cancel_sent") != job_id
+            if send:
+                state["cancel_sent"] = job_id
+        if woken is not None:
+            woken.set()
+        if send:
+            threading.Thread(
+                target=self._cancel_job, args=(job_id,), name="floe-bigquery-cancel", daemon=True
+            ).start()
+
+    def _cancel_job(self, job_id: str) -> None:
+        """``jobs.cancel``; a job that already ended or never started is fine."""
+        try:
+            self.client.cancel_job(
+                job_id,
+                location=self.config.location,
+                retry=None,  # type: ignore[arg-type]  # one attempt: a later cancel() may try again
+                timeout=CANCEL_TIMEOUT_S,
+            )
+        except Exception as exc:
+            log.debug("bigquery: jobs.cancel %s: %s", job_id, type(exc).__name__)
+
+    def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
+        if not isinstance(dbapi_cursor, JobCursor) or dbapi_cursor.description is None:
+            return None
+        return dbapi_cursor.arrow_reader(batch_size)
+
+    def classify_error(self, exc: Exception) -> tuple[type[ComputeError], str] | None:
+        if isinstance(exc, dbapi.Error) and exc.args and isinstance(exc.args[0], Exception):
+            exc = exc.args[0]  # the DB-API wraps the client's exception as its first argument
+        project = f"BigQuery project {self.config.project}"
+        if isinstance(exc, google.auth.exceptions.RefreshError):
+            reason = str(exc.args[0]) if exc.args else "the token was refused"
+            return ConnectionFailedError, f"{project}: the credentials were refused: {reason}"
+        if isinstance(exc, google.auth.exceptions.GoogleAuthError | requests.ConnectionError):
+            return ConnectionFailedError, f"{project}: {type(exc).__name__}: {exc}"
+        if not isinstance(exc, api_exceptions.GoogleAPICallError):
+            return None
+        errors = [e for e in exc.errors or [] if isinstance(e, dict)]
+        reason = str(errors[0].get("reason", "")) if errors else ""
+        message = str(errors[0].get("message") or exc.message) if errors else str(exc.message)
+        detail = f"{message} (reason {reason or 'unknown'}, HTTP {exc.code})"
+        if isinstance(exc, api_exceptions.Unauthorized) or reason == "authError":
+            return ConnectionFailedError, f"{project}: the credentials were refused: {detail}"
+        if reason == "bytesBilledLimitExceeded":
+            limit = self.config.maximum_bytes_billed
+            named = f"limits.maximum_bytes_billed={limit} bytes" if limit else "maximum_bytes_billed"
+            return ResourceLimitError, f"over {named}: {detail}"
+        if reason in _RESOURCE_REASONS:
+            return ResourceLimitError, detail
+        if reason == "timeout":
+            return QueryTimeoutError, detail
+        if reason == "stopped":
+            return QueryCancelledError, detail
+        return QueryError, detail
+
+    def on_dispose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()  # type: ignore[no-untyped-call]
+
+    # -- dbt --------------------------------------------------------------------------------
+
+    def dbt_target(self) -> dict[str, Any]:
+        config = self.config
+        if config.dataset is None:
+            raise ConfigError("dbt needs a dataset: give it in the URL (bigquery://PROJECT/DATASET)")
+        target: dict[str, Any] = {"type": "bigquery", "project": config.project, "dataset": config.dataset}
+        if config.credentials_file is not None:
+            target |= {"method": "service-account", "keyfile": str(config.credentials_file)}
+        elif config.credentials_json is not None:
+            info = _key_info(config.credentials_json.get_secret_value())
+            key = {k: v for k, v in info.items() if k != "private_key"}
+            key["private_key"] = f"{{{{ env_var('{config.dbt_private_key_env}') }}}}"
+            target |= {"method": "service-account-json", "keyfile_json": key}
+        elif config.api_endpoint is not None:
+            # an emulator takes any token; dbt-bigquery has no anonymous method
+            target |= {"method": "oauth-secrets", "token": "anonymous"}
+        else:
+            target["method"] = "oauth"
+        target["threads"] = config.pool.size
+        if config.location:
+            target["location"] = config.location
+        target["priority"] = config.priority
+        if config.timeouts.query is not None:
+            target["job_execution_timeout_seconds"] = max(1, math.ceil(config.timeouts.query))
+        if config.maximum_bytes_billed is not None:
+            target["maximum_bytes_billed"] = config.maximum_bytes_billed
+        if config.api_endpoint:
+            target["api_endpoint"] = config.api_endpoint
+        return target
+
+    def dbt_env(self) -> dict[str, str]:
+        config = self.config
+        if config.credentials_json is None:
+            return {}
+        key = _key_info(config.credentials_json.get_secret_value()).get("private_key")
+        return {config.dbt_private_key_env: str(key)} if key else {}

@@ -1,0 +1,409 @@
+"""Snowflake through the official connector and ``snowflake-sqlalchemy``.
+
+A query's timeout and tags travel with the query itself, as the connector's statement parameters
+(``STATEMENT_TIMEOUT_IN_SECONDS``, ``QUERY_TAG``) in its ``query-request``: no ``ALTER SESSION``
+round trip, and nothing that outlives the query on a pooled session. The request id of each query
+is chosen here, so that cancelling (the watchdog at the deadline, or ``cancel_query()``) can send
+Snowflake's ``abort-request`` for exactly that query from another thread while ``execute()`` is
+still blocked in the driver. Arrow batches come from the connector's own ``fetch_arrow_batches()``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import uuid
+import weakref
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlencode
+
+from pydantic import ConfigDict, Field, SecretStr, model_validator
+from snowflake.connector import errors as sf_errors
+from snowflake.sqlalchemy.snowdialect import SnowflakeDialect
+from sqlalchemy.dialects import registry
+from sqlalchemy.engine import URL
+
+from floe_compute.config import ComputeConfig
+from floe_compute.errors import (
+    ComputeError,
+    ConfigError,
+    ConnectionFailedError,
+    QueryCancelledError,
+    QueryError,
+    QueryTimeoutError,
+)
+from floe_compute.plugin import ComputePlugin, QueryContext
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["SnowflakeComputePlugin", "SnowflakeConfig"]
+
+ABORT_TIMEOUT_S = 2  # how long the watchdog waits for Snowflake to acknowledge an abort-request
+ABORT_ATTEMPTS = 3  # abort-requests a query gets before its session is given up
+QUERY_TAG_MAX = 2000  # Snowflake's limit on QUERY_TAG
+_ENDPOINT_KEYS = ("host", "port", "protocol")
+# the names of a few of Snowflake's codes whose message does not say what they are
+_KNOWN = {
+    1003: "(syntax error)",
+    2003: "(object does not exist or not authorized)",
+    390100: "(incorrect username or password)",
+}
+_FORMATTED = re.compile(r"^\d{6}(?: \([^)]*\))?: (?:[0-9a-f-]{36}: )?")
+# login, session and network failures: the endpoint is worth naming
+_CONNECTION = {390100, 390101, 390102, 390144, 390104, 390111, 390114, 250001, 250003, 251011, 251012}
+
+
+class SnowflakeConfig(ComputeConfig):
+    """A Snowflake account: ``snowflake://USER[:PASSWORD]@ACCOUNT/DATABASE/SCHEMA?warehouse=WH&role=R``.
+
+    Every part of the URL can also be given (or overridden) as a field; ``host``, ``port`` and
+    ``protocol`` point the connector at another endpoint (private link, a proxy, an emulator).
+    """
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    account: str | None = None
+    """Default: the URL's host part."""
+    user: str | None = None
+    """The login name. Default: the URL's user."""
+    database: str | None = None
+    """The session's database. Default: the URL's first path part."""
+    schema_: str | None = Field(default=None, alias="schema")
+    """The session's schema (key ``schema``). Default: the URL's second path part."""
+    warehouse: str | None = None
+    """The virtual warehouse that runs the queries."""
+    role: str | None = None
+    """The role the session uses."""
+    host: str | None = None
+    """Another endpoint host (private link, a proxy, an emulator) instead of the account's own."""
+    port: int | None = Field(default=None, ge=1, le=65535)
+    """The endpoint's port, with ``host``."""
+    protocol: Literal["https", "http"] | None = None
+    """``http`` only for a local emulator; default ``https``."""
+    private_key_path: Path | None = None
+    """A PEM private key for key-pair auth (instead of a password); read once per engine."""
+    private_key_passphrase: SecretStr | None = None
+    """The passphrase of an encrypted ``private_key_path`` (never logged)."""
+    dbt_password_env: str = "SNOWFLAKE_PASSWORD"
+    """The variable the dbt profile reads the password from (never written to the profile)."""
+    dbt_private_key_passphrase_env: str = "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"
+    """The variable the dbt profile reads the key's passphrase from (never written to it)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> SnowflakeConfig:
+        url = self.url
+        if url.drivername not in ("snowflake", "snowflake+floe"):
+            raise ValueError(f"url: {url.drivername}:// is not a Snowflake URL; use snowflake://")
+        for key in _ENDPOINT_KEYS:
+            if key in url.query:
+                raise ValueError(f"url: give {key} as the {key}= field, not in the URL's query string")
+        if not self.account_name:
+            raise ValueError("account: missing; snowflake://USER@ACCOUNT/DATABASE/SCHEMA, or account=")
+        if not self.user_name:
+            raise ValueError("user: missing; snowflake://USER@ACCOUNT/DATABASE/SCHEMA, or user=")
+        if len((url.database or "").split("/")) > 2:
+            raise ValueError(f"url: {url.database!r} is not DATABASE or DATABASE/SCHEMA")
+        if self.private_key_path is not None and self.password is not None:
+            raise ValueError("give either a password or private_key_path (key-pair auth), not both")
+        if self.private_key_path is None and self.password is None:
+            raise ValueError(
+                "password: missing; give a password (in the URL or password=) or private_key_path"
+            )
+        if self.private_key_passphrase is not None and self.private_key_path is None:
+            raise ValueError("private_key_passphrase: set without private_key_path")
+        return self
+
+    def _part(self, index: int) -> str | None:
+        parts = (self.url.database or "").split("/")
+        return parts[index] or None if index < len(parts) else None
+
+    @property
+    def account_name(self) -> str | None:
+        return self.account or self.url.host
+
+    @property
+    def user_name(self) -> str | None:
+        return self.user or self.url.username
+
+    @property
+    def database_name(self) -> str | None:
+        return self.database or self._part(0)
+
+    @property
+    def schema_name(self) -> str | None:
+        return self.schema_ or self._part(1)
+
+    @property
+    def warehouse_name(self) -> str | None:
+        return self.warehouse or _query_value(self.url, "warehouse")
+
+    @property
+    def role_name(self) -> str | None:
+        return self.role or _query_value(self.url, "role")
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        phrase = self.private_key_passphrase
+        return super().secrets + ((phrase.get_secret_value(),) if phrase else ())
+
+
+def _query_value(url: URL, key: str) -> str | None:
+    value = url.query.get(key)
+    return (value if isinstance(value, str) else value[-1]) if value else None
+
+
+class _Untrusted(Exception):
+    """Ends a session whose abort failed: the core discards it, closing it ends what still runs."""
+
+
+_untrusted: weakref.WeakSet[Any] = weakref.WeakSet()  # driver connections awaiting an abort
+
+
+class FloeSnowflakeDialect(SnowflakeDialect):  # type: ignore[misc]
+    """``snowflake-sqlalchemy`` with per-statement parameters, and no foreign keys to nowhere."""
+
+    supports_statement_cache = False  # as the base dialect
+
+    @classmethod
+    def import_dbapi(cls) -> Any:
+        from snowflake import connector
+
+        return connector
+
+    def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+        self._execute(cursor, statement, (parameters,), context)
+
+    def do_execute_no_params(self, cursor: Any, statement: str, context: Any = None) -> None:
+        self._execute(cursor, statement, (), context)
+
+    def _execute(self, cursor: Any, statement: str, parameters: tuple[Any, ...], context: Any) -> None:
+        query = context.execution_options.get("floe_query") if context is not None else None
+        if query is None:
+            cursor.execute(statement, *parameters)
+            return
+        # our own request id, so that cancel() can name this query in an abort-request
+        request_id = str(uuid.uuid4())
+        query.engine_state.update(request_id=request_id, sql=statement)
+        params = {"requestId": request_id, **statement_parameters(query)}
+        cursor.execute(statement, *parameters, _statement_params=params)
+
+    def do_rollback(self, dbapi_connection: Any) -> None:
+        # SQLAlchemy passes the pool's proxy; the cancel hook knows the driver's connection
+        if getattr(dbapi_connection, "dbapi_connection", dbapi_connection) in _untrusted:
+            raise _Untrusted("the abort-request for a query on this session failed")
+        super().do_rollback(dbapi_connection)
+
+    def _parse_fk_rows(self, rows: Any, same_schema_targets: Any) -> Any:
+        """Drop foreign keys that name no table (fakesnow answers ``SHOW IMPORTED KEYS`` so)."""
+        parsed = super()._parse_fk_rows(rows, same_schema_targets)
+        return {
+            table: [fk for fk in fks if fk.get("referred_table")] for table, fks in parsed.items() if table
+        }
+
+
+registry.register("snowflake.floe", __name__, "FloeSnowflakeDialect")
+
+
+def statement_parameters(context: QueryContext) -> dict[str, Any]:
+    """``STATEMENT_TIMEOUT_IN_SECONDS`` (whole seconds, rounded up) and ``QUERY_TAG`` (the tags and
+    the query id as JSON) for one query."""
+    params: dict[str, Any] = {}
+    if context.timeout is not None:
+        params["STATEMENT_TIMEOUT_IN_SECONDS"] = max(1, math.ceil(context.timeout))
+    tag = json.dumps({**context.tags, "query_id": context.query_id}, separators=(",", ":"))
+    if len(tag) > QUERY_TAG_MAX:
+        raise ConfigError(
+            f"tags: as Snowflake's QUERY_TAG they take {len(tag)} characters; the limit is {QUERY_TAG_MAX}"
+        )
+    params["QUERY_TAG"] = tag
+    return params
+
+
+class SnowflakeComputePlugin(ComputePlugin):
+    """Snowflake with per-statement timeouts and tags, abort-request cancel and native Arrow."""
+
+    name = "snowflake"
+    schemes = ("snowflake",)
+    config_class = SnowflakeConfig
+    db_system = "snowflake"
+    default_batch_size = 10_000
+    # a session is a token over HTTPS, not a socket that dies: no ping (a warehouse round trip) per
+    # checkout; sessions are recycled before Snowflake's 4-hour idle expiry instead
+    default_pre_ping = False
+    default_recycle_s = 3600.0
+
+    @property
+    def config(self) -> SnowflakeConfig:
+        return self._config  # type: ignore[return-value]
+
+    def engine_url(self) -> URL:
+        config = self.config
+        query = {k: v for k, v in config.url.query.items() if k not in ("warehouse", "role")}
+        if config.warehouse_name:
+            query["warehouse"] = config.warehouse_name
+        if config.role_name:
+            query["role"] = config.role_name
+        path = "/".join(p for p in (config.database_name, config.schema_name) if p) or None
+        return URL.create(
+            "snowflake+floe",
+            username=config.user_name,
+            password=config.password.get_secret_value() if config.password else None,
+            host=config.account_name,
+            database=path,
+            query=query,
+        )
+
+    def engine_options(self) -> dict[str, Any]:
+        connector_log = logging.getLogger("snowflake.connector")
+        if connector_log.level == logging.NOTSET:  # its DEBUG lines quote statements with bound values
+            connector_log.setLevel(logging.INFO)
+        config = self.config
+        args: dict[str, Any] = {
+            "login_timeout": max(1, math.ceil(config.timeouts.connect)),
+            "application": "floe-compute",
+        }
+        args.update({k: getattr(config, k) for k in _ENDPOINT_KEYS if getattr(config, k) is not None})
+        if config.settings:
+            args["session_parameters"] = dict(config.settings)
+        if config.private_key_path is not None:
+            args["private_key"] = self._read_private_key()
+        options: dict[str, Any] = {"connect_args": args}
+        if config.pool.recycle is None:
+            options["pool_recycle"] = self.default_recycle_s
+        return options
+
+    def _read_private_key(self) -> bytes:
+        """The key as DER bytes for the connector; the passphrase never leaves this function."""
+        from cryptography.hazmat.primitives import serialization
+
+        path, phrase = self.config.private_key_path, self.config.private_key_passphrase
+        assert path is not None
+        try:
+            key = serialization.load_pem_private_key(
+                path.read_bytes(), password=phrase.get_secret_value().encode() if phrase else None
+            )
+        except OSError as exc:
+            raise ConfigError(f"private_key_path: cannot read {path}: {exc.strerror}") from None
+        except (ValueError, TypeError) as exc:
+            # the message never quotes the passphrase; scrubbed all the same
+            detail = self._scrub(str(exc).split("\n")[0])
+            raise ConfigError(
+                f"private_key_path: {path} is not a PEM private key that the passphrase given opens "
+                f"({detail})"
+            ) from None
+        der, pkcs8 = serialization.Encoding.DER, serialization.PrivateFormat.PKCS8
+        return key.private_bytes(der, pkcs8, serialization.NoEncryption())
+
+    def cancel(self, context: QueryContext) -> None:
+        """Send ``abort-request`` for the query's request id (nothing while it has none yet).
+
+        Once Snowflake has acknowledged it, repeated calls do nothing; a failed one is tried again
+        by the watchdog's repeats, a few times. A session whose query could not be aborted is
+        discarded when the query ends (closing it ends what still runs in it).
+        """
+        state = context.engine_state
+        request_id = state.get("request_id")
+        if request_id is None or state.get("aborted") == request_id:
+            return
+        attempts = state["abort_attempts"] = state.get("abort_attempts", 0) + 1
+        if attempts > ABORT_ATTEMPTS:
+            raise ConnectionFailedError(
+                f"snowflake: abort-request failed {ABORT_ATTEMPTS} times", engine=self.name
+            )
+        connection = context.dbapi_connection
+        _untrusted.add(connection)  # until Snowflake acknowledges the abort
+        reply = connection.rest.request(
+            "/queries/v1/abort-request?" + urlencode({"requestId": str(uuid.uuid4())}),
+            {"sqlText": state.get("sql", ""), "requestId": request_id},
+            timeout=ABORT_TIMEOUT_S,
+            _no_retry=True,  # the connector answers {} for a failure instead of retrying
+        )
+        if not (isinstance(reply, dict) and reply.get("success")):
+            message = (reply.get("message") if isinstance(reply, dict) else None) or "no acknowledgement"
+            raise ConnectionFailedError(f"snowflake: abort-request failed: {message}", engine=self.name)
+        state["aborted"] = request_id
+        _untrusted.discard(connection)
+
+    def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
+        import pyarrow as pa
+
+        try:
+            tables = iter(dbapi_cursor.fetch_arrow_batches())
+        except sf_errors.NotSupportedError:
+            return None  # a JSON result (DML row counts): the core builds batches from rows
+        if (first := next(tables, None)) is None:
+            return None  # no rows: the core's empty batch has the columns' names
+        names = [self.engine.dialect.normalize_name(n) for n in first.schema.names]  # as result.columns
+        schema = first.schema.with_metadata(None)
+        schema = pa.schema([field.with_name(n) for field, n in zip(schema, names, strict=True)])
+
+        def batches() -> Any:
+            table = first
+            while table is not None:
+                for batch in table.rename_columns(names).to_batches(max_chunksize=batch_size):
+                    yield batch.cast(schema) if batch.schema != schema else batch
+                table = next(tables, None)
+
+        return pa.RecordBatchReader.from_batches(schema, batches())
+
+    def classify_error(self, exc: Exception) -> tuple[type[ComputeError], str] | None:
+        if isinstance(exc, _Untrusted):
+            return ConnectionFailedError, str(exc)
+        if not isinstance(exc, sf_errors.Error):
+            return None
+        errno = exc.errno if exc.errno and exc.errno > 0 else None
+        message = _FORMATTED.sub("", " ".join(str(exc.raw_msg or exc.msg or type(exc).__name__).split()))
+        facts = [f"Snowflake error {errno:06d}" + (f" {_KNOWN[errno]}" if errno in _KNOWN else "")]
+        if exc.sqlstate and exc.sqlstate != "n/a":
+            facts.append(f"SQLSTATE {exc.sqlstate}")
+        if exc.sfqid:
+            facts.append(f"Snowflake query id {exc.sfqid}")
+        detail = f"{message} ({', '.join(facts)})" if errno else message
+        if errno == 604:  # SQL execution canceled (an abort-request, or SYSTEM$CANCEL_QUERY)
+            return QueryCancelledError, detail
+        if errno == 630:  # the statement or warehouse timeout
+            return QueryTimeoutError, detail
+        if (
+            errno in _CONNECTION
+            or isinstance(exc, sf_errors.OperationalError)
+            or not isinstance(exc, sf_errors.DatabaseError)
+        ):
+            return ConnectionFailedError, f"{detail} (endpoint {self._endpoint()})"
+        return QueryError, detail
+
+    def _endpoint(self) -> str:
+        config = self.config
+        host = config.host or f"{config.account_name}.snowflakecomputing.com"
+        return f"{config.protocol or 'https'}://{host}:{config.port or 443}"
+
+    def dbt_target(self) -> dict[str, Any]:
+        c = self.config
+        target: dict[str, Any] = {"type": "snowflake", "account": c.account_name, "user": c.user_name}
+        if c.private_key_path is None:
+            target["password"] = _env_var(c.dbt_password_env)
+        else:
+            target["private_key_path"] = str(c.private_key_path)
+            if c.private_key_passphrase is not None:
+                target["private_key_passphrase"] = _env_var(c.dbt_private_key_passphrase_env)
+        named = {"role": c.role_name, "warehouse": c.warehouse_name, "database": c.database_name}
+        target.update({k: v for k, v in named.items() if v}, schema=c.schema_name or "PUBLIC")
+        target.update(
+            threads=c.pool.size,
+            query_tag=json.dumps({"client": "dbt", "target": c.name or "dbt"}),
+            connect_timeout=max(1, math.ceil(c.timeouts.connect)),
+            **{k: getattr(c, k) for k in _ENDPOINT_KEYS if getattr(c, k) is not None},
+        )
+        return target
+
+    def dbt_env(self) -> dict[str, str]:
+        c = self.config
+        named = {c.dbt_password_env: c.password, c.dbt_private_key_passphrase_env: c.private_key_passphrase}
+        return {name: secret.get_secret_value() for name, secret in named.items() if secret is not None}
+
+
+def _env_var(name: str) -> str:
+    return f"{{{{ env_var('{name}') }}}}"
