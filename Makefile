@@ -94,3 +94,12 @@ test test-fast: $(DBT_BIGQUERY)
 # SQLAlchemy's dialect compliance suite for postgresql+floe_psycopg: its own pytest run and config
 test-dialect: env
 	$(PY) tests/dialect/run.py
+
+# dbt-databricks for the Databricks dbt test (its dbt-adapters pin fights dbt-postgres's)
+DBT_DATABRICKS := .tools/dbt-databricks/.synced
+$(DBT_DATABRICKS): fixtures/servers/dbt-databricks/pyproject.toml fixtures/servers/dbt-databricks/uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/.tools/dbt-databricks $(UV) sync --frozen --project fixtures/servers/dbt-databricks
+	touch $@
+.PHONY: dbt-databricks
+dbt-databricks: $(DBT_DATABRICKS)
+env test test-fast: $(DBT_DATABRICKS)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from typing import Any
 
@@ -17,14 +19,16 @@ pytestmark = [pytest.mark.databricks, pytest.mark.xdist_group("spark")]
 
 
 class TestDatabricksThroughSpark(ComputePluginContract):
-    # no shuffle: its job starts with the first fetch and runs for hours on local[2]
+    # 10^12 rows scanned for nothing while the statement executes: hours for local[2]
     slow_query = "SELECT id FROM range(0, 1000000000000, 1, 2) WHERE id * 2 = -1"
 
     def series_query(self, n: int) -> str:
         return f"SELECT id AS i, concat('row ', CAST(id AS STRING)) AS label FROM range({n})"
 
     def endless_query(self) -> str:
-        return "SELECT id AS i FROM range(0, 10000000000, 1, 100000)"
+        # the statement runs to its end before the first fetch (as on a warehouse): a million rows
+        # are ready within seconds and take far longer than any deadline of the suite to stream
+        return "SELECT id AS i FROM range(1000000)"
 
     @pytest.fixture
     def compute_factory(self, databricks_server: Any, databricks_url: str) -> Any:
@@ -40,16 +44,32 @@ class TestDatabricksThroughSpark(ComputePluginContract):
         return {"access_token": self.secret, "password": None}
 
     def wait_until_running_on_engine(self, plugin: ComputePlugin, query_id: str) -> None:
-        """The connector holds the statement's command id: it is on the server, which runs or
-        has executed it (its job starts with the fetch)."""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            context = plugin._running.get(query_id)
-            cursor = context.cursor if context else None
-            if cursor is not None and getattr(cursor, "active_command_id", None) is not None:
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"{query_id} never reached the server")
+        """The server reports the statement's operation as running, asked over a session of our own
+        (PyHive) for the command id the connector's cursor holds."""
+        from TCLIService import ttypes
+
+        with contextlib.closing(self._server.connect()) as admin:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                context = plugin._running.get(query_id)
+                cursor = context.engine_state.get("cursor") if context else None
+                command = getattr(cursor, "active_command_id", None)
+                if command is not None:
+                    ours = command.to_thrift_handle()
+                    handle = ttypes.TOperationHandle(
+                        ttypes.THandleIdentifier(ours.operationId.guid, ours.operationId.secret),
+                        ours.operationType,
+                        ours.hasResultSet,
+                    )
+                    status = admin.client.GetOperationStatus(ttypes.TGetOperationStatusReq(handle))
+                    if status.operationState == ttypes.TOperationState.RUNNING_STATE:
+                        return
+                time.sleep(0.02)
+        raise AssertionError(f"the server never showed {query_id} running")
+
+    @pytest.fixture(autouse=True)
+    def _keep_server(self, databricks_server: Any) -> None:
+        self._server = databricks_server
 
     def test_a_failing_block_rolls_back(self, plugin: ComputePlugin) -> None:
         """Not here: the Spark Thrift Server has no transactions. What holds instead: the failure
@@ -68,3 +88,27 @@ class TestDatabricksThroughSpark(ComputePluginContract):
         inspector = sa.inspect(plugin.engine)
         assert "contract_inspect" in inspector.get_table_names()
         assert [c["name"] for c in inspector.get_columns("contract_inspect")] == ["id", "name"]
+
+    def test_pool_stats_exact_under_concurrency(self, make_plugin: Any) -> None:
+        """The shared test with 8 threads x 25 queries instead of x 200: each statement is five HTTP
+        round trips to the local server (1,600 of them take minutes on a 2-core machine)."""
+        plugin = make_plugin(pool={"size": 4, "max_overflow": 0, "timeout": 60})
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                for _ in range(25):
+                    with plugin.execute("SELECT 1") as result:
+                        result.fetchall()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        stats = plugin.pool_stats()
+        assert (stats.checkouts, stats.in_use, stats.waiting, stats.max) == (200, 0, 0, 4)
+        assert stats.connects <= 4

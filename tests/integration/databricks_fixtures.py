@@ -73,8 +73,10 @@ def databricks_overrides(server: SparkThriftServer, **overrides: Any) -> dict[st
     return {
         "connection_uri": f"http://{server.host}:{server.port}/{server.http_path}",
         "timeout_setting": "spark.sql.thriftServer.queryTimeout",
-        # stream partition by partition, as a warehouse does (else the driver collects whole results)
-        "session_configuration": {"spark.sql.thriftServer.incrementalCollect": "true"},
+        # as on a warehouse, a statement runs to its end while it executes and the fetches read its
+        # stored rows: the server's query timeout and a cancel then stop it (with incremental collect
+        # the jobs run during the fetches, where Spark ignores both)
+        "session_configuration": {"spark.sql.thriftServer.incrementalCollect": "false"},
         **overrides,
     }
 

@@ -115,3 +115,24 @@ def test_failing_requests_are_retried_only_for_the_connect_timeout() -> None:
     assert (
         create_plugin(URL, timeouts={"connect": 7}).connect_args()["_retry_stop_after_attempts_duration"] == 7
     )
+
+
+def test_the_connector_shim_is_pinned_to_the_locked_connectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test-only shim (fixtures/databricks.py) names the connector versions of both lock files,
+    and refuses any other version instead of patching it blindly."""
+    import re
+    from pathlib import Path
+
+    from fixtures import databricks as fixture
+
+    root = Path(__file__).parents[2]
+    locked = set()
+    for lock in (root / "uv.lock", root / "fixtures/servers/dbt-databricks/uv.lock"):
+        found = re.search(r'name = "databricks-sql-connector"\nversion = "([^"]+)"', lock.read_text())
+        assert found, lock
+        locked.add(found.group(1))
+    assert locked == set(fixture.SHIMMED_CONNECTORS)
+
+    monkeypatch.setattr(fixture, "version", lambda name: "9.9.9")
+    with pytest.raises(RuntimeError, match=r"shims databricks-sql-connector 4\.3\.0 and 4\.1\.5, but 9\.9\.9"):
+        fixture.shim().__enter__()

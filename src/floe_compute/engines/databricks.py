@@ -235,10 +235,30 @@ class FloeDatabricksDialect(DatabricksDialect):
 
     def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
         query: QueryContext | None = context.execution_options.get("floe_query") if context else None
+        if query is not None:
+            # the connector publishes the statement's command id on its cursor before it blocks
+            query.engine_state["cursor"] = getattr(cursor, "cursor", cursor)
         if query is not None and query.tags:
             cursor.execute(statement, parameters, query_tags=dict(query.tags))
         else:
             cursor.execute(statement, parameters)
+
+
+    def do_ping(self, dbapi_connection: Any) -> bool:
+        """``GetInfo`` on the Thrift session: one round trip and no statement for the warehouse to
+        run (the dialect's own ping is a ``SELECT 1``: five round trips on every checkout)."""
+        session = getattr(dbapi_connection, "session", None)
+        backend = getattr(session, "backend", None)
+        if not hasattr(backend, "_client") or not getattr(session, "is_open", False):
+            return bool(super().do_ping(dbapi_connection))
+        from databricks.sql.thrift_api.TCLIService import ttypes
+
+        request = ttypes.TGetInfoReq(session.session_id.to_thrift_handle(), ttypes.TGetInfoType.CLI_SERVER_NAME)
+        try:
+            response = backend.make_request(backend._client.GetInfo, request, retryable=False)
+        except Exception:  # a restarted or unreachable endpoint: the pool opens a new session
+            return False
+        return bool(response.status.statusCode == ttypes.TStatusCode.SUCCESS_STATUS)
 
 
 registry.register("databricks.floe_connector", __name__, "FloeDatabricksDialect")
@@ -311,9 +331,11 @@ class DatabricksComputePlugin(ComputePlugin):
         dbapi._floe_sent = sent
 
     def cancel(self, context: QueryContext) -> None:
-        cursor = getattr(context.cursor, "cursor", context.cursor)
-        if cursor is None or getattr(cursor, "active_command_id", None) is None:
-            return  # not on the server yet: the core stops it before it is sent
+        """``cursor.cancel()`` (a Thrift ``CancelOperation`` for the statement's command id), which
+        the connector allows from another thread while ``execute()`` waits for the statement."""
+        cursor = context.engine_state.get("cursor")
+        if cursor is None or cursor.active_command_id is None:
+            return  # not on the server yet: the core stops it before it is sent, or cancels again
         cursor.cancel()
 
     def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
