@@ -73,3 +73,46 @@ def test_unreachable_endpoint_is_a_connection_error_without_the_token(databricks
         plugin.connect()
     assert TOKEN not in str(caught.value)
     plugin.disconnect()
+
+
+def test_tags_travel_as_the_statements_query_tags(plugin: ComputePlugin, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checked on the Thrift request the connector sends (the local server ignores them; a warehouse
+    shows them in its query history)."""
+    from databricks.sql.backend.thrift_backend import ThriftDatabricksClient
+    from databricks.sql.thrift_api.TCLIService import ttypes
+
+    sent: list[Any] = []
+    make_request = ThriftDatabricksClient.make_request
+
+    def recording(self: Any, method: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(request, ttypes.TExecuteStatementReq):
+            sent.append(request)
+        return make_request(self, method, request, *args, **kwargs)
+
+    monkeypatch.setattr(ThriftDatabricksClient, "make_request", recording)
+    plugin.execute("SELECT 1", tags={"team": "risk", "dag": "nightly"}).close()
+    plugin.execute("SELECT 2").close()
+    [tagged] = [r for r in sent if r.statement == "SELECT 1"]
+    assert tagged.confOverlay["query_tags"] == "team:risk,dag:nightly"
+    [untagged] = [r for r in sent if r.statement == "SELECT 2"]
+    assert "query_tags" not in (untagged.confOverlay or {})
+
+
+def test_a_restarted_server_is_reached_again(databricks_server: Any, databricks_url: str) -> None:
+    """The server killed and started again: the pooled session is gone, the next query opens a new
+    one (the pool's GetInfo ping finds the old one dead)."""
+    if databricks_server.external:
+        pytest.skip("an attached server (FLOE_DATABRICKS_PORT) cannot be restarted from here")
+    overrides = databricks_overrides(
+        databricks_server, pool={"size": 1, "max_overflow": 0}, timeouts={"connect": 5}
+    )
+    with create_plugin(databricks_url, **overrides) as plugin:
+        plugin.execute("SELECT 1").close()
+        databricks_server.kill()
+        with pytest.raises(ConnectionFailedError):  # nothing listens: a clear error, not a hang
+            plugin.execute("SELECT 1", timeout=30)
+        databricks_server.start()
+        with plugin.execute("SELECT 1", timeout=60) as result:
+            assert result.fetchall() == [(1,)]
+        stats = plugin.pool_stats()
+        assert stats.in_use == 0 and stats.connects >= 2

@@ -235,13 +235,18 @@ class FloeDatabricksDialect(DatabricksDialect):
 
     def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
         query: QueryContext | None = context.execution_options.get("floe_query") if context else None
-        if query is not None:
-            # the connector publishes the statement's command id on its cursor before it blocks
-            query.engine_state["cursor"] = getattr(cursor, "cursor", cursor)
-        if query is not None and query.tags:
+        if query is None:
+            cursor.execute(statement, parameters)
+            return
+        # the connector publishes the statement's command id on this cursor before it blocks
+        query.engine_state["cursor"] = getattr(cursor, "cursor", cursor)
+        if query.tags:
             cursor.execute(statement, parameters, query_tags=dict(query.tags))
         else:
             cursor.execute(statement, parameters)
+
+    def do_execute_no_params(self, cursor: Any, statement: str, context: Any = None) -> None:
+        self.do_execute(cursor, statement, None, context)
 
 
     def do_ping(self, dbapi_connection: Any) -> bool:
