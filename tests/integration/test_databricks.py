@@ -75,7 +75,9 @@ def test_unreachable_endpoint_is_a_connection_error_without_the_token(databricks
     plugin.disconnect()
 
 
-def test_tags_travel_as_the_statements_query_tags(plugin: ComputePlugin, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tags_travel_as_the_statements_query_tags(
+    plugin: ComputePlugin, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Checked on the Thrift request the connector sends (the local server ignores them; a warehouse
     shows them in its query history)."""
     from databricks.sql.backend.thrift_backend import ThriftDatabricksClient

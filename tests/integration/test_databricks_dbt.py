@@ -31,10 +31,18 @@ def test_dbt_debug_passes_with_the_generated_profile(
     plugin = create_plugin(databricks_url, **databricks_overrides(databricks_server))
     profile = plugin.dbt_profile(profile="floe", target="dev")
     target = profile["floe"]["outputs"]["dev"]
-    assert (target["type"], target["schema"], target["catalog"]) == ("databricks", databricks_db, "spark_catalog")
+    assert (target["type"], target["schema"], target["catalog"]) == (
+        "databricks",
+        databricks_db,
+        "spark_catalog",
+    )
     assert TOKEN not in str(profile)  # only env_var() in the file
     write_profiles(tmp_path / "profiles", profile)
-    shutil.copytree(ROOT / "fixtures" / "dbt_project", tmp_path / "project", ignore=shutil.ignore_patterns("target", "logs"))
+    shutil.copytree(
+        ROOT / "fixtures" / "dbt_project",
+        tmp_path / "project",
+        ignore=shutil.ignore_patterns("target", "logs"),
+    )
 
     debug = subprocess.run(
         [str(TOOL_PYTHON), "-m", "fixtures.databricks", "debug",

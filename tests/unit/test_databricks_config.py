@@ -134,5 +134,7 @@ def test_the_connector_shim_is_pinned_to_the_locked_connectors(monkeypatch: pyte
     assert locked == set(fixture.SHIMMED_CONNECTORS)
 
     monkeypatch.setattr(fixture, "version", lambda name: "9.9.9")
-    with pytest.raises(RuntimeError, match=r"shims databricks-sql-connector 4\.3\.0 and 4\.1\.5, but 9\.9\.9"):
+    with pytest.raises(
+        RuntimeError, match=r"shims databricks-sql-connector 4\.3\.0 and 4\.1\.5, but 9\.9\.9"
+    ):
         fixture.shim().__enter__()

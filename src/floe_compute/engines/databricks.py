@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import math
 import re
-import threading
-import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +23,7 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.engine.default import DefaultExecutionContext
 
 from floe_compute.config import ComputeConfig, parse_url
+from floe_compute.engines._databricks_oauth import ClientCredentials
 from floe_compute.errors import ComputeError, ConnectionFailedError, QueryError, QueryTimeoutError
 from floe_compute.plugin import ComputePlugin, QueryContext
 
@@ -159,45 +158,6 @@ def server_message(text: str) -> str:
     return lines[0] if lines else ""
 
 
-class ClientCredentials:
-    """OAuth machine-to-machine for the connector: a service principal's token from the workspace's
-    ``/oidc/v1/token``, fetched again shortly before it expires."""
-
-    def __init__(self, host: str, client_id: str, client_secret: SecretStr, timeout: float) -> None:
-        self._url = f"https://{host}/oidc/v1/token"
-        self._client_id, self._secret, self._timeout = client_id, client_secret, timeout
-        self._lock = threading.Lock()
-        self._token, self._expires = "", 0.0
-
-    def auth_type(self) -> str:
-        return "oauth-m2m"
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._headers
-
-    def _headers(self) -> dict[str, str]:
-        with self._lock:
-            if time.monotonic() > self._expires - 60:
-                self._token, lifetime = self._fetch()
-                self._expires = time.monotonic() + lifetime
-            return {"Authorization": f"Bearer {self._token}"}
-
-    def _fetch(self) -> tuple[str, float]:
-        import base64
-        import json
-        import urllib.request
-
-        basic = base64.b64encode(f"{self._client_id}:{self._secret.get_secret_value()}".encode()).decode()
-        request = urllib.request.Request(
-            self._url,
-            data=b"grant_type=client_credentials&scope=all-apis",
-            headers={"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
-        )
-        with urllib.request.urlopen(request, timeout=self._timeout) as response:
-            body = json.load(response)
-        return str(body["access_token"]), float(body.get("expires_in", 3600))
-
-
 class TupleCursor:
     """The connector's cursor handing out plain tuples (its rows are a ``Row`` class of its own)."""
 
@@ -248,22 +208,23 @@ class FloeDatabricksDialect(DatabricksDialect):
     def do_execute_no_params(self, cursor: Any, statement: str, context: Any = None) -> None:
         self.do_execute(cursor, statement, None, context)
 
-
     def do_ping(self, dbapi_connection: Any) -> bool:
         """``GetInfo`` on the Thrift session: one round trip and no statement for the warehouse to
         run (the dialect's own ping is a ``SELECT 1``: five round trips on every checkout)."""
-        session = getattr(dbapi_connection, "session", None)
-        backend = getattr(session, "backend", None)
+        session: Any = getattr(dbapi_connection, "session", None)
+        backend: Any = getattr(session, "backend", None)
         if not hasattr(backend, "_client") or not getattr(session, "is_open", False):
-            return bool(super().do_ping(dbapi_connection))
+            default: Any = super()
+            return bool(default.do_ping(dbapi_connection))
         from databricks.sql.thrift_api.TCLIService import ttypes
 
-        request = ttypes.TGetInfoReq(session.session_id.to_thrift_handle(), ttypes.TGetInfoType.CLI_SERVER_NAME)
+        types: Any = ttypes
+        request = types.TGetInfoReq(session.session_id.to_thrift_handle(), types.TGetInfoType.CLI_SERVER_NAME)
         try:
             response = backend.make_request(backend._client.GetInfo, request, retryable=False)
         except Exception:  # a restarted or unreachable endpoint: the pool opens a new session
             return False
-        return bool(response.status.statusCode == ttypes.TStatusCode.SUCCESS_STATUS)
+        return bool(response.status.statusCode == types.TStatusCode.SUCCESS_STATUS)
 
 
 registry.register("databricks.floe_connector", __name__, "FloeDatabricksDialect")
