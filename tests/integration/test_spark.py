@@ -300,7 +300,7 @@ def run_in_thread(
         except BaseException as exc:
             outcome["error"] = exc
 
-    thread = threading.Thread(target=run)
+    thread = threading.Thread(target=run, daemon=True)  # a stuck query must not hang pytest
     thread.start()
     return thread, outcome
 
