@@ -333,6 +333,16 @@ def test_sql_errors_are_not_swallowed(bq_url: str, bq_emulator: Any) -> None:
             pd.read_sql("SELECT * FROM no_such_table", bq.engine)
 
 
+def test_statements_are_read_as_bigquery_sql(bq_url: str, bq_emulator: Any) -> None:
+    """A semicolon or a colon inside a backtick-quoted name is part of the name, not a second
+    statement or a parameter."""
+    with create_plugin(bq_url, api_endpoint=bq_emulator.url) as bq:
+        with bq.execute("SELECT 1 AS `a;b`") as result:
+            assert (result.columns, result.fetchall()) == (["a;b"], [(1,)])
+        with bq.execute("SELECT :n AS `x:y`", {"n": 2}) as result:
+            assert result.fetchall() == [(2,)]
+
+
 def test_sqlalchemy_tooling_on_the_emulator(bq_url: str, bq_emulator: Any) -> None:
     import pandas as pd
 
