@@ -10,6 +10,9 @@ pyspark tool environment is missing), then
 2. timeouts: ``SELECT count(*) FROM range(10^11)`` with ``timeout=1``: how long after the deadline
    ``QueryTimeoutError`` arrives (p50 and max; target: within 200 ms), on a pool of one connection
    that must run the next query.
+3. memory: a fresh process streams ``--memory-rows`` (50 million) rows as Arrow batches; its peak
+   RSS at the end is compared with its peak after the first tenth (5 million). Target: within 1.2x
+   (nothing is buffered beyond one batch). ``--memory-rows 0`` skips it (it takes minutes).
 
 Exits 1 when a target is missed.
 """
@@ -20,7 +23,9 @@ import argparse
 import contextlib
 import logging
 import statistics
+import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +38,7 @@ from fixtures.spark import SparkNotInstalledError, SparkThriftServer  # noqa: E4
 from floe_compute import QueryTimeoutError, create_plugin  # noqa: E402
 
 ROWS_RATIO_MAX = 1.10
+RSS_RATIO_MAX = 1.20
 TIMEOUT_OVERSHOOT_MAX_MS = 200.0
 BATCH = 10_000
 
@@ -113,11 +119,46 @@ def timeouts(server: SparkThriftServer, runs: int) -> bool:
     return ok
 
 
+MEMORY_SCRIPT = """
+import resource, sys, time
+from floe_compute import create_plugin
+def rss(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+url, rows = sys.argv[1], int(sys.argv[2])
+started, seen, early = time.perf_counter(), 0, None
+with create_plugin(url) as plugin:
+    sql = f"SELECT id FROM range(0, {rows}, 1, {max(2, rows // 1_000_000)})"
+    with plugin.execute(sql, batch_size=50_000) as result:
+        for batch in result.arrow_batches():
+            seen += batch.num_rows
+            if early is None and seen >= rows // 10:
+                early = rss()
+print(seen, early, rss(), time.perf_counter() - started)
+"""
+
+
+def memory(server: SparkThriftServer, rows: int) -> bool:
+    """Peak RSS of a fresh process after all ``rows`` against its peak after the first tenth."""
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(MEMORY_SCRIPT), server.url(), str(rows)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    seen, early, peak, wall = out.stdout.split()
+    ratio = float(peak) / float(early)
+    ok = int(seen) == rows and ratio <= RSS_RATIO_MAX
+    print(f"memory: {rows:,} rows (id) as Arrow batches of 50,000 in a fresh process, {float(wall):.0f} s")
+    print(
+        f"  {'PASS' if ok else 'FAIL'} peak RSS after {rows // 10:,} rows {float(early):.0f} MiB, "
+        f"after {int(seen):,} rows {float(peak):.0f} MiB: {ratio:.2f}x (<= {RSS_RATIO_MAX}x)"
+    )
+    return ok
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--timeouts", type=int, default=10)
+    parser.add_argument("--memory-rows", type=int, default=50_000_000)
     parser.add_argument("--port", type=int, help="use a server already running on this port")
     args = parser.parse_args()
     logging.getLogger("floe_compute").setLevel(logging.ERROR)  # one warning per timed-out query
@@ -130,6 +171,8 @@ def main() -> int:
     with server if not server.external else contextlib.nullcontext(server):
         ok = throughput(server, args.rows, args.repeat)
         ok = timeouts(server, args.timeouts) and ok
+        if args.memory_rows:
+            ok = memory(server, args.memory_rows) and ok
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 

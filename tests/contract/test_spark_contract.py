@@ -38,26 +38,31 @@ class TestSpark(ComputePluginContract):
         return make
 
     def wait_until_running_on_engine(self, plugin: ComputePlugin, query_id: str) -> None:
-        """The Thrift server reports the query's operation as running (or executed and waiting for
-        its rows to be fetched, when its job starts with the fetch), asked over a session of our own."""
+        """The server runs a Spark job of the query's statement (its status store lists one in the
+        statement's job group), or has executed the statement and waits for the fetch that starts
+        its job (an asyncio caller fetches only after this returns). Not while Spark still plans."""
+        from spark_fixtures import job_group, running_jobs_of
         from TCLIService import ttypes
 
-        state = ttypes.TOperationState
+        deadline = time.monotonic() + 120
         with contextlib.closing(self._server.connect()) as admin:
-            deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 context = plugin._running.get(query_id)
-                handle = context.engine_state.get("operation") if context else None
-                if handle is not None:
-                    status = admin.client.GetOperationStatus(ttypes.TGetOperationStatusReq(handle))
-                    if status.operationState in (state.RUNNING_STATE, state.FINISHED_STATE):
+                operation = context.engine_state.get("operation") if context else None
+                if operation is not None:
+                    if self._server.ui_url and running_jobs_of(self._server, {job_group(operation)}):
                         return
-                time.sleep(0.02)
-        raise AssertionError(f"the Thrift server never showed {query_id} running")
+                    status = admin.client.GetOperationStatus(ttypes.TGetOperationStatusReq(operation))
+                    if status.operationState == ttypes.TOperationState.FINISHED_STATE:
+                        return
+                time.sleep(0.05)
+        raise AssertionError(f"the Spark Thrift Server never showed {query_id} running")
 
     def test_a_failing_block_rolls_back(self, plugin: ComputePlugin) -> None:
-        """Not on Spark: the Thrift server has no transactions, an INSERT is written when it runs.
-        What holds instead: the failure reaches the caller and the connection is released."""
+        """The shared test with the one difference Spark makes: the Thrift server has no
+        transactions (``commit()`` does nothing, an INSERT is written when it runs), so the row of
+        the failed block stays. What still holds: the failure reaches the caller, the connection
+        goes back to the pool and runs the next statement."""
         plugin.execute("CREATE TABLE contract_rollback (id INTEGER)").close()
         with (
             pytest.raises(RuntimeError, match="caller failed"),
@@ -65,8 +70,10 @@ class TestSpark(ComputePluginContract):
         ):
             raise RuntimeError("caller failed")
         assert plugin.pool_stats().in_use == 0
-        with plugin.execute("SELECT id FROM contract_rollback") as result:
-            assert result.fetchall() == [(1,)]
+        with plugin.execute("INSERT INTO contract_rollback VALUES (2)"):
+            pass
+        with plugin.execute("SELECT id FROM contract_rollback ORDER BY id") as result:
+            assert result.fetchall() == [(1,), (2,)]  # shared test: [(2,)]
 
     @pytest.fixture(autouse=True)
     def _keep_server(self, spark_server: Any) -> None:

@@ -85,3 +85,14 @@ def list_jobs(server: SparkThriftServer) -> list[dict[str, Any]]:
     with urllib.request.urlopen(f"{server.ui_url}/api/v1/applications/{app}/jobs", timeout=60) as response:
         jobs: list[dict[str, Any]] = json.load(response)
     return jobs
+
+
+def job_group(operation: Any) -> str:
+    """The Spark job group of a Thrift operation: the server names it after the handle's id.
+    Every job of the statement carries it, also those its fetches start (their description is the
+    statement's text, not ``spark.job.description``)."""
+    return str(uuid.UUID(bytes=operation.operationId.guid))
+
+
+def running_jobs_of(server: SparkThriftServer, groups: set[str]) -> list[dict[str, Any]]:
+    return [j for j in list_jobs(server) if j["status"] == "RUNNING" and j.get("jobGroup") in groups]

@@ -6,9 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import socket
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 import uuid
@@ -20,7 +17,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from fixtures.spark import SparkThriftServer
-from spark_fixtures import list_jobs, new_server
+from spark_fixtures import job_group, list_jobs, new_server, running_jobs_of
 
 from floe_compute import (
     ConnectionFailedError,
@@ -273,27 +270,88 @@ def test_failed_login_is_a_connection_error_without_the_secret() -> None:
         server.cleanup()
 
 
-@pytest.mark.slow
-def test_fifty_million_rows_stream_in_flat_memory(spark_url: str) -> None:
-    """Peak RSS of a fresh process after 50M rows is within 1.2x of the figure after 5M rows."""
-    script = textwrap.dedent(
-        f"""
-        import resource, sys
-        from floe_compute import create_plugin
-        def rss(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        with create_plugin({spark_url!r}) as plugin:
-            seen, early = 0, None
-            with plugin.execute("SELECT id FROM range(0, 50000000, 1, 50)", batch_size=50_000) as result:
-                for batch in result.arrow_batches():
-                    seen += batch.num_rows
-                    if early is None and seen >= 5_000_000:
-                        early = rss()
-        print(seen, early, rss())
-        """
+def test_rows_stream_and_closing_early_stops_the_job(spark_server: SparkThriftServer, spark_url: str) -> None:
+    """10^10 rows: the first batches arrive while the server computes partition after partition,
+    and closing the result early stops the query's job. (Flat memory over 50M rows: `make bench`.)"""
+    query_id = f"stream-{uuid.uuid4().hex[:8]}"
+    sql = "SELECT id AS i FROM range(0, 10000000000, 1, 100000)"
+    with create_plugin(spark_url) as plugin:
+        with plugin.execute(sql, query_id=query_id, batch_size=1000) as result:
+            batches = result.arrow_batches()
+            first = [next(batches) for _ in range(3)]
+        assert [b.num_rows for b in first] == [1000, 1000, 1000]
+        assert first[2].column("i").to_pylist()[-1] == 2999
+        assert plugin.pool_stats().in_use == 0
+    wait_for(
+        lambda: all(j["status"] != "RUNNING" for j in jobs_of(spark_server, query_id)),
+        "the closed result's job to stop",
+        timeout=30,
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=1200
-    )
-    seen, early, peak = out.stdout.split()
-    assert int(seen) == 50_000_000
-    assert float(peak) <= 1.2 * float(early), f"peak RSS grew from {early} MiB to {peak} MiB"
+
+
+def run_in_thread(
+    plugin: Any, sql: str, query_id: str, timeout: float | None
+) -> tuple[threading.Thread, dict[str, BaseException]]:
+    outcome: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            plugin.execute(sql, query_id=query_id, timeout=timeout).fetchall()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)  # a stuck query must not hang pytest
+    thread.start()
+    return thread, outcome
+
+
+RACES = {  # each query's Spark work starts at a different point of the statement's life
+    "shuffle": ENDLESS_COUNT,  # a shuffle stage that adaptive execution submits while planning
+    "scan": "SELECT id FROM range(0, 1000000000000, 1, 2) WHERE id * 2 = -1",  # one job at fetch
+    "stream": "SELECT id AS i FROM range(0, 10000000000, 1, 100000)",  # a job per fetch
+}
+
+
+def test_a_cancel_at_any_moment_leaves_nothing_running(
+    spark_server: SparkThriftServer, spark_url: str
+) -> None:
+    """Cancels and deadlines land while Spark plans, starts or fetches the statement. Each query
+    ends at once for its caller, and none of their jobs is left running on the server (a job left
+    behind keeps both cores of local[2] busy, and every later query waits behind it)."""
+    run = uuid.uuid4().hex[:8]
+    delays = (0.0, 0.05, 0.15, 0.3, 0.6)
+    states: list[dict[str, Any]] = []  # what each query's cancel knew: its operation handle
+    with create_plugin(spark_url, pool={"size": 2, "max_overflow": 0}) as plugin:
+        plugin.execute("SELECT 1").close()  # the session is open and set up
+        begin_query = plugin.begin_query
+
+        def recording(connection: Any, context: Any) -> None:
+            states.append(context.engine_state)
+            begin_query(connection, context)
+
+        plugin.begin_query = recording  # type: ignore[method-assign]
+        for i, (kind, delay) in enumerate((k, d) for d in delays for k in RACES):
+            query_id = f"race-{run}-{kind}-{i}"
+            by_deadline = i % 2 == 1
+            timeout = delay + 0.01 if by_deadline else None
+            thread, outcome = run_in_thread(plugin, RACES[kind], query_id, timeout)
+            if not by_deadline:
+                wait_for(lambda qid=query_id: plugin._running.get(qid), "the query to start")
+                time.sleep(delay)  # the moment of the cancel, not a wait for an event
+                plugin.cancel_query(query_id)
+            thread.join(60)
+            assert not thread.is_alive(), f"{query_id}: the query's thread never ended"
+            expected = QueryTimeoutError if by_deadline else QueryCancelledError
+            assert isinstance(outcome.get("error"), expected), (query_id, outcome)
+        # operations cancelled while they executed are closed a few seconds later (late shuffle
+        # stages); then no job of these queries may be running
+        wait_for(lambda: not plugin._canceller._pending, "the cancelled operations to be closed", 30)
+        groups = {job_group(state["operation"]) for state in states if state.get("operation")}
+        wait_for(
+            lambda: not running_jobs_of(spark_server, groups),
+            "no job of the cancelled queries to be running",
+            timeout=30,
+        )
+        assert plugin.pool_stats().in_use == 0
+        with plugin.execute("SELECT count(*) FROM range(1000)", timeout=60) as result:
+            assert result.fetchall() == [(1000,)]

@@ -28,9 +28,18 @@ if TYPE_CHECKING:
 
 CANCEL_TIMEOUT_S = 2.0
 """How long a cancel request may block (the watchdog waits for it)."""
+SETTLE_S = 5.0
+"""How long an operation cancelled while it executed stays open before it is closed. Spark's
+cancel stops the statement's job group and interrupts its planning thread, but adaptive execution
+submits shuffle stages from other threads: a stage whose submission was under way still starts,
+after the cancel, in the same job group. Closing the operation cancels that group once more."""
+FETCH_START_S = 0.2
+"""A fetch younger than this may not have submitted its Spark job yet: closing the operation
+now would cancel nothing and the job would start after it. The watchdog repeats the cancel."""
 
 _State = ttypes.TOperationState
 _RUNNING = {_State.INITIALIZED_STATE, _State.RUNNING_STATE, _State.PENDING_STATE}
+_STOPPED = {_State.CANCELED_STATE, _State.TIMEDOUT_STATE}
 # "org.apache.hive...HiveSQLException: Error running query: [CLASS] org.apache...AnalysisException: ..."
 _WRAPPER = re.compile(
     r"^\s*(?:Error running query:|[\w$]+(?:\.[\w$]+)+(?:Exception|Error):"
@@ -44,6 +53,8 @@ class SparkConnection(hive.Connection):  # type: ignore[misc]
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sent: dict[str, str | None] = {}
+        self.canceller: Canceller | None = None
+        """Closes the operations of cancelled statements once they have settled."""
 
     def close(self) -> None:
         try:
@@ -59,8 +70,16 @@ class SparkCursor(hive.Cursor):  # type: ignore[misc]
     """Fetches a whole server batch per ``fetchmany`` (PyHive pops rows one at a time)."""
 
     arraysize: int
+    _operationHandle: Any
+    _floe_state: dict[str, Any] | None = None
 
     def _reset_state(self) -> None:
+        state, self._floe_state = self._floe_state, None
+        if state is not None and state.get("settle") and self._connection.canceller is not None:
+            # cancelled while executing: close later, when late shuffle stages have started
+            handle, self._operationHandle = self._operationHandle, None
+            if handle is not None:
+                self._connection.canceller.close_later(handle, SETTLE_S)
         with contextlib.suppress(hive_exc.OperationalError):  # its operation was closed by a cancel
             super()._reset_state()
 
@@ -75,7 +94,14 @@ class SparkCursor(hive.Cursor):  # type: ignore[misc]
             orientation=ttypes.TFetchOrientation.FETCH_NEXT,
             maxRows=self.arraysize,
         )
-        response = self._connection.client.FetchResults(request)
+        state = self._floe_state
+        if state is not None:  # a cancel now waits until this fetch's job has started
+            state["fetch_started"] = time.monotonic()
+        try:
+            response = self._connection.client.FetchResults(request)
+        finally:
+            if state is not None:
+                state["fetch_started"] = None
         hive._check_status(response)
         kinds = [column[1] for column in self.description]
         columns = [_values(c, k) for c, k in zip(response.results.columns, kinds, strict=True)]
@@ -109,9 +135,12 @@ class SparkCursor(hive.Cursor):  # type: ignore[misc]
 
     def _run(self, statement: str, parameters: Any, state: dict[str, Any]) -> None:
         self.execute(statement, parameters, async_=True)
+        self._floe_state = state
         with state_lock(state):
             state["operation"] = self._operationHandle
             cancelled = state.get("cancel_requested", False)
+            if cancelled:
+                state["settle"] = True
         if cancelled:  # cancel came before the server knew the statement: this thread sends it
             self.cancel()
         while True:
@@ -122,6 +151,8 @@ class SparkCursor(hive.Cursor):  # type: ignore[misc]
                     state["executed"] = True
                 return
             if status.operationState not in _RUNNING:
+                if status.operationState in _STOPPED:  # by us or by the server's own timeout
+                    state["settle"] = True
                 raise hive_exc.OperationalError(status)
             if time.monotonic() - started < 0.01:  # a server without long polling
                 time.sleep(0.05)
@@ -173,6 +204,13 @@ class FloeSparkDialect(HiveDialect):  # type: ignore[misc]
         return hive
 
     def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+        self._execute(cursor, statement, parameters, context)
+
+    def do_execute_no_params(self, cursor: Any, statement: str, context: Any = None) -> None:
+        # the core runs a string without parameters through here: it must be as cancellable
+        self._execute(cursor, statement, None, context)
+
+    def _execute(self, cursor: Any, statement: str, parameters: Any, context: Any) -> None:
         query: QueryContext | None = context.execution_options.get("floe_query") if context else None
         if query is None or query.cursor is not cursor or not isinstance(cursor, SparkCursor):
             with lost_as_operational_error():
@@ -232,6 +270,7 @@ class Canceller:
         self._connect = connect
         self._lock = threading.Lock()
         self._connection: SparkConnection | None = None
+        self._pending: dict[int, tuple[threading.Timer, Any]] = {}
 
     def open(self) -> None:
         """Open the session ahead of the first cancel, so a deadline is not overshot by a connect."""
@@ -261,6 +300,24 @@ class Canceller:
                     if attempt == 2:
                         raise
 
+    def close_later(self, handle: Any, delay: float) -> None:
+        """``CloseOperation`` for ``handle`` after ``delay`` seconds (or at :meth:`close`)."""
+        timer = threading.Timer(delay, self._close_operation, (handle,))
+        timer.daemon = True
+        with self._lock:
+            self._pending[id(timer)] = (timer, handle)
+        timer.start()
+
+    def _close_operation(self, handle: Any) -> None:
+        with self._lock:
+            for key, (_, pending) in list(self._pending.items()):
+                if pending is handle:
+                    del self._pending[key]
+            with contextlib.suppress(Exception):  # a restarted server has forgotten it anyway
+                if self._connection is None:
+                    self._connection = self._connect(read_timeout=CANCEL_TIMEOUT_S)
+                self._connection.client.CloseOperation(ttypes.TCloseOperationReq(operationHandle=handle))
+
     def _close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
@@ -270,6 +327,11 @@ class Canceller:
                 connection._transport.close()
 
     def close(self) -> None:
+        with self._lock:
+            pending = list(self._pending.values())
+        for timer, handle in pending:  # the plugin is going away: close them now
+            timer.cancel()
+            self._close_operation(handle)
         with self._lock:
             self._close()
 

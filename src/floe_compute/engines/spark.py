@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,6 +28,7 @@ from thrift.transport import TSocket, TTransport
 
 from floe_compute.config import ComputeConfig, parse_url
 from floe_compute.engines._spark_thrift import (
+    FETCH_START_S,
     LOST,
     Canceller,
     SparkConnection,
@@ -194,6 +196,7 @@ class SparkComputePlugin(ComputePlugin):
         connection = SparkConnection(
             thrift_transport=transport, username=config.username, database=config.database
         )
+        connection.canceller = self._canceller
         socket.setTimeout(None if read_timeout is None else read_timeout * 1000)
         return connection
 
@@ -251,6 +254,11 @@ class SparkComputePlugin(ComputePlugin):
                 state["cancel_requested"] = True
                 return
             executed = state.get("executed", False)
+            fetch_started = state.get("fetch_started")
+            if executed and fetch_started and time.monotonic() - fetch_started < FETCH_START_S:
+                return  # its job may not be submitted yet; the watchdog calls again shortly
+            if not executed:
+                state["settle"] = True
         self._canceller.cancel(handle, executed=executed)
 
     def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
