@@ -77,6 +77,8 @@ def databricks_overrides(server: SparkThriftServer, **overrides: Any) -> dict[st
         # stored rows: the server's query timeout and a cancel then stop it (with incremental collect
         # the jobs run during the fetches, where Spark ignores both)
         "session_configuration": {"spark.sql.thriftServer.incrementalCollect": "false"},
+        # a ping is a statement (five HTTP round trips): over 1 s on a loaded 2-core test machine
+        "health": {"slow_ping_ms": 5000},
         **overrides,
     }
 

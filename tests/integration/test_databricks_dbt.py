@@ -56,6 +56,6 @@ def test_dbt_debug_passes_with_the_generated_profile(
         check=False,
     )  # fmt: skip
     assert debug.returncode == 0, debug.stdout[-3000:] + debug.stderr[-3000:]
-    assert "Connection test: [OK connection ok]" in debug.stdout
+    assert "OK connection ok" in debug.stdout
     assert "All checks passed" in debug.stdout
     assert TOKEN not in debug.stdout + debug.stderr

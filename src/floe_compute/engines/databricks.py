@@ -326,7 +326,8 @@ class DatabricksComputePlugin(ComputePlugin):
 
         if not isinstance(exc, db_exc.Error):
             return None
-        message = server_message(str(exc)) or type(exc).__name__
+        text = getattr(exc, "message", None)  # str() fails when the server sent no message
+        message = server_message(text if isinstance(text, str) else "") or type(exc).__name__
         sqlstate = _SQLSTATE.search(message)
         if sqlstate and sqlstate.group(1) in _SQLSTATE_CLASSES:
             message += f" ({_SQLSTATE_CLASSES[sqlstate.group(1)]})"
