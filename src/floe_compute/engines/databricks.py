@@ -44,6 +44,7 @@ class DatabricksConfig(ComputeConfig):
     http_path: str | None = None
     """The warehouse's or cluster's HTTP path (``/sql/1.0/warehouses/<id>``)."""
     catalog: str | None = None
+    """The session's initial catalog (``catalog=`` in the URL)."""
     db_schema: str | None = Field(default=None, alias="schema")
     """The initial schema (``schema=`` in the URL and in overrides)."""
     access_token: SecretStr | None = None
@@ -51,6 +52,7 @@ class DatabricksConfig(ComputeConfig):
     client_id: str | None = None
     """OAuth machine-to-machine: the service principal's application id (with :attr:`client_secret`)."""
     client_secret: SecretStr | None = None
+    """OAuth machine-to-machine: the service principal's secret (never shown or logged)."""
     session_configuration: dict[str, str] = Field(default_factory=dict)
     """Session settings sent when a session opens (``STATEMENT_TIMEOUT``, ``ANSI_MODE``, ...)."""
     timeout_setting: str = "STATEMENT_TIMEOUT"
@@ -61,8 +63,11 @@ class DatabricksConfig(ComputeConfig):
     connection_uri: str | None = None
     """The full Thrift endpoint (``https://host:port/path``), instead of host + ``http_path``."""
     port: int | None = Field(default=None, ge=1, le=65535)
+    """The endpoint's port, when it is not 443."""
     tls_trusted_ca_file: str | None = None
+    """A CA bundle to trust for the endpoint's TLS certificate (a private or local endpoint)."""
     tls_no_verify: bool = False
+    """Skip TLS certificate checks (local endpoints only)."""
     socket_timeout: float | None = Field(default=None, gt=0)
     """Seconds the connector waits on one HTTP request; default: the connector's own."""
     dbt_token_env: str = "DATABRICKS_TOKEN"
