@@ -88,3 +88,44 @@ def test_a_shared_server_stops_when_its_only_user_is_killed(name: str, tmp_path:
             user.wait()
         if "server_pid" in locals() and process_identity(server_pid) is not None:
             os.killpg(server_pid, signal.SIGKILL)  # only when the test failed: leave nothing
+
+
+@pytest.mark.slow
+def test_the_server_lives_while_any_user_does_and_stops_with_the_last(tmp_path: Path) -> None:
+    require_installed("fakesnow")
+    from fixtures.snowflake import shared_server
+
+    directory = tmp_path / "run"
+    user_code = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        from fixtures.snowflake import shared_server
+        with shared_server(Path({str(directory)!r})) as server:
+            print(server.pid, flush=True)
+            sys.stdin.readline()  # until the test says so
+        """
+    )
+    other = subprocess.Popen(
+        [sys.executable, "-c", user_code],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert other.stdin is not None and other.stdout is not None
+    try:
+        server_pid = int(other.stdout.readline())
+        with shared_server(directory) as server:
+            assert server.pid == server_pid  # the same server, not a second one
+            other.stdin.write("\n")
+            other.stdin.flush()
+            assert other.wait(60) == 0
+            assert server.running  # the other user left; this one still uses it
+        # the last user out stops it before leaving
+        assert process_identity(server_pid) is None
+    finally:
+        if other.poll() is None:
+            other.kill()
+            other.wait()
