@@ -21,7 +21,7 @@ import math
 import re
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 import google.auth
 import google.auth.exceptions
@@ -55,15 +55,12 @@ __all__ = ["BigQueryComputePlugin", "BigQueryConfig", "BigQueryLimits", "job_lab
 
 log = logging.getLogger("floe_compute")
 
-T = TypeVar("T")
 SCOPES = ("https://www.googleapis.com/auth/bigquery",)
 CANCEL_TIMEOUT_S = 10.0
 """How long the background ``jobs.cancel`` request may take; nobody waits for it."""
 _URL_KEYS = {"location", "credentials_path", "priority", "api_endpoint"}
 _UNSUPPORTED_LIMITS = ("memory_limit", "threads", "temp_directory", "max_temp_directory_size")
 _LABEL_BAD = re.compile(r"[^a-z0-9_-]+")
-_QUOTED_PARAMETER = re.compile(r"@`([A-Za-z_][A-Za-z0-9_]*)`")
-_JOB_ID_BAD = re.compile(r"[^A-Za-z0-9_-]+")
 # BigQuery's documented error reasons (ErrorProto.reason) and what the caller gets for them
 _RESOURCE_REASONS = {"bytesBilledLimitExceeded", "billingTierLimitExceeded", "resourcesExceeded"}
 _RESOURCE_REASONS |= {"responseTooLarge", "quotaExceeded", "rateLimitExceeded"}
@@ -293,11 +290,12 @@ class BigQueryComputePlugin(ComputePlugin):
             woken.set()
         if send:
             threading.Thread(
-                target=self._cancel_job, args=(job_id,), name="floe-bigquery-cancel", daemon=True
+                target=self._cancel_job, args=(state, job_id), name="floe-bigquery-cancel", daemon=True
             ).start()
 
-    def _cancel_job(self, job_id: str) -> None:
-        """``jobs.cancel``; a job that already ended or never started is fine."""
+    def _cancel_job(self, state: dict[str, Any], job_id: str) -> None:
+        """``jobs.cancel``; a job that already ended or never started is fine. A request that
+        failed is sent again by the next cancel() (the watchdog repeats it)."""
         try:
             self.client.cancel_job(
                 job_id,
@@ -305,8 +303,13 @@ class BigQueryComputePlugin(ComputePlugin):
                 retry=None,  # type: ignore[arg-type]  # one attempt: a later cancel() may try again
                 timeout=CANCEL_TIMEOUT_S,
             )
+        except api_exceptions.NotFound:
+            pass  # the job never started: nothing to stop
         except Exception as exc:
             log.debug("bigquery: jobs.cancel %s: %s", job_id, type(exc).__name__)
+            with state["lock"]:
+                if state.get("cancel_sent") == job_id:
+                    state["cancel_sent"] = None
 
     def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
         if not isinstance(dbapi_cursor, JobCursor) or dbapi_cursor.description is None:
