@@ -20,6 +20,7 @@ import logging
 import math
 import re
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -58,6 +59,8 @@ log = logging.getLogger("floe_compute")
 SCOPES = ("https://www.googleapis.com/auth/bigquery",)
 CANCEL_TIMEOUT_S = 10.0
 """How long the background ``jobs.cancel`` request may take; nobody waits for it."""
+CANCEL_RETRY_PAUSES_S = (0.5, 2.0)
+"""Pauses before sending a failed ``jobs.cancel`` again."""
 _URL_KEYS = {"location", "credentials_path", "priority", "api_endpoint"}
 _UNSUPPORTED_LIMITS = ("memory_limit", "threads", "temp_directory", "max_temp_directory_size")
 _LABEL_BAD = re.compile(r"[^a-z0-9_-]+")
@@ -290,26 +293,31 @@ class BigQueryComputePlugin(ComputePlugin):
             woken.set()
         if send:
             threading.Thread(
-                target=self._cancel_job, args=(state, job_id), name="floe-bigquery-cancel", daemon=True
+                target=self._cancel_job, args=(job_id,), name="floe-bigquery-cancel", daemon=True
             ).start()
 
-    def _cancel_job(self, state: dict[str, Any], job_id: str) -> None:
-        """``jobs.cancel``; a job that already ended or never started is fine. A request that
-        failed is sent again by the next cancel() (the watchdog repeats it)."""
-        try:
-            self.client.cancel_job(
-                job_id,
-                location=self.config.location,
-                retry=None,  # type: ignore[arg-type]  # one attempt: a later cancel() may try again
-                timeout=CANCEL_TIMEOUT_S,
-            )
-        except api_exceptions.NotFound:
-            pass  # the job never started: nothing to stop
-        except Exception as exc:
-            log.debug("bigquery: jobs.cancel %s: %s", job_id, type(exc).__name__)
-            with state["lock"]:
-                if state.get("cancel_sent") == job_id:
-                    state["cancel_sent"] = None
+    def _cancel_job(self, job_id: str) -> None:
+        """``jobs.cancel``, tried again after a failed request (the query's caller has already
+        been woken, so nobody else will ask again); a job that already ended is fine."""
+        for attempt, pause in enumerate((*CANCEL_RETRY_PAUSES_S, None), start=1):
+            try:
+                self.client.cancel_job(
+                    job_id,
+                    location=self.config.location,
+                    retry=None,  # type: ignore[arg-type]  # our own, fewer, retries
+                    timeout=CANCEL_TIMEOUT_S,
+                )
+                return
+            except api_exceptions.NotFound:
+                return  # the job never started: nothing to stop
+            except Exception as exc:
+                log.debug("bigquery: jobs.cancel %s (attempt %d): %s", job_id, attempt, type(exc).__name__)
+                if pause is None:
+                    log.warning(
+                        "bigquery: jobs.cancel %s failed %d times; the job may still run", job_id, attempt
+                    )
+                    return
+                time.sleep(pause)
 
     def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
         if not isinstance(dbapi_cursor, JobCursor) or dbapi_cursor.description is None:
