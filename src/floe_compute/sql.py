@@ -55,7 +55,7 @@ _DIALECTS = {
     "mysql": "mysql",
     "sqlite": "sqlite",
 }
-_BACKSLASH_ESCAPES = frozenset({"bigquery", "spark", "databricks", "hive", "mysql"})
+_BACKSLASH_ESCAPES = frozenset({"bigquery", "snowflake", "spark", "databricks", "hive", "mysql"})
 _BACKTICKS = frozenset({"bigquery", "spark", "databricks", "hive", "mysql"})
 
 
