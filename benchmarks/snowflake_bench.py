@@ -9,8 +9,8 @@ after its deadline a timed-out query returns. Against the fakesnow emulator (``m
 2. A query that Snowflake would hold (played by the recording proxy, as in the tests) with a
    0.2 s timeout, repeatedly: how long after the deadline the abort-request reaches "Snowflake"
    (the proxy), and how long until ``QueryTimeoutError`` reaches the caller (the abort-request,
-   Snowflake's 000604 reply to the held query, then the core's ROLLBACK round trip, which the
-   emulator answers slowly). Target: the error within 100 ms of the deadline (p95).
+   Snowflake's 000604 reply to the held query, then the core's ROLLBACK round trip). Target: the
+   error within 100 ms of the deadline (p95).
 
 Skips (exit 0, with a message) when the emulator's tool environment is missing.
 """

@@ -155,6 +155,8 @@ class ComputePlugin(abc.ABC):
     config_class: ClassVar[type[ComputeConfig]] = ComputeConfig
     db_system: ClassVar[str]
     """The OpenTelemetry ``db.system.name``."""
+    sql_dialect: ClassVar[str | None] = None
+    """sqlglot's name for the engine's SQL (quoting, escapes, placeholders); None reads generic SQL."""
     default_pre_ping: ClassVar[bool] = True
     default_batch_size: ClassVar[int] = 10_000
 
@@ -410,7 +412,7 @@ class ComputePlugin(abc.ABC):
             return select(sql.next_value())
         if not isinstance(sql, str):
             return sql
-        if not self.runs_scripts and (count := statement_count(sql, self.db_system)) > 1:
+        if not self.runs_scripts and (count := statement_count(sql, self.sql_dialect)) > 1:
             raise QueryError(
                 f"{self.name}: query {context.query_id} ({context.summary}): the string holds "
                 f"{count} statements; run them one at a time ({self.name} runs one statement per "
@@ -419,7 +421,7 @@ class ComputePlugin(abc.ABC):
                 query_id=context.query_id,
                 statement=context.summary,
             )
-        return text(bindable_text(sql, self.db_system)) if params else sql
+        return text(bindable_text(sql, self.sql_dialect)) if params else sql
 
     def _new_query(
         self,
@@ -439,8 +441,8 @@ class ComputePlugin(abc.ABC):
         sql_text = sql if isinstance(sql, str) else str(sql)
         context = QueryContext(
             query_id=query_id or f"q-{uuid.uuid4().hex[:16]}",
-            summary=summarize(sql_text, self.db_system),
-            operation=operation_name(sql_text, self.db_system),
+            summary=summarize(sql_text, self.sql_dialect),
+            operation=operation_name(sql_text, self.sql_dialect),
             timeout=timeout,
             max_rows=self._config.limits.max_result_rows,
             tags=_check_tags(tags),

@@ -28,6 +28,7 @@ from floe_compute import (
     ResourceLimitError,
     create_plugin,
 )
+from floe_compute.testing.threads import run_in_thread
 
 pytest_plugins = ["bigquery_fixtures"]
 pytestmark = bigquery_tests
@@ -47,21 +48,6 @@ def gate() -> Any:
     event = threading.Event()
     yield event
     event.set()
-
-
-def run_in_thread(call: Any) -> tuple[threading.Thread, dict[str, Any]]:
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = call()
-        except BaseException as exc:
-            outcome["error"] = exc
-        outcome["ended"] = time.monotonic()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, outcome
 
 
 # -- the job request -------------------------------------------------------------------------
@@ -132,13 +118,13 @@ def test_cancel_query_stops_a_blocked_execute_and_cancels_the_job(
 ) -> None:
     bq_proxy.delay(is_insert_of("held_job"), until=gate, forward_first=True)
     with create_plugin(bq_url, api_endpoint=bq_proxy.url) as bq:
-        thread, outcome = run_in_thread(lambda: bq.execute("SELECT 1 AS held_job", query_id="stop-me"))
+        outcome = run_in_thread(lambda: bq.execute("SELECT 1 AS held_job", query_id="stop-me"))
         insert = bq_proxy.wait_for(is_insert_of("held_job"), timeout=30)
         cancelled = time.monotonic()
         assert bq.cancel_query("stop-me") is True
-        thread.join(30)
-        assert isinstance(outcome.get("error"), QueryCancelledError), outcome
-        assert outcome["ended"] - cancelled < DEADLINE_SLACK_S
+        outcome.join()
+        assert isinstance(outcome.error, QueryCancelledError), outcome
+        assert outcome.ended is not None and outcome.ended - cancelled < DEADLINE_SLACK_S
         job_id = insert.json["jobReference"]["jobId"]
         bq_proxy.wait_for(lambda x: x.path.endswith(f"/jobs/{job_id}/cancel"))
         assert bq.running_queries() == []
@@ -331,6 +317,16 @@ def test_sql_errors_are_not_swallowed(bq_url: str, bq_emulator: Any) -> None:
             bq.execute("SELECT * FROM no_such_table")
         with pytest.raises(pd.errors.DatabaseError, match="no_such_table"):  # pandas wraps it
             pd.read_sql("SELECT * FROM no_such_table", bq.engine)
+
+
+def test_statements_are_read_as_bigquery_sql(bq_url: str, bq_emulator: Any) -> None:
+    """A semicolon or a colon inside a backtick-quoted name is part of the name, not a second
+    statement or a parameter."""
+    with create_plugin(bq_url, api_endpoint=bq_emulator.url) as bq:
+        with bq.execute("SELECT 1 AS `a;b`") as result:
+            assert (result.columns, result.fetchall()) == (["a;b"], [(1,)])
+        with bq.execute("SELECT :n AS `x:y`", {"n": 2}) as result:
+            assert result.fetchall() == [(2,)]
 
 
 def test_sqlalchemy_tooling_on_the_emulator(bq_url: str, bq_emulator: Any) -> None:

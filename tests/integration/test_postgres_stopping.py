@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from floe_compute import ComputePlugin, QueryCancelledError, create_plugin
+from floe_compute.testing.threads import run_in_thread
 
 pytest_plugins = ["postgres_fixtures"]
 pytestmark = pytest.mark.postgres
@@ -43,46 +42,28 @@ def wait_active(plugin: ComputePlugin, needle: str) -> str:
         time.sleep(0.02)
 
 
-def run_in_thread(call: Any) -> tuple[threading.Thread, list[BaseException]]:
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            call()
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, errors
-
-
 def test_tags_reach_pg_stat_activity_as_a_sqlcommenter_comment(pg_url: str) -> None:
     with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}) as plugin:
         tags = {"dag": "nightly", "team": "growth", "owner": "a b/c'd"}
-        thread, errors = run_in_thread(
-            lambda: plugin.execute("SELECT pg_sleep(30)", query_id="tagged", tags=tags)
-        )
+        outcome = run_in_thread(lambda: plugin.execute("SELECT pg_sleep(30)", query_id="tagged", tags=tags))
         # a streamed query runs in its FETCH: that is the statement the server shows meanwhile
         statement = wait_active(plugin, "dag='nightly'")
         assert statement.endswith("/*dag='nightly',owner='a%20b%2Fc%27d',team='growth'*/")
         assert plugin.cancel_query("tagged") is True
-        thread.join(10)
-        assert [type(e) for e in errors] == [QueryCancelledError]
+        assert isinstance(outcome.join().error, QueryCancelledError), outcome
 
 
 def test_cancel_query_stops_pg_sleep_on_the_server(pg_url: str) -> None:
     with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}) as plugin:
-        thread, errors = run_in_thread(
+        outcome = run_in_thread(
             lambda: plugin.execute("SELECT pg_sleep(30)", query_id="sleepy", tags={"test": "sleepy"})
         )
         wait_active(plugin, "test='sleepy'")
         cancelled = time.monotonic()
         assert plugin.cancel_query("sleepy") is True
-        thread.join(10)
-        assert time.monotonic() - cancelled < 1.0
-        [error] = errors
-        assert isinstance(error, QueryCancelledError)
+        error = outcome.join().error
+        assert outcome.ended is not None and outcome.ended - cancelled < 1.0
+        assert isinstance(error, QueryCancelledError), outcome
         assert error.query_id == "sleepy"
         assert not [s for s, _ in server_activity(plugin, "test='sleepy'") if s == "active"]
         assert plugin.pool_stats().in_use == 0

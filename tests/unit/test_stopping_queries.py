@@ -134,8 +134,9 @@ def test_ctrl_c_in_the_main_thread_stops_the_query(tmp_path: Path) -> None:
 def test_event_loop_keeps_ticking_while_queries_run() -> None:
     """Blocking driver calls run on worker threads: a heartbeat on the loop never stalls 50 ms.
 
-    A gap also includes time the OS gave to other processes (this box is shared), so the run is
-    repeated up to three times: a library call that blocked the loop would show in every run.
+    A gap also includes time the OS gave to other processes (this box is shared; a Spark server
+    may be planning next door), so the run is repeated up to five times: a library call that
+    blocked the loop would show in every run.
     """
 
     async def main() -> tuple[int, float]:
@@ -166,7 +167,7 @@ def test_event_loop_keeps_ticking_while_queries_run() -> None:
         return during_query, max(b - a for a, b in itertools.pairwise(ticks))
 
     widest = []
-    for _ in range(3):
+    for _ in range(5):
         during_query, gap = asyncio.run(main())
         assert during_query >= 20  # ticking every ~10 ms while the query ran
         widest.append(gap)

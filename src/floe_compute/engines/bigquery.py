@@ -203,6 +203,7 @@ class BigQueryComputePlugin(ComputePlugin):
     schemes = ("bigquery",)
     config_class = BigQueryConfig
     db_system = "gcp.bigquery"
+    sql_dialect = "bigquery"
     default_pre_ping = False  # a ping is a query job: billed, and slow
     default_batch_size = 10_000
 

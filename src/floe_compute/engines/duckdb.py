@@ -179,6 +179,7 @@ class DuckDBComputePlugin(ComputePlugin):
     schemes = ("duckdb",)
     config_class = DuckDBConfig
     db_system = "duckdb"
+    sql_dialect = "duckdb"
     default_pre_ping = False  # an embedded database cannot drop its connections
     runs_scripts = True  # DuckDB runs every statement of a string and returns the last one's rows
     default_batch_size = 10_000

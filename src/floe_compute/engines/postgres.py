@@ -229,6 +229,7 @@ class PostgresComputePlugin(ComputePlugin):
     schemes = ("postgresql",)
     config_class = PostgresConfig
     db_system = "postgresql"
+    sql_dialect = "postgres"
     default_batch_size = 10_000
 
     @property

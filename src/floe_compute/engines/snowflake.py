@@ -230,6 +230,7 @@ class SnowflakeComputePlugin(ComputePlugin):
     schemes = ("snowflake",)
     config_class = SnowflakeConfig
     db_system = "snowflake"
+    sql_dialect = "snowflake"
     default_batch_size = 10_000
     # a session is a token over HTTPS, not a socket that dies: no ping (a warehouse round trip) per
     # checkout; sessions are recycled before Snowflake's 4-hour idle expiry instead

@@ -26,6 +26,7 @@ from floe_compute import (
     QueryTimeoutError,
     ResourceLimitError,
 )
+from floe_compute.testing.threads import run_in_thread, wait_until_listed
 
 Factory = Callable[..., ComputePlugin]
 
@@ -39,6 +40,9 @@ class ComputePluginContract:
     slow_query = "SELECT count(*) FROM range(10000000000)"
     #: Seconds within which a cancelled query must have let go of its connection.
     cancel_grace = 2.0
+    #: A deadline that passes after ``execute()`` returned and before the rows are read: longer for
+    #: engines whose statements take longer than this to start on a loaded machine.
+    late_deadline = 0.2
 
     def series_query(self, n: int) -> str:
         """``n`` rows: an integer ``i`` from 0 and a text ``label``."""
@@ -379,41 +383,21 @@ class ComputePluginContract:
         assert plugin.cancel_query(result.query_id) is False
         assert plugin.cancel_query("never-ran") is False
 
-    def _run_in_thread(self, call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
-        outcome: dict[str, Any] = {}
-
-        def run() -> None:
-            try:
-                outcome["value"] = call()
-            except BaseException as exc:
-                outcome["error"] = exc
-            outcome["ended"] = time.monotonic()
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        return thread, outcome
-
-    def _wait_until_listed(self, plugin: ComputePlugin, query_id: str) -> None:
-        deadline = time.monotonic() + 30
-        while query_id not in {q.query_id for q in plugin.running_queries()}:
-            assert time.monotonic() < deadline, f"{query_id} never showed as running"
-            time.sleep(0.005)
-
     def test_cancel_query_while_execute_is_blocked(self, make_plugin: Factory) -> None:
         plugin = make_plugin(pool={"size": 1, "max_overflow": 0})
-        thread, outcome = self._run_in_thread(
+        outcome = run_in_thread(
             lambda: plugin.execute(
                 self.slow_query, query_id="contract-stop-me", tags={"contract_query": "contract-stop-me"}
             ).fetchall()
         )
-        self._wait_until_listed(plugin, "contract-stop-me")
+        wait_until_listed(plugin, "contract-stop-me")
         self.wait_until_running_on_engine(plugin, "contract-stop-me")
         cancelled_at = time.monotonic()
         assert plugin.cancel_query("contract-stop-me") is True
-        thread.join(30)
-        assert isinstance(outcome.get("error"), QueryCancelledError), outcome
-        assert outcome["error"].query_id == "contract-stop-me"
-        assert outcome["ended"] - cancelled_at < self.cancel_grace
+        outcome.join()
+        assert isinstance(outcome.error, QueryCancelledError), outcome
+        assert outcome.error.query_id == "contract-stop-me"
+        assert outcome.ended is not None and outcome.ended - cancelled_at < self.cancel_grace
         assert plugin.cancel_query("contract-stop-me") is False
         assert plugin.running_queries() == []
         assert plugin.pool_stats().in_use == 0
@@ -429,14 +413,14 @@ class ComputePluginContract:
         plugin = make_plugin(pool={"size": 1, "max_overflow": 0, "timeout": 60})
         plugin.execute("CREATE TABLE contract_never (id INTEGER)").close()
         held = plugin.execute(self.series_query(100))  # the only connection
-        thread, outcome = self._run_in_thread(
+        outcome = run_in_thread(
             lambda: plugin.execute("INSERT INTO contract_never VALUES (1)", query_id="contract-early")
         )
-        self._wait_until_listed(plugin, "contract-early")
+        wait_until_listed(plugin, "contract-early")
         assert plugin.cancel_query("contract-early") is True
-        thread.join(30)
-        assert isinstance(outcome.get("error"), QueryCancelledError), outcome
-        assert "before it started" in str(outcome["error"])
+        outcome.join()
+        assert isinstance(outcome.error, QueryCancelledError), outcome
+        assert "before it started" in str(outcome.error)
         held.close()
         with plugin.execute("SELECT count(*) FROM contract_never") as result:
             assert result.fetchall() == [(0,)]
@@ -458,7 +442,7 @@ class ComputePluginContract:
     def test_a_deadline_that_passes_between_fetches_claims_no_engine_cancel(
         self, plugin: ComputePlugin
     ) -> None:
-        result = plugin.execute(self.series_query(10), timeout=0.2, query_id="contract-late")
+        result = plugin.execute(self.series_query(10), timeout=self.late_deadline, query_id="contract-late")
         deadline = time.monotonic() + 30
         while plugin.running_queries():  # a stopped query is no longer listed: the deadline passed
             assert time.monotonic() < deadline
@@ -549,15 +533,13 @@ class ComputePluginContract:
 
     def test_disconnect_cancels_running_queries(self, make_plugin: Factory) -> None:
         plugin = make_plugin()
-        thread, outcome = self._run_in_thread(
-            lambda: plugin.execute(self.slow_query, query_id="contract-bye").fetchall()
-        )
-        self._wait_until_listed(plugin, "contract-bye")
+        outcome = run_in_thread(lambda: plugin.execute(self.slow_query, query_id="contract-bye").fetchall())
+        wait_until_listed(plugin, "contract-bye")
         started = time.monotonic()
         plugin.disconnect()
         assert time.monotonic() - started < self.cancel_grace
-        thread.join(30)
-        assert isinstance(outcome.get("error"), QueryCancelledError), outcome
+        outcome.join()
+        assert isinstance(outcome.error, QueryCancelledError), outcome
 
     # -- asyncio ----------------------------------------------------------------------------
 
