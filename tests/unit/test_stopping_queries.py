@@ -123,7 +123,7 @@ def test_ctrl_c_in_the_main_thread_stops_the_query(tmp_path: Path) -> None:
     rest, stderr = proc.communicate(timeout=60)
     assert line == "interrupted QueryCancelledError", stderr
     assert stopped < 1.0
-    assert rest.strip() == "next [(1,)] []"
+    assert rest.strip() == "next [(1,)] []", stderr
     assert proc.returncode == 0, stderr
 
 
