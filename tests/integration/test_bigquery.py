@@ -130,6 +130,26 @@ def test_cancel_query_stops_a_blocked_execute_and_cancels_the_job(
         assert bq.running_queries() == []
 
 
+def test_a_failed_job_cancel_is_sent_again(
+    bq_url: str, bq_proxy: RecordingProxy, gate: threading.Event
+) -> None:
+    """The caller is woken at once, so nobody else would ask again: the plugin retries itself."""
+    bq_proxy.delay(is_insert_of("held_job"), until=gate, forward_first=True)
+    unavailable = bq_error(503, "UNAVAILABLE", "backendError", "try again")
+    bq_proxy.inject(lambda x: x.path.endswith("/cancel"), status=503, body=unavailable, times=1)
+    with create_plugin(bq_url, api_endpoint=bq_proxy.url) as bq:
+        outcome = run_in_thread(lambda: bq.execute("SELECT 1 AS held_job", query_id="stop-me"))
+        insert = bq_proxy.wait_for(is_insert_of("held_job"), timeout=30)
+        assert bq.cancel_query("stop-me") is True
+        assert isinstance(outcome.join().error, QueryCancelledError), outcome
+        path = f"/bigquery/v2/projects/{PROJECT}/jobs/{insert.json['jobReference']['jobId']}/cancel"
+        deadline = time.monotonic() + 30
+        while len(sent := [x for x in bq_proxy.exchanges if x.path == path]) < 2:
+            assert time.monotonic() < deadline, f"jobs.cancel sent {len(sent)} time(s), not again"
+            time.sleep(0.05)
+        assert sent[0].status == 503  # the first failed; the second went out on its own
+
+
 def test_a_held_page_ends_in_the_deadline(
     bq_url: str, bq_proxy: RecordingProxy, gate: threading.Event
 ) -> None:

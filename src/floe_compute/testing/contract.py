@@ -513,6 +513,29 @@ class ComputePluginContract:
         with plugin.execute("SELECT id FROM contract_rollback") as result:
             assert result.fetchall() == [(2,)]
 
+    def test_a_write_is_committed_when_closed_after_its_deadline(self, plugin: ComputePlugin) -> None:
+        """The deadline bounds the work on the engine: a write that finished is not lost because
+        the caller's block took longer than its timeout."""
+        plugin.execute("CREATE TABLE contract_late_write (id INTEGER)").close()
+        with plugin.execute("INSERT INTO contract_late_write VALUES (1)", timeout=0.2) as result:
+            deadline = result.handle.deadline
+            assert deadline is not None
+            while time.monotonic() < deadline + 0.2:  # the deadline passes while the block runs
+                time.sleep(0.02)
+        with plugin.execute("SELECT count(*) FROM contract_late_write") as result:
+            assert result.fetchall() == [(1,)]
+
+    def test_a_dropped_write_is_rolled_back(self, plugin: ComputePlugin) -> None:
+        """Nobody closed it (the code holding it may have failed): nothing is committed."""
+        plugin.execute("CREATE TABLE contract_dropped (id INTEGER)").close()
+        result = plugin.execute("INSERT INTO contract_dropped VALUES (1)")
+        with pytest.warns(ResourceWarning, match="rolled back"):
+            del result
+            gc.collect()
+        assert plugin.pool_stats().in_use == 0
+        with plugin.execute("SELECT count(*) FROM contract_dropped") as result:
+            assert result.fetchall() == [(0,)]
+
     def test_dropped_result_is_released_even_when_warnings_are_errors(self, plugin: ComputePlugin) -> None:
         result = plugin.execute(self.series_query(100_000))
         result.fetchone()
@@ -565,6 +588,35 @@ class ComputePluginContract:
 
         asyncio.run(main())
         assert plugin.pool_stats().in_use == 0
+
+    def test_async_reads_after_fetchone_lose_no_row(self, plugin: ComputePlugin) -> None:
+        async def main() -> None:
+            result = await plugin.aexecute(self.series_query(10), batch_size=4)
+            assert await result.fetchone() == (0, "row 0")
+            table = await result.to_arrow()
+            assert table.column("i").to_pylist() == list(range(1, 10))
+            assert result.rowcount == 10
+            result = await plugin.aexecute(self.series_query(10), batch_size=4)
+            assert await result.fetchone() == (0, "row 0")
+            batches = [batch async for batch in result.arrow_batches(3)]
+            assert [i for batch in batches for i in batch.column("i").to_pylist()] == list(range(1, 10))
+
+        asyncio.run(main())
+        assert plugin.pool_stats().in_use == 0
+
+    def test_async_more_queries_than_connections(self, make_plugin: Factory) -> None:
+        """Coroutines waiting for a connection never hold up the reads that would free one."""
+        plugin = make_plugin(pool={"size": 1, "max_overflow": 0, "timeout": 10})
+
+        async def one(n: int) -> int:
+            async with plugin.aexecute(self.series_query(n), batch_size=2) as result:
+                return len([row async for row in result])
+
+        async def main() -> list[int]:
+            return list(await asyncio.gather(*(one(n) for n in (5, 6, 7, 8))))
+
+        assert asyncio.run(main()) == [5, 6, 7, 8]
+        assert plugin.pool_stats().timeouts == 0
 
     def test_async_timeout_limits_and_errors_as_blocking(self, make_plugin: Factory) -> None:
         plugin = make_plugin(limits={"max_result_rows": 5})
