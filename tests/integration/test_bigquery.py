@@ -33,7 +33,9 @@ from floe_compute.testing.threads import run_in_thread
 pytest_plugins = ["bigquery_fixtures"]
 pytestmark = bigquery_tests
 
-DEADLINE_SLACK_S = 0.1
+HANG_S = 5.0
+"""How long after its deadline or cancel a query may take to end here before the test calls it a
+hang. Not a speed target: ``make bench`` measures how soon (benchmarks/bigquery_bench.py)."""
 
 
 def bq_error(code: int, status: str, reason: str, message: str) -> dict[str, Any]:
@@ -102,7 +104,7 @@ def test_timeout_ends_a_running_job_and_cancels_it(
         with pytest.raises(QueryTimeoutError) as caught:
             bq.execute("SELECT 1 AS held_job", timeout=0.5, query_id="held-1")
         ended = time.monotonic()
-        assert 0.5 <= ended - started < 0.5 + DEADLINE_SLACK_S
+        assert 0.5 <= ended - started < 0.5 + HANG_S
         assert caught.value.query_id == "held-1"
         job_id = job_inserts(bq_proxy)[0].json["jobReference"]["jobId"]
         cancel = bq_proxy.wait_for(lambda x: x.method == "POST" and x.path.endswith("/cancel"))
@@ -124,7 +126,7 @@ def test_cancel_query_stops_a_blocked_execute_and_cancels_the_job(
         assert bq.cancel_query("stop-me") is True
         outcome.join()
         assert isinstance(outcome.error, QueryCancelledError), outcome
-        assert outcome.ended is not None and outcome.ended - cancelled < DEADLINE_SLACK_S
+        assert outcome.ended is not None and outcome.ended - cancelled < HANG_S
         job_id = insert.json["jobReference"]["jobId"]
         bq_proxy.wait_for(lambda x: x.path.endswith(f"/jobs/{job_id}/cancel"))
         assert bq.running_queries() == []
@@ -161,7 +163,7 @@ def test_a_held_page_ends_in_the_deadline(
         assert len(result.fetchmany(100)) == 100
         with pytest.raises(QueryTimeoutError):
             result.fetchall()
-        assert time.monotonic() - deadline < DEADLINE_SLACK_S
+        assert time.monotonic() - deadline < HANG_S
         assert bq.pool_stats().in_use == 0
 
 
