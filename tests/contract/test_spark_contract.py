@@ -34,6 +34,11 @@ class TestSpark(ComputePluginContract):
         # many small partitions: the first rows arrive after one partition, not after all of them
         return "SELECT id AS i FROM range(0, 10000000000, 1, 100000)"
 
+    def secret_overrides(self) -> dict[str, Any]:
+        """A password needs ``auth="LDAP"`` or ``"CUSTOM"``; the test server (authentication NONE)
+        takes any password over the same PLAIN SASL exchange, so the plugin really logs in with it."""
+        return {"auth": "LDAP", "password": self.secret}
+
     @pytest.fixture
     def compute_factory(self, spark_url: str) -> Any:
         def make(**overrides: Any) -> ComputePlugin:
