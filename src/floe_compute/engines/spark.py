@@ -151,6 +151,7 @@ class SparkComputePlugin(ComputePlugin):
     schemes = ("spark",)
     config_class = SparkConfig
     db_system = "spark_sql"
+    sql_dialect = "spark"
     default_batch_size = 10_000
 
     def __init__(self, config: ComputeConfig) -> None:
