@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from typing import Any
 
@@ -83,6 +84,35 @@ class TestSpark(ComputePluginContract):
             pass
         with plugin.execute("SELECT id FROM contract_rollback ORDER BY id") as result:
             assert result.fetchall() == [(1,), (2,)]  # shared test: [(2,)]
+
+    def test_pool_stats_exact_under_concurrency(self, make_plugin: Any) -> None:
+        """The shared test with 10 statements per thread instead of 200: each statement is four
+        Thrift round trips (execute, status, fetch, close) to a JVM that shares two cores with the
+        suite, ~0.2-0.5 s each under load, so 1600 of them took over the 300 s test timeout. Eight
+        threads on a pool of four still wait for each other on every checkout."""
+        plugin = make_plugin(pool={"size": 4, "max_overflow": 0, "timeout": 120})
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                for _ in range(10):
+                    with plugin.execute("SELECT 1") as result:
+                        result.fetchall()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        stats = plugin.pool_stats()
+        assert stats.checkouts == 80  # shared test: 1600
+        assert stats.in_use == 0
+        assert stats.waiting == 0
+        assert stats.connects <= 4
+        assert stats.max == 4
 
     @pytest.fixture(autouse=True)
     def _keep_server(self, spark_server: Any) -> None:
