@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import threading
 import time
 from typing import Any
@@ -113,6 +114,19 @@ class TestSpark(ComputePluginContract):
         assert stats.waiting == 0
         assert stats.connects <= 4
         assert stats.max == 4
+
+    def test_a_dropped_write_is_rolled_back(self, plugin: ComputePlugin) -> None:
+        """The shared test with Spark's difference (no transactions: the INSERT was written when
+        it ran, so the row stays). What still holds: the dropped result warns and its connection
+        goes back to the pool."""
+        plugin.execute("CREATE TABLE contract_dropped (id INTEGER)").close()
+        result = plugin.execute("INSERT INTO contract_dropped VALUES (1)")
+        with pytest.warns(ResourceWarning, match="rolled back"):
+            del result
+            gc.collect()
+        assert plugin.pool_stats().in_use == 0
+        with plugin.execute("SELECT count(*) FROM contract_dropped") as result:
+            assert result.fetchall() == [(1,)]  # shared test: [(0,)]
 
     @pytest.fixture(autouse=True)
     def _keep_server(self, spark_server: Any) -> None:
