@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import threading
 import time
 from typing import Any
@@ -22,6 +21,8 @@ class TestSpark(ComputePluginContract):
     # A statement's first rows come after Spark parses, plans and runs a job: seconds on local[2]
     # with other JVMs on the same two cores, so 0.2 s would pass before execute() returned
     late_deadline = 10.0
+    # no transactions on the Thrift server: an INSERT is written when it runs, commit() does nothing
+    commits_each_statement = True
 
     # 10^12 rows scanned for nothing: hours for local[2]. No shuffle, so its job starts when the first
     # rows are fetched: a deadline shorter than Spark's planning cannot leave an orphan job behind
@@ -69,23 +70,6 @@ class TestSpark(ComputePluginContract):
                 time.sleep(0.05)
         raise AssertionError(f"the Spark Thrift Server never showed {query_id} running")
 
-    def test_a_failing_block_rolls_back(self, plugin: ComputePlugin) -> None:
-        """The shared test with the one difference Spark makes: the Thrift server has no
-        transactions (``commit()`` does nothing, an INSERT is written when it runs), so the row of
-        the failed block stays. What still holds: the failure reaches the caller, the connection
-        goes back to the pool and runs the next statement."""
-        plugin.execute("CREATE TABLE contract_rollback (id INTEGER)").close()
-        with (
-            pytest.raises(RuntimeError, match="caller failed"),
-            plugin.execute("INSERT INTO contract_rollback VALUES (1)"),
-        ):
-            raise RuntimeError("caller failed")
-        assert plugin.pool_stats().in_use == 0
-        with plugin.execute("INSERT INTO contract_rollback VALUES (2)"):
-            pass
-        with plugin.execute("SELECT id FROM contract_rollback ORDER BY id") as result:
-            assert result.fetchall() == [(1,), (2,)]  # shared test: [(2,)]
-
     def test_pool_stats_exact_under_concurrency(self, make_plugin: Any) -> None:
         """The shared test with 10 statements per thread instead of 200: each statement is four
         Thrift round trips (execute, status, fetch, close) to a JVM that shares two cores with the
@@ -114,19 +98,6 @@ class TestSpark(ComputePluginContract):
         assert stats.waiting == 0
         assert stats.connects <= 4
         assert stats.max == 4
-
-    def test_a_dropped_write_is_rolled_back(self, plugin: ComputePlugin) -> None:
-        """The shared test with Spark's difference (no transactions: the INSERT was written when
-        it ran, so the row stays). What still holds: the dropped result warns and its connection
-        goes back to the pool."""
-        plugin.execute("CREATE TABLE contract_dropped (id INTEGER)").close()
-        result = plugin.execute("INSERT INTO contract_dropped VALUES (1)")
-        with pytest.warns(ResourceWarning, match="rolled back"):
-            del result
-            gc.collect()
-        assert plugin.pool_stats().in_use == 0
-        with plugin.execute("SELECT count(*) FROM contract_dropped") as result:
-            assert result.fetchall() == [(1,)]  # shared test: [(0,)]
 
     @pytest.fixture(autouse=True)
     def _keep_server(self, spark_server: Any) -> None:
