@@ -4,7 +4,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: env fakesnow dbt-snowflake demo test test-fast lint bench clean test-dialect docs
+.PHONY: env tools fakesnow dbt-snowflake spark-env demo test test-fast lint bench clean test-dialect docs
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -32,14 +32,26 @@ $(DBT_SNOWFLAKE): fixtures/servers/dbt-snowflake/pyproject.toml fixtures/servers
 
 dbt-snowflake: $(DBT_SNOWFLAKE)
 
+# The Spark Thrift Server for the tests (fixtures/spark.py): pyspark in its own environment
+SPARK_ENV := .tools/spark
+$(SPARK_ENV)/.synced: fixtures/servers/spark/pyproject.toml fixtures/servers/spark/uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/$(SPARK_ENV) $(UV) sync --frozen --project fixtures/servers/spark
+	touch $@
+
+spark-env: $(SPARK_ENV)/.synced
+
+# every server's tool environment the tests use
+tools: fakesnow dbt-snowflake spark-env
+
+
 demo: env
 	$(PY) examples/demo.py
 
-test: env fakesnow dbt-snowflake
+test: env tools
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 	$(MAKE) test-dialect
 
-test-fast: env fakesnow dbt-snowflake
+test-fast: env tools
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
 
 lint: env
@@ -47,7 +59,7 @@ lint: env
 	$(VENV)/bin/ruff format --check src tests benchmarks fixtures examples docs
 	$(VENV)/bin/mypy --strict src
 
-bench: env
+bench: env spark-env
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/postgres_load.py
 	$(PY) benchmarks/startup.py
@@ -55,6 +67,7 @@ bench: env
 	$(PY) benchmarks/postgres_arrow.py
 	-$(MAKE) fakesnow  # without it the Snowflake bench says it is skipped
 	$(PY) benchmarks/snowflake_bench.py
+	$(PY) benchmarks/spark.py
 	$(PY) benchmarks/bigquery_bench.py
 
 # the documentation site, into site/; --strict: a warning (a broken link, say) fails the build

@@ -40,8 +40,9 @@ class ComputePluginContract:
     slow_query = "SELECT count(*) FROM range(10000000000)"
     #: Seconds within which a cancelled query must have let go of its connection.
     cancel_grace = 2.0
-    #: A deadline that passes after ``execute()`` returned and before the rows are read: longer for
-    #: engines whose statements take longer than this to start on a loaded machine.
+    #: A deadline that passes after ``execute()`` returned (before the rows are read, or before a
+    #: finished write is closed): longer for engines whose statements take longer than this to
+    #: start, or a one-row INSERT to finish, on a loaded machine.
     late_deadline = 0.2
     #: Whether a statement commits as it finishes, with no transaction for a failure afterwards to
     #: roll back (BigQuery: each statement is a job). The caller's error still reaches the caller.
@@ -521,7 +522,9 @@ class ComputePluginContract:
         """The deadline bounds the work on the engine: a write that finished is not lost because
         the caller's block took longer than its timeout."""
         plugin.execute("CREATE TABLE contract_late_write (id INTEGER)").close()
-        with plugin.execute("INSERT INTO contract_late_write VALUES (1)", timeout=0.2) as result:
+        with plugin.execute(
+            "INSERT INTO contract_late_write VALUES (1)", timeout=self.late_deadline
+        ) as result:
             deadline = result.handle.deadline
             assert deadline is not None
             while time.monotonic() < deadline + 0.2:  # the deadline passes while the block runs
