@@ -4,9 +4,12 @@ Importing it is instant and imports no engine and no driver: each name below is 
 use, and an engine's module when a plugin for it is created.
 """
 
-from typing import TYPE_CHECKING, Any
+from __future__ import annotations
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name): typing is not imported
 if TYPE_CHECKING:
+    from typing import Any
+
     from floe_compute.aio import AsyncQueryResult
     from floe_compute.config import (
         ComputeConfig,

@@ -1,15 +1,21 @@
 """The asyncio face of a plugin: the same queries, with the driver's blocking calls on worker threads.
 
-Each plugin has one pool of worker threads, as large as its connection pool, so a burst of
-coroutines queues for a connection instead of piling up threads. Cancelling the task that awaits a
-query (a client that went away, ``asyncio.timeout()``, a failing ``TaskGroup``) cancels the query on
-the engine through the same path as ``cancel_query()``, and the task sees ``CancelledError``.
+Each plugin has two pools of worker threads, each as large as its connection pool: one runs
+``execute()`` (so a burst of coroutines queues for a connection instead of piling up threads), the
+other reads results that hold a connection (so those reads, which give the connections back, never
+wait behind queries that wait for one). The calls run in the awaiting task's ``contextvars``
+context: the query span is a child of the caller's current span, as with the blocking API.
+
+Cancelling the task that awaits a query (a client that went away, ``asyncio.timeout()``, a failing
+``TaskGroup``) cancels the query on the engine through the same path as ``cancel_query()``, and the
+task sees ``CancelledError``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from concurrent.futures import Future
@@ -32,10 +38,14 @@ CANCEL_GRACE_S = 1.0
 """How long a cancelled task waits for its query to give the connection back before it ends."""
 
 
-async def run_blocking(plugin: ComputePlugin, call: Callable[..., T], *args: Any) -> T:
-    """Run a blocking call on the plugin's worker threads."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(plugin._worker_pool(), functools.partial(call, *args))
+def submit(plugin: ComputePlugin, kind: str, call: Callable[..., T], *args: Any) -> Future[T]:
+    """Start a blocking call on one of the plugin's worker pools, in the caller's context."""
+    return plugin._worker_pool(kind).submit(contextvars.copy_context().run, call, *args)
+
+
+async def run_blocking(call: Callable[..., T], *args: Any) -> T:
+    """Run a blocking call that needs no connection of the pool (a health check) on a thread."""
+    return await asyncio.to_thread(call, *args)
 
 
 class AsyncExecution:
@@ -72,7 +82,7 @@ class AsyncExecution:
 
     async def _start(self) -> AsyncQueryResult:
         plugin = self._plugin
-        future: Future[QueryResult] = plugin._worker_pool().submit(self._call)
+        future: Future[QueryResult] = submit(plugin, "execute", self._call)
         try:
             result = await asyncio.wrap_future(future)
         except asyncio.CancelledError:
@@ -116,8 +126,6 @@ class AsyncQueryResult:
 
     def __init__(self, result: QueryResult) -> None:
         self._result = result
-        self._rows: list[Row] = []
-        self._pos = 0
 
     @property
     def columns(self) -> list[str]:
@@ -130,7 +138,7 @@ class AsyncQueryResult:
     @property
     def rowcount(self) -> int:
         """Rows handed to the caller so far."""
-        return self._result.rowcount - (len(self._rows) - self._pos)
+        return self._result.rowcount
 
     @property
     def closed(self) -> bool:
@@ -143,7 +151,7 @@ class AsyncQueryResult:
 
     async def _run(self, call: Callable[..., T], *args: Any) -> T:
         """A blocking call on a worker thread; a cancelled task cancels the query."""
-        future = self._result._plugin._worker_pool().submit(call, *args)
+        future = submit(self._result._plugin, "fetch", call, *args)
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
@@ -154,31 +162,26 @@ class AsyncQueryResult:
             raise
 
     async def _run_close(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._result._plugin._worker_pool(), self._result.close)
+        await asyncio.wrap_future(submit(self._result._plugin, "fetch", self._result.close))
+
+    def _buffered(self) -> int:
+        """Rows the result already holds: handed out without a driver call (or a thread)."""
+        result = self._result
+        return len(result._buffer) - result._buffer_pos
 
     async def fetchmany(self, size: int | None = None) -> list[Row]:
         size = size or self._result._batch_size
-        rows = self._rows[self._pos : self._pos + size]
-        self._pos += len(rows)
-        if len(rows) < size:
-            rows.extend(await self._run(self._result.fetchmany, size - len(rows)))
-        return rows
+        if self._buffered() >= size:
+            return self._result.fetchmany(size)
+        return await self._run(self._result.fetchmany, size)
 
     async def fetchone(self) -> Row | None:
-        if self._pos >= len(self._rows):
-            self._rows = await self._run(self._result.fetchmany, None)
-            self._pos = 0
-        if self._pos >= len(self._rows):
-            return None
-        self._pos += 1
-        return self._rows[self._pos - 1]
+        if self._buffered():
+            return self._result.fetchone()
+        return await self._run(self._result.fetchone)
 
     async def fetchall(self) -> list[Row]:
-        rows = self._rows[self._pos :]
-        self._rows, self._pos = [], 0
-        rows.extend(await self._run(self._result.fetchall))
-        return rows
+        return await self._run(self._result.fetchall)
 
     def __aiter__(self) -> AsyncIterator[Row]:
         return self._iterate()
@@ -222,9 +225,8 @@ class AsyncQueryResult:
     ) -> None:
         if self._result.closed:
             return
-        loop = asyncio.get_running_loop()
-        worker = self._result._plugin._worker_pool()
-        await asyncio.shield(loop.run_in_executor(worker, self._result.__exit__, exc_type, exc, tb))
+        done = submit(self._result._plugin, "fetch", self._result.__exit__, exc_type, exc, tb)
+        await asyncio.shield(asyncio.wrap_future(done))
 
     def __repr__(self) -> str:
         return f"<Async{self._result!r}"[:-1] + ">"

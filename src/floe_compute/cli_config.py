@@ -7,17 +7,21 @@ Kept apart from ``cli.py`` (which only registers it) because it answers from
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from typing import Any
 
 from floe_compute.errors import ConfigError
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: the CLI starts without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["add_config_command"]
 
 
 def cmd_config(args: argparse.Namespace) -> int:
     # imported here: registering the command must not slow down every other command's start-up
+    import json
+
     import yaml
 
     from floe_compute.reference import manifest_schema, resolved_config

@@ -6,9 +6,14 @@ the message. Secrets are ``SecretStr`` (or live in the URL, whose ``repr`` hides
 
 from __future__ import annotations
 
+import ast
+import functools
+import inspect
+import itertools
 import math
 import os
 import re
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,6 +24,7 @@ from pydantic import (
     ByteSize,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     PositiveInt,
     SecretStr,
     SerializationInfo,
@@ -35,6 +41,8 @@ from floe_compute.errors import ConfigError, is_secret_key, redact
 
 if TYPE_CHECKING:
     import yaml
+    from pydantic.json_schema import JsonSchemaValue
+    from pydantic_core import CoreSchema
 
 __all__ = [
     "MAX_SECONDS",
@@ -46,6 +54,7 @@ __all__ = [
     "TimeoutConfig",
     "check_timeout",
     "display_url",
+    "field_docstrings",
     "load_manifest",
     "parse_url",
     "validation_message",
@@ -60,12 +69,16 @@ MAX_SIZE = 2**63 - 1
 """The largest size an engine setting can hold (a signed 64-bit byte count)."""
 
 _SIZE_TEXT = re.compile(r"^\s*\d+(?:\.\d+)?\s*[A-Za-z]{0,3}\s*$")
-_SIZES = TypeAdapter(ByteSize)
+
+
+@functools.cache
+def _sizes() -> TypeAdapter[ByteSize]:
+    return TypeAdapter(ByteSize)
 
 
 def parse_size(value: str | int) -> int:
     """Bytes in a size such as ``2GB``, ``512MiB`` or ``1048576`` (``pydantic.ByteSize`` rules)."""
-    return int(_SIZES.validate_python(_size_input(value)))
+    return int(_sizes().validate_python(_size_input(value)))
 
 
 _SIZE_UNITS = (
@@ -156,6 +169,39 @@ def check_timeout(value: object, field: str = "timeout") -> float | None:
     return checked
 
 
+def field_docstrings(model: type[BaseModel]) -> dict[str, str]:
+    """Each field's docstring (the string literal after it), also for inherited fields.
+
+    They are the fields' descriptions in the reference and the JSON Schema. Read from the source
+    on demand: pydantic's ``use_attribute_docstrings`` would parse it for every model at import.
+    """
+    docs: dict[str, str] = {}
+    for cls in reversed(model.__mro__):
+        if cls is not BaseModel and issubclass(cls, BaseModel):
+            docs.update(_own_docstrings(cls))
+    return docs
+
+
+@functools.cache
+def _own_docstrings(cls: type) -> dict[str, str]:
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError, SyntaxError):  # no source (a frozen or interactive class)
+        return {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    docs = {}
+    for statement, after in itertools.pairwise(body):
+        if (
+            isinstance(statement, ast.AnnAssign)
+            and isinstance(statement.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[statement.target.id] = inspect.cleandoc(after.value.value)
+    return docs
+
+
 class _Model(BaseModel):
     """Frozen and strict about unknown keys. Inputs stay out of pydantic's own messages (they may
     be secrets); ``model_validate`` fails with a :class:`ConfigError` that names the field."""
@@ -165,8 +211,24 @@ class _Model(BaseModel):
         extra="forbid",
         arbitrary_types_allowed=True,
         hide_input_in_errors=True,
-        use_attribute_docstrings=True,  # a field's docstring is its description (docs, JSON Schema)
+        # built on first validation: a process builds only the models of the engine it uses
+        defer_build=True,
     )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """A field's docstring is its description in a JSON Schema (as ``use_attribute_docstrings``
+        would make it, but read from the source only when a schema is asked for, not at import)."""
+        json_schema = handler(core_schema)
+        properties = handler.resolve_ref_schema(json_schema).get("properties", {})
+        docs = field_docstrings(cls)
+        for name, field in cls.model_fields.items():
+            for key in (name, field.alias):
+                if key in properties and name in docs and field.description is None:
+                    properties[key].setdefault("description", docs[name])
+        return json_schema
 
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> Any:

@@ -42,7 +42,7 @@ from floe_compute.errors import (
 from floe_compute.health import HealthState, HealthStatus
 from floe_compute.pool import PoolStats, PoolTracker
 from floe_compute.result import QueryResult
-from floe_compute.sql import bindable_text, operation_name, statement_count, summarize
+from floe_compute.sql import bindable_text, operation_name, reads_only, statement_count, summarize
 from floe_compute.telemetry import Telemetry
 from floe_compute.timeouts import QueryHandle, QueryState, watchdog
 
@@ -183,7 +183,7 @@ class ComputePlugin(abc.ABC):
         self._running: dict[str, QueryContext] = {}
         self._preempted: set[str] = set()
         self._discarded = False
-        self._executor: ThreadPoolExecutor | None = None
+        self._executors: dict[str, ThreadPoolExecutor] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -299,13 +299,16 @@ class ComputePlugin(abc.ABC):
         unless its data did not survive (an in-memory database): then only ``connect()`` does.
         """
         with self._lock:
-            engine, self._engine = self._engine, None
             monitor, self._monitor = self._monitor, None
-            executor, self._executor = self._executor, None
+        if monitor is not None:
+            # first, and waiting for a check in flight: it would otherwise find no engine and
+            # create a new one (with a new monitor) behind this disconnect
+            monitor.stop()
+        with self._lock:
+            engine, self._engine = self._engine, None
+            executors, self._executors = self._executors, {}
             if engine is not None and self.survives_disconnect_reason:
                 self._discarded = True
-        if monitor is not None:
-            monitor.stop()
         if engine is None:
             return
         running = self._running_contexts()
@@ -314,7 +317,7 @@ class ComputePlugin(abc.ABC):
         deadline = time.monotonic() + DISCONNECT_GRACE_S
         for context in running:  # their threads roll back and give the connections back
             context.handle.wait_ended(max(0.0, deadline - time.monotonic()))
-        if executor is not None:
+        for executor in executors.values():
             executor.shutdown(wait=False)
         self._dispose(engine)
 
@@ -401,6 +404,12 @@ class ComputePlugin(abc.ABC):
                     cursor = connection.execute(statement, params or {})
         except BaseException as exc:
             raise self._failed(context, connection, exc, 0)  # noqa: B904 - chained by _failed
+        # a write has done its work on the engine: the deadline no longer applies, and the
+        # transaction waits for close() (or the end of a `with` block) to commit; one stopped
+        # just as it finished is rolled back, and its caller hears of it
+        writes = not (cursor.returns_rows and reads_only(context.operation))
+        if writes and context.handle.settle() is not QueryState.DONE:
+            raise self._failed(context, connection, None, 0)
         return QueryResult(self, context, connection, cursor, size)
 
     def _statement(
@@ -492,7 +501,8 @@ class ComputePlugin(abc.ABC):
         return context is not None and context.handle.cancel()
 
     def running_queries(self) -> list[RunningQuery]:
-        """The queries running now (from ``execute()`` until their result is released)."""
+        """The queries running now: from ``execute()`` until their result is released, or until a
+        statement that returns no rows has finished on the engine."""
         return [
             RunningQuery(
                 query_id=c.query_id,
@@ -503,7 +513,7 @@ class ComputePlugin(abc.ABC):
                 timeout=c.timeout,
             )
             for c in self._running_contexts()
-            if not c.handle.stopped
+            if c.handle.state is QueryState.RUNNING
         ]
 
     def _running_contexts(self) -> list[QueryContext]:
@@ -598,22 +608,25 @@ class ComputePlugin(abc.ABC):
         """:meth:`health_check` without blocking the event loop."""
         from floe_compute.aio import run_blocking
 
-        return await run_blocking(self, self.health_check, timeout)
+        return await run_blocking(self.health_check, timeout)
 
-    def _worker_pool(self) -> ThreadPoolExecutor:
-        """The threads that run the driver's blocking calls for the asyncio API."""
-        executor = self._executor
+    def _worker_pool(self, kind: str = "execute") -> ThreadPoolExecutor:
+        """Threads that run the driver's blocking calls for the asyncio API, as many as the pool
+        has connections: ``execute`` ones (which may wait for a connection) and ``fetch`` ones
+        for results that hold a connection, so that queries waiting for a connection never stand
+        in the way of the reads that would give one back."""
+        executor = self._executors.get(kind)
         if executor is None:
             from concurrent.futures import ThreadPoolExecutor
 
             with self._lock:
-                if self._executor is None:
+                executor = self._executors.get(kind)
+                if executor is None:
                     pool = self._config.pool
-                    self._executor = ThreadPoolExecutor(
+                    executor = self._executors[kind] = ThreadPoolExecutor(
                         max_workers=pool.size + pool.max_overflow,
-                        thread_name_prefix=f"floe-compute-{self.name}",
+                        thread_name_prefix=f"floe-compute-{self.name}-{kind}",
                     )
-                executor = self._executor
         return executor
 
     def _check_params(self, statement: TextClause, params: Params, context: QueryContext) -> None:
@@ -658,7 +671,8 @@ class ComputePlugin(abc.ABC):
                 if time.monotonic() < limit:
                     continue
                 if handle is not None and handle.deadline is not None and limit >= handle.deadline:
-                    handle.expire()
+                    while handle.expire() is None:  # its lock is busy only for an instant here
+                        pass
                     raise _Stopped  # the deadline passed while waiting: a query timeout
                 gave_up = True
                 pool = self._config.pool

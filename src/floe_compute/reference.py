@@ -24,7 +24,7 @@ from pydantic.fields import FieldInfo
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
 from pydantic_core import PydanticUndefined, core_schema
 
-from floe_compute.config import MAX_SECONDS, ComputeConfig, Seconds
+from floe_compute.config import MAX_SECONDS, ComputeConfig, Seconds, field_docstrings
 from floe_compute.registry import create_plugin, get_plugin_class, list_plugins
 
 __all__ = [
@@ -164,22 +164,24 @@ def _default(field: FieldInfo) -> str:
 
 def field_rows(model: type[BaseModel], prefix: str = "") -> Iterator[FieldRow]:
     """Every leaf setting of a model; nested models are walked (``attach[].name`` for lists)."""
+    docs = field_docstrings(model)
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
+        description = field.description or docs.get(name, "")
         annotation = _unwrap_optional(field.annotation)
         if _is_model(annotation):
             yield from field_rows(annotation, f"{key}.")
             continue
         item = typing.get_args(annotation)[0] if typing.get_origin(annotation) in (tuple, list) else None
         if item is not None and _is_model(item):
-            yield FieldRow(key, f"list of {item.__name__}", _default(field), field.description or "")
+            yield FieldRow(key, f"list of {item.__name__}", _default(field), description)
             yield from field_rows(item, f"{key}[].")
             continue
         yield FieldRow(
             key,
             type_name(field.annotation, list(field.metadata)),
             _default(field),
-            field.description or "",
+            description,
         )
 
 

@@ -65,34 +65,27 @@ def list_plugins() -> list[str]:
     return sorted(_discover())
 
 
-def _available() -> str:
-    classes = _discover()
-    names = [f"{name} ({', '.join(cls.schemes)}://)" for name, cls in sorted(classes.items())]
-    return ", ".join(names) or "none"
-
-
 def get_plugin_class(scheme_or_name: str) -> type[ComputePlugin]:
     """The plugin that claims a URL backend (``postgresql`` for ``postgresql+psycopg``) or name.
 
-    An entry point named like the backend is imported alone; only an unknown name imports them all.
+    Entry points are named after the backends their plugins claim: only the one named is
+    imported, and an unknown name imports nothing (a typo must not pay for every driver).
     """
     points = _entry_points()
     if scheme_or_name in points:
         cls = _load(scheme_or_name, points[scheme_or_name])
         if cls is not None:
             return cls
-    else:
-        for cls in _discover().values():
-            if scheme_or_name in cls.schemes:
-                return cls
     hint = (
         f" (plugin {scheme_or_name!r} failed to load: {_broken[scheme_or_name]})"
         if scheme_or_name in _broken
         else ""
     )
+    installed = sorted(points)
     raise PluginNotFoundError(
-        f"no compute plugin for {scheme_or_name!r}{hint}; installed: {_available()}",
-        available=list_plugins(),
+        f"no compute plugin for {scheme_or_name!r}{hint}; installed: "
+        + (", ".join(f"{name}://" for name in installed) or "none"),
+        available=installed,
     )
 
 

@@ -320,11 +320,12 @@ class QueryResult:
         if getattr(self, "_connection", None) is None:
             return
         with contextlib.suppress(Exception):  # nothing may escape a finalizer
-            self._release(None)
+            # nobody closed it: the code holding it may have failed, so nothing is committed
+            self._release(None, rollback=True)
         # released first: a warning turned into an error must not keep the connection
         warnings.warn(
-            f"QueryResult {self.query_id} was not closed; it was closed when garbage-collected. "
-            "Use 'with plugin.execute(...) as result:' or call close().",
+            f"QueryResult {self.query_id} was not closed; it was rolled back and released when "
+            "garbage-collected. Use 'with plugin.execute(...) as result:' or call close().",
             ResourceWarning,
             stacklevel=2,
             source=self,

@@ -30,6 +30,7 @@ __all__ = [
     "bindable_text",
     "declarable",
     "operation_name",
+    "reads_only",
     "returns_rows",
     "segments",
     "split_statements",
@@ -54,7 +55,7 @@ _DIALECTS = {
     "mysql": "mysql",
     "sqlite": "sqlite",
 }
-_BACKSLASH_ESCAPES = frozenset({"bigquery", "spark", "databricks", "hive", "mysql"})
+_BACKSLASH_ESCAPES = frozenset({"bigquery", "snowflake", "spark", "databricks", "hive", "mysql"})
 _BACKTICKS = frozenset({"bigquery", "spark", "databricks", "hive", "mysql"})
 
 
@@ -355,6 +356,14 @@ _TARGET = re.compile(
     re.IGNORECASE,
 )
 _KEYWORDS = frozenset({"select", "lateral", "unnest", "exists", "if", "not", "or", "replace"})
+
+
+_READS = frozenset({"SELECT", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "VALUES", "FROM", "TABLE"})
+
+
+def reads_only(operation: str) -> bool:
+    """Whether an :func:`operation_name` is a read: its result is all it does."""
+    return operation.split(" ", 1)[0] in _READS
 
 
 def summarize(sql: str, dialect: str | None = None) -> str:

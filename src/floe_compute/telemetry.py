@@ -1,42 +1,55 @@
 """OpenTelemetry spans and metrics, following the database semantic conventions.
 
 Everything goes through the global providers, so it costs nothing until the application configures
-an SDK. Instruments are created once per process; observable ones read every live plugin's pool.
+an SDK. Until something in the process imports ``opentelemetry``, no provider can exist: then a
+query records nothing and does not import it either (a short-lived command starts faster). Each
+query checks again, so an application that sets up the SDK later gets spans and metrics from then
+on. Instruments are created once per process; observable ones read every live plugin's pool.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import context as otel_context
-from opentelemetry import metrics, trace
-from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.trace import SpanKind, Status, StatusCode
-
 from floe_compute.errors import QueryTimeoutError
 
 if TYPE_CHECKING:
+    from opentelemetry.metrics import CallbackOptions, Observation
+    from opentelemetry.trace import Tracer
+
     from floe_compute.health import HealthStatus
     from floe_compute.plugin import ComputePlugin, QueryContext
     from floe_compute.pool import PoolTracker
 
-__all__ = ["Telemetry"]
+__all__ = ["Telemetry", "otel_loaded"]
 
 _SCOPE = "floe_compute"
 _POOL = "db.client.connection.pool.name"
 _DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60)
 _HEALTH_STATES = ("healthy", "degraded", "unhealthy")
+_PROVIDER_VARIABLES = ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER")
+
+
+def otel_loaded() -> bool:
+    """Whether an OpenTelemetry provider can be configured in this process: the API is imported
+    (by the application, an instrumentation, ``opentelemetry-instrument``), or a variable names a
+    provider that the API would load on first use."""
+    return "opentelemetry" in sys.modules or any(os.environ.get(v) for v in _PROVIDER_VARIABLES)
 
 
 class _Instruments:
     """The process-wide instruments, fed by every plugin that has telemetry on."""
 
     def __init__(self) -> None:
+        from opentelemetry import metrics
+
         self.live: weakref.WeakSet[Telemetry] = weakref.WeakSet()
         meter = metrics.get_meter(_SCOPE)
         self.operation_duration = meter.create_histogram(
@@ -112,6 +125,12 @@ class _Instruments:
             description="1 for the pool's current health state, 0 for the others.",
         )
 
+    @staticmethod
+    def _observation(value: int, attributes: dict[str, str]) -> Observation:
+        from opentelemetry.metrics import Observation
+
+        return Observation(value, attributes)
+
     def _pools(self) -> Iterable[tuple[Telemetry, Any]]:
         for telemetry in list(self.live):
             tracker = telemetry.tracker
@@ -120,23 +139,23 @@ class _Instruments:
 
     def _count(self, options: CallbackOptions) -> Iterable[Observation]:
         for t, stats in self._pools():
-            yield Observation(stats.idle, {_POOL: t.pool_name, "db.client.connection.state": "idle"})
-            yield Observation(stats.in_use, {_POOL: t.pool_name, "db.client.connection.state": "used"})
+            yield self._observation(stats.idle, {_POOL: t.pool_name, "db.client.connection.state": "idle"})
+            yield self._observation(stats.in_use, {_POOL: t.pool_name, "db.client.connection.state": "used"})
 
     def _max(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(s.max, {_POOL: t.pool_name}) for t, s in self._pools()]
+        return [self._observation(s.max, {_POOL: t.pool_name}) for t, s in self._pools()]
 
     def _idle_max(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(s.size, {_POOL: t.pool_name}) for t, s in self._pools()]
+        return [self._observation(s.size, {_POOL: t.pool_name}) for t, s in self._pools()]
 
     def _pending(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(s.waiting, {_POOL: t.pool_name}) for t, s in self._pools()]
+        return [self._observation(s.waiting, {_POOL: t.pool_name}) for t, s in self._pools()]
 
     def _timeouts(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(s.timeouts, {_POOL: t.pool_name}) for t, s in self._pools()]
+        return [self._observation(s.timeouts, {_POOL: t.pool_name}) for t, s in self._pools()]
 
     def _reconnects(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(s.reconnects, {_POOL: t.pool_name}) for t, s in self._pools()]
+        return [self._observation(s.reconnects, {_POOL: t.pool_name}) for t, s in self._pools()]
 
     def _health(self, options: CallbackOptions) -> Iterable[Observation]:
         for telemetry in list(self.live):
@@ -144,7 +163,7 @@ class _Instruments:
                 continue
             for state in _HEALTH_STATES:
                 value = 1 if telemetry.health == state else 0
-                yield Observation(value, {_POOL: telemetry.pool_name, "state": state})
+                yield self._observation(value, {_POOL: telemetry.pool_name, "state": state})
 
 
 _instruments: _Instruments | None = None
@@ -160,24 +179,48 @@ def _get_instruments() -> _Instruments:
 
 
 class Telemetry:
-    """One plugin's spans and metrics; every method is a no-op when telemetry is off."""
+    """One plugin's spans and metrics; every method is a no-op when telemetry is off, and until
+    OpenTelemetry is in use in the process (see the module's docstring)."""
 
     def __init__(self, plugin: ComputePlugin, *, enabled: bool) -> None:
         self._plugin = plugin
         self.enabled = enabled
         self.tracker: PoolTracker | None = None
         self.health: str | None = None
-        self._tracer = trace.get_tracer(_SCOPE) if enabled else None
+        self._tracer: Tracer | None = None
+        self._lock = threading.Lock()
 
     @property
     def pool_name(self) -> str:
         return self._plugin.pool_name
 
+    def _active(self) -> bool:
+        """Whether spans and metrics are recorded; the first call that finds OpenTelemetry in use
+        gets the tracer and attaches the pool's instruments."""
+        if self._tracer is not None:
+            return True
+        if not self.enabled or not otel_loaded():
+            return False
+        with self._lock:
+            if self._tracer is None:
+                from opentelemetry import trace
+
+                if self.tracker is not None:
+                    self._attach_instruments(self.tracker)
+                self._tracer = trace.get_tracer(_SCOPE)
+        return True
+
     def attach(self, tracker: PoolTracker) -> None:
         if not self.enabled:
             return
+        with self._lock:
+            self.tracker = tracker
+            if self._tracer is not None:
+                self._attach_instruments(tracker)
+        self._active()
+
+    def _attach_instruments(self, tracker: PoolTracker) -> None:
         instruments = _get_instruments()
-        self.tracker = tracker
         attributes = {_POOL: self.pool_name}
         histograms = {
             "create": instruments.create_time,
@@ -193,8 +236,11 @@ class Telemetry:
         self.tracker = None
 
     def query_started(self, context: QueryContext) -> Any:
-        if self._tracer is None:
+        if not self._active():
             return None
+        from opentelemetry.trace import SpanKind
+
+        assert self._tracer is not None
         attributes = {
             "db.system.name": self._plugin.db_system,
             "db.operation.name": context.operation,
@@ -210,28 +256,30 @@ class Telemetry:
     def current(self, context: QueryContext) -> Iterator[None]:
         """Make the query's span the current one while the driver works, so that spans of other
         instrumentations (SQLAlchemy's, the HTTP clients inside cloud drivers) nest under it."""
-        if context.span is None:
-            yield
-            return
-        token = otel_context.attach(trace.set_span_in_context(context.span))
+        token = self.enter(context)
         try:
             yield
         finally:
-            otel_context.detach(token)
+            self.leave(token)
 
     def enter(self, context: QueryContext) -> object | None:
         """:meth:`current` as two calls, for the fetch loop (a token for :meth:`leave`)."""
         if context.span is None:
             return None
+        from opentelemetry import context as otel_context
+        from opentelemetry import trace
+
         return otel_context.attach(trace.set_span_in_context(context.span))
 
     @staticmethod
     def leave(token: object | None) -> None:
         if token is not None:
+            from opentelemetry import context as otel_context
+
             otel_context.detach(token)  # type: ignore[arg-type]
 
     def query_finished(self, context: QueryContext, error: BaseException | None, rows: int) -> None:
-        if not self.enabled:
+        if self._tracer is None:  # off, or no OpenTelemetry when the query started
             return
         duration = time.perf_counter() - context.started
         attributes: dict[str, str] = {
@@ -255,6 +303,8 @@ class Telemetry:
                 {"timeout_s": error.timeout, "elapsed_s": round(error.elapsed, 3)},
             )
         if error is not None:
+            from opentelemetry.trace import Status, StatusCode
+
             span.set_attribute("error.type", type(error).__name__)
             span.set_status(Status(StatusCode.ERROR, str(error)))
         span.end()

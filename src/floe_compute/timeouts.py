@@ -8,7 +8,10 @@ already running somebody else's query.
 A cancel may arrive before the statement has reached the engine (while the query waits for a
 connection, or between the last check and the driver call). Engines such as DuckDB ignore an
 interrupt that finds nothing running, so the watchdog repeats the engine cancel, with a growing
-interval, until the query's own thread reports that it has ended.
+interval, until the query's own thread reports that it has ended (for at most ``RESEND_FOR_S``).
+
+Engine cancels are network calls on most engines: the watchdog hands them to a thread of their own,
+so one slow cancel never holds up another query's deadline.
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ _MAX_WAIT = 3600.0
 
 RESEND_INTERVALS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 """Seconds between repeated engine cancels of a stopped query that has not ended yet."""
+LOCK_WAIT_S = 0.05
+"""How long the watchdog waits for a query's lock before it comes back to that query later."""
+RESEND_FOR_S = 30.0
+"""How long after the stop the cancel is repeated: a statement that could still have started after
+the first cancel has started by then, and a stopped result nobody reads needs no more cancels."""
 
 
 class QueryState(enum.Enum):
@@ -47,6 +55,8 @@ class QueryHandle:
         "_ended",
         "_ended_event",
         "_lock",
+        "_sending",
+        "_stopped_at",
         "cancel_error",
         "cancel_sent",
         "deadline",
@@ -70,6 +80,8 @@ class QueryHandle:
         self._ended = False
         self._ended_event: threading.Event | None = None
         self._lock = threading.Lock()
+        self._sending = False  # an engine cancel is on its way (at most one per query at a time)
+        self._stopped_at: float | None = None
 
     @property
     def elapsed(self) -> float:
@@ -105,25 +117,66 @@ class QueryHandle:
             if self.state is not QueryState.RUNNING:
                 return False
             self.state = state
+            self._stopped_at = time.monotonic()
             self._send()
         watchdog.resend(self, 0)
         return True
 
-    def resend(self) -> bool:
-        """Repeat the engine cancel; False once the query has ended."""
-        with self._lock:
-            if self._ended:
-                return False
-            self._send()
-            return True
+    def _send_in_background(self) -> None:
+        """Cancel on the engine from a thread of its own, unless a cancel is already on its way.
+        Only the watchdog thread calls this: it never waits for an engine."""
+        if self._ended or self._sending or self._cancel is None:
+            return  # ended, a cancel on its way, or no connection yet (a later repeat sends it)
+        self._sending = True
 
-    def expire(self) -> bool:
-        """The deadline passed: cancel on the engine. False if the query had already ended."""
-        return self._stop(QueryState.TIMED_OUT)
+        def send() -> None:
+            try:
+                with self._lock:
+                    self._send()
+            finally:
+                self._sending = False
+
+        threading.Thread(target=send, name=f"floe-compute-cancel-{self.query_id}", daemon=True).start()
+
+    def resend(self) -> bool:
+        """Repeat the engine cancel (in the background); False once the query has ended or the
+        cancel has been repeated for ``RESEND_FOR_S``."""
+        if self._ended:
+            return False
+        if self._stopped_at is not None and time.monotonic() - self._stopped_at > RESEND_FOR_S:
+            return False
+        self._send_in_background()
+        return True
+
+    def expire(self) -> bool | None:
+        """The deadline passed: mark it, and cancel on the engine in the background, so that the
+        watchdog goes on to the next deadline. False if the query had already ended; None if its
+        lock is busy (a cancel or the query's end in progress): the watchdog tries again shortly."""
+        if not self._lock.acquire(timeout=LOCK_WAIT_S):
+            return None
+        try:
+            if self.state is not QueryState.RUNNING:
+                return False
+            self.state = QueryState.TIMED_OUT
+            self._stopped_at = time.monotonic()
+        finally:
+            self._lock.release()
+        self._send_in_background()
+        watchdog.resend(self, 0)
+        return True
 
     def cancel(self) -> bool:
         """Cancel on the engine at the caller's request. False if the query had already ended."""
         return self._stop(QueryState.CANCELLED)
+
+    def settle(self) -> QueryState:
+        """The statement has done all its work on the engine (it returns no rows): its deadline
+        and cancels no longer apply, although its transaction waits for the result's close."""
+        with self._lock:
+            if self.state is QueryState.RUNNING:
+                self.state = QueryState.DONE
+                self._cancel = None
+            return self.state
 
     def finish(self) -> QueryState:
         """The query ended (its connection is about to go back): no cancel may reach it now."""
@@ -170,7 +223,7 @@ class Watchdog:
         with self._wakeup:
             if len(self._heap) >= self._compact_at:
                 # finished queries with far deadlines would otherwise pile up until they expire
-                self._heap = [entry for entry in self._heap if entry[2].state is QueryState.RUNNING]
+                self._heap = [entry for entry in self._heap if not entry[2]._ended]
                 heapq.heapify(self._heap)
                 self._compact_at = max(1024, 2 * len(self._heap))
             heapq.heappush(self._heap, (when, next(self._seq), handle, attempt))
@@ -194,7 +247,8 @@ class Watchdog:
                 _, _, handle, attempt = heapq.heappop(self._heap)
             try:
                 if attempt < 0:
-                    handle.expire()
+                    if handle.expire() is None:
+                        self._push(time.monotonic() + LOCK_WAIT_S, handle, -1)
                 elif handle.resend():
                     self.resend(handle, attempt + 1)
             except Exception:  # the thread must outlive any engine's cancel hook

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from fixtures.snowflake import QUERY_REQUEST, LongQueries
 
 from floe_compute import ComputePlugin, QueryCancelledError, QueryTimeoutError, create_plugin
 from floe_compute.testing import ComputePluginContract
+from floe_compute.testing.threads import wait_until_unlisted
 
 pytest_plugins = ["snowflake_fixtures"]
 pytestmark = [pytest.mark.snowflake]
@@ -60,10 +60,6 @@ class TestSnowflake(ComputePluginContract):
         """The query-request tagged with the query's id has reached Snowflake (the proxy)."""
         self.proxy.wait_for(tagged(query_id), timeout=30)
 
-    def _wait_until_stopped(self, plugin: ComputePlugin, query_id: str) -> None:
-        while query_id in {q.query_id for q in plugin.running_queries()}:
-            time.sleep(0.005)
-
     @pytest.mark.slow
     @pytest.mark.timeout(900)
     def test_pool_stats_exact_under_concurrency(self, make_plugin: Any) -> None:
@@ -81,7 +77,7 @@ class TestSnowflake(ComputePluginContract):
             except QueryTimeoutError:
                 assert plugin.pool_stats().in_use == 0
                 continue
-            self._wait_until_stopped(plugin, f"stream-{n}")  # the deadline passes between two fetches
+            wait_until_unlisted(plugin, f"stream-{n}")  # the deadline passes between two fetches
             return result, rest
         raise AssertionError("no rows arrived within 16 s")
 

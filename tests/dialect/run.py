@@ -8,7 +8,6 @@ Without PostgreSQL it skips locally and fails in CI, as the project's other serv
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -17,16 +16,17 @@ ROOT = HERE.parents[1]
 
 
 def main(argv: list[str]) -> int:
-    sys.path.insert(0, str(ROOT))
+    sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
     import pytest
     from fixtures.postgres import PostgresNotInstalledError, PostgresServer
+
+    from support import IN_CI
 
     try:
         server = PostgresServer()
     except PostgresNotInstalledError as exc:
-        ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-        print(f"dialect suite: {'FAILED' if ci else 'skipped'}: {exc}", file=sys.stderr)
-        return 1 if ci else 0
+        print(f"dialect suite: {'FAILED' if IN_CI else 'skipped'}: {exc}", file=sys.stderr)
+        return 1 if IN_CI else 0
     with server:
         for schema in ("test_schema", "test_schema_2"):  # the suite's cross-schema tests
             server.psql(f"CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {server.user}")

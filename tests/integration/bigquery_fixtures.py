@@ -1,12 +1,10 @@
 """The BigQuery emulator, datasets on it, and the recording proxy in front of it.
 
-* ``bq_emulator``: one ``bqemulator`` per test session, stopped at the end (also on failure or
-  Ctrl-C: the fixture's finalizer, and ``atexit`` in the launcher). Every BigQuery test module is
-  marked ``xdist_group("bigquery")``, so with ``--dist loadgroup`` they all run in one xdist worker
-  and that worker's session owns the one emulator. Why a group rather than a file lock shared by
-  the workers: the emulator runs one query at a time, so a second worker would only queue behind
-  the first, and with a group the process that starts the emulator is the one that stops it, with
-  no cross-process reference counting that a crashed worker could leave wrong.
+* ``bq_emulator``: one ``bqemulator`` per test run, shared by the xdist workers, stopped when the
+  last one finishes or dies (``fixtures.bigquery.shared_emulator``; see ``fakesnow_server`` in
+  ``snowflake_fixtures.py`` for why not an ``xdist_group``: ``--dist loadgroup`` does not keep a
+  group on one worker here). The emulator runs one query at a time, so the workers' queries queue;
+  the BigQuery tests hold answers at a proxy rather than run long queries, so the queue stays short.
 * ``bq_dataset``: a fresh dataset per test (tables never leak from one test into another).
 * ``bq_proxy``: a :class:`RecordingProxy` in front of the emulator, per test.
 
@@ -23,10 +21,10 @@ from typing import Any
 
 import pytest
 from bigquery_support import PROJECT
-from fixtures.bigquery import BigQueryEmulator, EmulatorNotInstalledError
+from fixtures.bigquery import BigQueryEmulator, EmulatorNotInstalledError, shared_emulator
 from fixtures.recording_proxy import RecordingProxy
 
-from support import require
+from support import require, run_directory
 
 
 @pytest.fixture(scope="session")
@@ -36,13 +34,12 @@ def bq_emulator() -> Iterator[BigQueryEmulator]:
         "sqlalchemy-bigquery is not installed (uv sync --all-extras)",
     )
     try:
-        emulator = BigQueryEmulator(PROJECT)
+        BigQueryEmulator(PROJECT)
     except EmulatorNotInstalledError as exc:
         require(False, str(exc))
         raise
-    emulator.start()
-    yield emulator
-    emulator.stop()
+    with shared_emulator(run_directory("bqemulator")) as emulator:
+        yield emulator
 
 
 def client(endpoint: str) -> Any:

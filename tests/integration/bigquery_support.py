@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 PROJECT = "floe-test"
-bigquery_tests = [pytest.mark.bigquery, pytest.mark.xdist_group("bigquery")]
-"""Every BigQuery test module's marks: one xdist group, so one emulator serves them all."""
+bigquery_tests = [pytest.mark.bigquery]
+"""Every BigQuery test module's marks (the workers share one emulator: ``bigquery_fixtures.py``)."""
 
 
 def job_inserts(proxy: Any) -> list[Any]:

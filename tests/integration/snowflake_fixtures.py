@@ -1,11 +1,13 @@
 """The Snowflake emulator (fakesnow) for the Snowflake tests.
 
 * ``fakesnow_server``: one server per test run, shared by the xdist workers (``make test`` runs
-  two): the first worker that needs it starts it, the last one to finish stops it, through a lock
-  file and a state file (``fixtures.snowflake.shared_server``). Why not an ``xdist_group`` (every
+  two): the first worker that needs it starts it, and it stops when the last one finishes or dies
+  (``fixtures.snowflake.shared_server``: a launcher process watches the workers, so a worker killed
+  by the OOM killer or a CI timeout cannot leave it behind). Why not an ``xdist_group`` (every
   Snowflake test on one worker, which owns the server): with pytest 9.2 and pytest-xdist 3.8 here,
-  ``--dist loadgroup`` does not keep a group on one worker, so each worker would start a server
-  of its own (200 MB, and seconds of a 2-core machine) and both would run the slow ones anyway.
+  ``--dist loadgroup`` does not keep a group on one worker (xdist tags the group onto
+  ``item._nodeid``, which pytest 9.2 no longer reads: pytest-xdist issue 1386), so each worker
+  would start a server of its own (200 MB, and seconds of a 2-core machine).
 * ``snowflake_url``: a ``snowflake://`` URL with a database of the test's own (fakesnow keeps every
   database in one shared in-memory instance and creates a database at login).
 * ``snowflake_endpoint``: the ``host``/``port``/``protocol`` overrides that reach the server.
@@ -17,11 +19,8 @@ Without the tool environment (``make fakesnow``) the tests skip locally and fail
 from __future__ import annotations
 
 import importlib.util
-import os
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,7 +33,7 @@ from fixtures.snowflake import (
     shared_server,
 )
 
-from support import require
+from support import require, run_directory
 
 
 @pytest.fixture(scope="session")
@@ -48,12 +47,7 @@ def fakesnow_server() -> Iterator[FakesnowServer]:
     except FakesnowNotInstalledError as exc:
         require(False, str(exc))
         raise
-    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    if run is None:  # a single process: it owns the server
-        with FakesnowServer() as server:
-            yield server
-        return
-    with shared_server(Path(tempfile.gettempdir()) / f"floe-fakesnow-{run}") as server:
+    with shared_server(run_directory("fakesnow")) as server:
         yield server
 
 

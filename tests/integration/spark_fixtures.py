@@ -1,19 +1,22 @@
-"""The Spark Thrift Server of the Spark tests: one per test session, a fresh database per test.
+"""The Spark Thrift Server of the Spark tests: one per test run, a fresh database per test.
 
-Every Spark test module sets ``pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("spark")]``.
-Why one xdist group: the server is a JVM running ``local[2]`` on a 2-core machine, 15-20 s to start
-and ~700 MB. Every Spark test carries ``xdist_group("spark")`` (``make test`` runs ``--dist
-loadgroup``), so they all run in one worker, which starts the server on first use and stops it at
-the end; the other worker runs the rest of the suite meanwhile. No cross-process reference
-counting: a worker that finished early cannot take the server away from one still using it, and
-the server dies with the worker that started it even if that worker is killed (parent-death
-signal in ``fixtures/spark.py``).
+* ``spark_server``: one server per test run, shared by the xdist workers (``fixtures.spark.
+  shared_server``: a launcher process watches the workers and stops the server when the last one
+  leaves or dies, so a worker killed by the OOM killer or a CI timeout cannot leave a JVM behind).
+  Why not an ``xdist_group``: ``--dist loadgroup`` does not keep a group on one worker with the
+  pytest and xdist versions here (see ``snowflake_fixtures.py``), and a second JVM (~700 MB, 15-60 s
+  of two loaded cores to start) per worker is what sharing avoids. No test may stop the shared
+  server: the restart test starts one of its own (``new_server``).
+* ``spark_db``: a database of the test's own, made on one admin session per worker (a Thrift
+  session costs a Spark session on the server); not dropped, the server's warehouse goes with it at
+  the end of the run (dropped on a server attached with ``FLOE_SPARK_PORT``).
 
 Missing Java or pyspark tool environment skips locally and fails in CI (``require``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -23,14 +26,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from fixtures.spark import SparkNotInstalledError, SparkThriftServer
+from fixtures.spark import SparkNotInstalledError, SparkThriftServer, find_spark_home, shared_server
 
-from support import require
+from support import require, run_directory
 
 
 def new_server(**options: Any) -> SparkThriftServer:
-    """A started server, or a skip (locally) / failure (CI) when Java or pyspark is missing."""
-    require(importlib.util.find_spec("pyhive") is not None, "PyHive is not installed (uv sync --all-extras)")
+    """A started server of the calling test's own, or a skip (locally) / failure (CI) when Java or
+    pyspark is missing."""
+    _require_spark()
     try:
         server = SparkThriftServer(**options)
     except SparkNotInstalledError as exc:
@@ -43,28 +47,44 @@ def new_server(**options: Any) -> SparkThriftServer:
         raise
 
 
+def _require_spark() -> None:
+    require(importlib.util.find_spec("pyhive") is not None, "PyHive is not installed (uv sync --all-extras)")
+    try:
+        find_spark_home()
+    except SparkNotInstalledError as exc:
+        require(False, str(exc))
+        raise
+
+
 @pytest.fixture(scope="session")
 def spark_server() -> Iterator[SparkThriftServer]:
-    """The shared server, with its UI's REST API on (tests read job states and descriptions).
+    """The server of this test run (its UI's REST API on: tests read job states and descriptions).
     ``FLOE_SPARK_PORT`` (and ``FLOE_SPARK_UI_PORT``) use a server already running instead."""
     if port := os.environ.get("FLOE_SPARK_PORT"):
-        server = SparkThriftServer.attach(int(port), int(os.environ.get("FLOE_SPARK_UI_PORT", "0")))
-        yield server
-        server.cleanup()
+        yield SparkThriftServer.attach(int(port), int(os.environ.get("FLOE_SPARK_UI_PORT", "0")))
         return
-    server = new_server(ui=True)
-    yield server
-    server.cleanup()
+    _require_spark()
+    with shared_server(run_directory("spark")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def spark_admin(spark_server: SparkThriftServer) -> Iterator[Any]:
+    """One session of this worker on the server, for the tests' own DDL."""
+    with contextlib.closing(spark_server.connect()) as connection:
+        yield connection
 
 
 @pytest.fixture
-def spark_db(spark_server: SparkThriftServer) -> Iterator[str]:
-    """A database of this test's own, dropped (with its tables) afterwards."""
+def spark_db(spark_server: SparkThriftServer, spark_admin: Any) -> Iterator[str]:
+    """A database of this test's own."""
     name = f"t_{uuid.uuid4().hex[:12]}"
-    spark_server.query(f"CREATE DATABASE {name}")
+    with contextlib.closing(spark_admin.cursor()) as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
     yield name
-    if spark_server.running:
-        spark_server.query(f"DROP DATABASE IF EXISTS {name} CASCADE")
+    if os.environ.get("FLOE_SPARK_PORT"):  # a server of the user's: leave it as it was
+        with contextlib.closing(spark_admin.cursor()) as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {name} CASCADE")
 
 
 @pytest.fixture

@@ -33,7 +33,9 @@ from floe_compute.testing.threads import run_in_thread
 pytest_plugins = ["bigquery_fixtures"]
 pytestmark = bigquery_tests
 
-DEADLINE_SLACK_S = 0.1
+HANG_S = 5.0
+"""How long after its deadline or cancel a query may take to end here before the test calls it a
+hang. Not a speed target: ``make bench`` measures how soon (benchmarks/bigquery_bench.py)."""
 
 
 def bq_error(code: int, status: str, reason: str, message: str) -> dict[str, Any]:
@@ -102,7 +104,7 @@ def test_timeout_ends_a_running_job_and_cancels_it(
         with pytest.raises(QueryTimeoutError) as caught:
             bq.execute("SELECT 1 AS held_job", timeout=0.5, query_id="held-1")
         ended = time.monotonic()
-        assert 0.5 <= ended - started < 0.5 + DEADLINE_SLACK_S
+        assert 0.5 <= ended - started < 0.5 + HANG_S
         assert caught.value.query_id == "held-1"
         job_id = job_inserts(bq_proxy)[0].json["jobReference"]["jobId"]
         cancel = bq_proxy.wait_for(lambda x: x.method == "POST" and x.path.endswith("/cancel"))
@@ -124,10 +126,30 @@ def test_cancel_query_stops_a_blocked_execute_and_cancels_the_job(
         assert bq.cancel_query("stop-me") is True
         outcome.join()
         assert isinstance(outcome.error, QueryCancelledError), outcome
-        assert outcome.ended is not None and outcome.ended - cancelled < DEADLINE_SLACK_S
+        assert outcome.ended is not None and outcome.ended - cancelled < HANG_S
         job_id = insert.json["jobReference"]["jobId"]
         bq_proxy.wait_for(lambda x: x.path.endswith(f"/jobs/{job_id}/cancel"))
         assert bq.running_queries() == []
+
+
+def test_a_failed_job_cancel_is_sent_again(
+    bq_url: str, bq_proxy: RecordingProxy, gate: threading.Event
+) -> None:
+    """The caller is woken at once, so nobody else would ask again: the plugin retries itself."""
+    bq_proxy.delay(is_insert_of("held_job"), until=gate, forward_first=True)
+    unavailable = bq_error(503, "UNAVAILABLE", "backendError", "try again")
+    bq_proxy.inject(lambda x: x.path.endswith("/cancel"), status=503, body=unavailable, times=1)
+    with create_plugin(bq_url, api_endpoint=bq_proxy.url) as bq:
+        outcome = run_in_thread(lambda: bq.execute("SELECT 1 AS held_job", query_id="stop-me"))
+        insert = bq_proxy.wait_for(is_insert_of("held_job"), timeout=30)
+        assert bq.cancel_query("stop-me") is True
+        assert isinstance(outcome.join().error, QueryCancelledError), outcome
+        path = f"/bigquery/v2/projects/{PROJECT}/jobs/{insert.json['jobReference']['jobId']}/cancel"
+        deadline = time.monotonic() + 30
+        while len(sent := [x for x in bq_proxy.exchanges if x.path == path]) < 2:
+            assert time.monotonic() < deadline, f"jobs.cancel sent {len(sent)} time(s), not again"
+            time.sleep(0.05)
+        assert sent[0].status == 503  # the first failed; the second went out on its own
 
 
 def test_a_held_page_ends_in_the_deadline(
@@ -141,7 +163,7 @@ def test_a_held_page_ends_in_the_deadline(
         assert len(result.fetchmany(100)) == 100
         with pytest.raises(QueryTimeoutError):
             result.fetchall()
-        assert time.monotonic() - deadline < DEADLINE_SLACK_S
+        assert time.monotonic() - deadline < HANG_S
         assert bq.pool_stats().in_use == 0
 
 

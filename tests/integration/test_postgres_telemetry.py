@@ -3,6 +3,7 @@ query's whole life, and a Prometheus scrape finds the pool metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import urllib.request
@@ -139,6 +140,27 @@ def test_one_span_per_query_covers_fetching_and_never_a_value(otel: Otel, pg_url
     dumped = "".join(s.to_json() for s in spans)
     for secret in ("hunter2-value", "other-secret-value", "floe-pw"):
         assert secret not in dumped
+
+
+def test_async_query_spans_are_children_of_the_callers_span(otel: Otel, pg_url: str) -> None:
+    """As with the blocking API: the worker threads run in the awaiting task's context."""
+    from opentelemetry import trace
+
+    name = f"async-{uuid.uuid4().hex[:8]}"
+    tracer = trace.get_tracer("test")
+
+    async def handler() -> int:
+        with tracer.start_as_current_span("request"):
+            async with plugin.aexecute("SELECT 1 AS one") as result:
+                return len(await result.fetchall())
+
+    with create_plugin(pg_url, name=name) as plugin:
+        assert asyncio.run(handler()) == 1
+    [query] = otel.finished_spans(name)
+    [request] = [s for s in otel.spans.get_finished_spans() if s.name == "request"][-1:]
+    assert query.parent is not None
+    assert query.parent.span_id == request.context.span_id
+    assert query.context.trace_id == request.context.trace_id
 
 
 def test_telemetry_can_be_switched_off(otel: Otel, pg_url: str) -> None:

@@ -28,7 +28,7 @@ from floe_compute import (
 )
 
 pytest_plugins = ["spark_fixtures"]
-pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("spark")]
+pytestmark = [pytest.mark.spark]
 
 ENDLESS_COUNT = "SELECT count(*) FROM range(100000000000)"
 
@@ -98,11 +98,13 @@ def test_timeout_cancels_the_spark_job(spark_server: SparkThriftServer, spark_ur
             plugin.execute(ENDLESS_COUNT, timeout=2, tags={"test": marker}).fetchall()
         # timing is measured in `make bench`; here: it stopped near the deadline, not after minutes
         assert 2 <= caught.value.elapsed < 4
-        # the job was cancelled on the server, not abandoned
+        # the job was cancelled on the server, not abandoned. The wait is for the event: the
+        # server's status store hears of the cancel from its listener bus, which lags by seconds
+        # when the JVM shares two loaded cores (a 10 s bound was missed); an abandoned job never stops
         jobs = wait_for(
             lambda: [j for j in jobs_of(spark_server, marker) if j["status"] != "RUNNING"],
             "the timed-out job to stop on the server",
-            timeout=10,
+            timeout=60,
         )
         assert {job["status"] for job in jobs} == {"FAILED"}
         assert not [j for j in jobs_of(spark_server, marker) if j["status"] == "RUNNING"]
@@ -134,7 +136,7 @@ def test_cancel_query_while_execute_is_blocked(spark_server: SparkThriftServer, 
         wait_for(
             lambda: all(j["status"] != "RUNNING" for j in jobs_of(spark_server, query_id)),
             "the cancelled job to stop",
-            timeout=10,
+            timeout=60,  # the status store lags on a loaded machine; an abandoned job never stops
         )
         assert plugin.pool_stats().in_use == 0
         with plugin.execute("SELECT 2") as result:
@@ -214,35 +216,42 @@ def test_sqlalchemy_inspect_core_and_pandas(spark_url: str, spark_db: str) -> No
 
 
 @pytest.mark.slow
-def test_a_restarted_server_is_reached_again(spark_server: SparkThriftServer, spark_url: str) -> None:
-    if spark_server.external:
-        pytest.skip("FLOE_SPARK_PORT: the attached server is not ours to kill")
+def test_a_restarted_server_is_reached_again() -> None:
+    """On a server of its own (the shared one serves the other worker's tests meanwhile)."""
+    server = new_server(master="local[1]", driver_memory="512m")
     outcome: dict[str, BaseException] = {}
-    with create_plugin(spark_url, pool={"size": 2, "max_overflow": 0}) as plugin:
-        with plugin.execute("SELECT 1") as result:
-            assert result.fetchall() == [(1,)]
-        query_id = f"inflight-{uuid.uuid4().hex[:8]}"
+    try:
+        with create_plugin(server.url(), pool={"size": 2, "max_overflow": 0}) as plugin:
+            with plugin.execute("SELECT 1") as result:
+                assert result.fetchall() == [(1,)]
+            query_id = f"inflight-{uuid.uuid4().hex[:8]}"
 
-        def run() -> None:
+            def run() -> None:
+                try:
+                    plugin.execute(ENDLESS_COUNT, query_id=query_id).fetchall()
+                except BaseException as exc:
+                    outcome["error"] = exc
+
+            def on_server() -> bool:
+                context = plugin._running.get(query_id)
+                return context is not None and context.engine_state.get("operation") is not None
+
+            thread = threading.Thread(target=run)
+            thread.start()
+            wait_for(on_server, "the in-flight statement to reach the server")
             try:
-                plugin.execute(ENDLESS_COUNT, query_id=query_id).fetchall()
-            except BaseException as exc:
-                outcome["error"] = exc
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        wait_for(lambda: jobs_of(spark_server, query_id), "the in-flight query to run")
-        try:
-            spark_server.kill()
-            thread.join(60)
-            assert isinstance(outcome.get("error"), ConnectionFailedError), outcome
-        finally:
-            spark_server.start()
-        with plugin.execute("SELECT 42") as result:
-            assert result.fetchall() == [(42,)]
-        stats = plugin.pool_stats()
-        assert stats.invalidations >= 1 and stats.in_use == 0
-        assert plugin.health_check().status != "unhealthy"  # degraded only means a slow ping
+                server.kill()
+                thread.join(60)
+                assert isinstance(outcome.get("error"), ConnectionFailedError), outcome
+            finally:
+                server.start()
+            with plugin.execute("SELECT 42") as result:
+                assert result.fetchall() == [(42,)]
+            stats = plugin.pool_stats()
+            assert stats.invalidations >= 1 and stats.in_use == 0
+            assert plugin.health_check().status != "unhealthy"  # degraded only means a slow ping
+    finally:
+        server.cleanup()
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from floe_compute import create_plugin
 from floe_compute.dbt import write_profiles
 
 pytest_plugins = ["spark_fixtures"]
-pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("spark"), pytest.mark.dbt, pytest.mark.slow]
+pytestmark = [pytest.mark.spark, pytest.mark.dbt, pytest.mark.slow]
 
 PROJECT = Path(__file__).parents[2] / "fixtures" / "dbt_project"
 DBT = Path(sys.executable).with_name("dbt")

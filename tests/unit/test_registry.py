@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -89,10 +91,26 @@ def test_unknown_scheme_lists_installed_plugins() -> None:
         create_plugin("oracle://scott:tiger@db/orcl")
     message = str(caught.value)
     assert "'oracle'" in message
-    assert "duckdb (duckdb://)" in message
-    assert "echo (echo://)" in message
+    assert "duckdb://" in message
+    assert "echo://" in message
     assert "tiger" not in message
     assert "duckdb" in caught.value.available
+
+
+def test_an_unknown_scheme_imports_no_engine() -> None:
+    """A typo answers at once: no engine module (and so no driver) is imported to say so."""
+    code = (
+        "import sys\n"
+        "from floe_compute import PluginNotFoundError, create_plugin\n"
+        "try:\n"
+        "    create_plugin('oracle://db/orcl')\n"
+        "except PluginNotFoundError:\n"
+        "    pass\n"
+        "engines = ('floe_compute.engines', 'floe_compute_echo')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(engines)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 @pytest.mark.parametrize("url", ["not a url", "duckdb", "://nothing", ""])

@@ -145,6 +145,7 @@ def test_split_and_count(sql: str, dialect: str | None, statements: list[str]) -
         ('SELECT ":q" FROM t -- :c\n/* :d */ WHERE e = :e', "postgres", ["e"]),
         ("SELECT arr[1:2], $$ :dollar $$, E'it\\'s :e' FROM t", "postgres", []),
         ("SELECT `:bq`, ':\\' :s' FROM t WHERE x = :real", "bigquery", ["real"]),
+        ("SELECT 'it\\'s; :x' FROM t WHERE y = :y", "snowflake", ["y"]),
     ],
 )
 def test_bind_names_are_only_real_placeholders(sql: str, dialect: str | None, names: list[str]) -> None:

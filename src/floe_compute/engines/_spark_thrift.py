@@ -313,10 +313,15 @@ class Canceller:
             for key, (_, pending) in list(self._pending.items()):
                 if pending is handle:
                     del self._pending[key]
-            with contextlib.suppress(Exception):  # a restarted server has forgotten it anyway
-                if self._connection is None:
-                    self._connection = self._connect(read_timeout=CANCEL_TIMEOUT_S)
-                self._connection.client.CloseOperation(ttypes.TCloseOperationReq(operationHandle=handle))
+            for _ in (1, 2):  # the cancel session may have broken since (a timeout, a restart)
+                try:
+                    if self._connection is None:
+                        self._connection = self._connect(read_timeout=CANCEL_TIMEOUT_S)
+                    request = ttypes.TCloseOperationReq(operationHandle=handle)
+                    self._connection.client.CloseOperation(request)
+                    return
+                except Exception:  # a restarted server has forgotten the operation anyway
+                    self._close()
 
     def _close(self) -> None:
         connection, self._connection = self._connection, None

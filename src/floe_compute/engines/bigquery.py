@@ -20,8 +20,9 @@ import logging
 import math
 import re
 import threading
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 import google.auth
 import google.auth.exceptions
@@ -55,15 +56,14 @@ __all__ = ["BigQueryComputePlugin", "BigQueryConfig", "BigQueryLimits", "job_lab
 
 log = logging.getLogger("floe_compute")
 
-T = TypeVar("T")
 SCOPES = ("https://www.googleapis.com/auth/bigquery",)
 CANCEL_TIMEOUT_S = 10.0
 """How long the background ``jobs.cancel`` request may take; nobody waits for it."""
+CANCEL_RETRY_PAUSES_S = (0.5, 2.0)
+"""Pauses before sending a failed ``jobs.cancel`` again."""
 _URL_KEYS = {"location", "credentials_path", "priority", "api_endpoint"}
 _UNSUPPORTED_LIMITS = ("memory_limit", "threads", "temp_directory", "max_temp_directory_size")
 _LABEL_BAD = re.compile(r"[^a-z0-9_-]+")
-_QUOTED_PARAMETER = re.compile(r"@`([A-Za-z_][A-Za-z0-9_]*)`")
-_JOB_ID_BAD = re.compile(r"[^A-Za-z0-9_-]+")
 # BigQuery's documented error reasons (ErrorProto.reason) and what the caller gets for them
 _RESOURCE_REASONS = {"bytesBilledLimitExceeded", "billingTierLimitExceeded", "resourcesExceeded"}
 _RESOURCE_REASONS |= {"responseTooLarge", "quotaExceeded", "rateLimitExceeded"}
@@ -297,16 +297,27 @@ class BigQueryComputePlugin(ComputePlugin):
             ).start()
 
     def _cancel_job(self, job_id: str) -> None:
-        """``jobs.cancel``; a job that already ended or never started is fine."""
-        try:
-            self.client.cancel_job(
-                job_id,
-                location=self.config.location,
-                retry=None,  # type: ignore[arg-type]  # one attempt: a later cancel() may try again
-                timeout=CANCEL_TIMEOUT_S,
-            )
-        except Exception as exc:
-            log.debug("bigquery: jobs.cancel %s: %s", job_id, type(exc).__name__)
+        """``jobs.cancel``, tried again after a failed request (the query's caller has already
+        been woken, so nobody else will ask again); a job that already ended is fine."""
+        for attempt, pause in enumerate((*CANCEL_RETRY_PAUSES_S, None), start=1):
+            try:
+                self.client.cancel_job(
+                    job_id,
+                    location=self.config.location,
+                    retry=None,  # type: ignore[arg-type]  # our own, fewer, retries
+                    timeout=CANCEL_TIMEOUT_S,
+                )
+                return
+            except api_exceptions.NotFound:
+                return  # the job never started: nothing to stop
+            except Exception as exc:
+                log.debug("bigquery: jobs.cancel %s (attempt %d): %s", job_id, attempt, type(exc).__name__)
+                if pause is None:
+                    log.warning(
+                        "bigquery: jobs.cancel %s failed %d times; the job may still run", job_id, attempt
+                    )
+                    return
+                time.sleep(pause)
 
     def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
         if not isinstance(dbapi_cursor, JobCursor) or dbapi_cursor.description is None:

@@ -151,6 +151,7 @@ class SparkComputePlugin(ComputePlugin):
     schemes = ("spark",)
     config_class = SparkConfig
     db_system = "spark_sql"
+    sql_dialect = "spark"
     default_batch_size = 10_000
 
     def __init__(self, config: ComputeConfig) -> None:
@@ -204,6 +205,9 @@ class SparkComputePlugin(ComputePlugin):
         return self.config.url.set(drivername="spark+floe_thrift", query={})
 
     def engine_options(self) -> dict[str, Any]:
+        driver_log = logging.getLogger("pyhive.hive")
+        if driver_log.level == logging.NOTSET:  # it logs each statement with its bound values at INFO
+            driver_log.setLevel(logging.WARNING)
         return {"creator": self._open}
 
     def setup_connection(self, dbapi_connection: Any) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from floe_compute.plugin import ComputePlugin, RunningQuery
 
-__all__ = ["Outcome", "run_in_thread", "wait_until_listed"]
+__all__ = ["Outcome", "run_in_thread", "wait_until_listed", "wait_until_unlisted"]
 
 
 @dataclass
@@ -53,4 +53,12 @@ def wait_until_listed(plugin: ComputePlugin, query_id: str, timeout: float = 30.
             if query.query_id == query_id:
                 return query
         assert time.monotonic() < deadline, f"{query_id} never showed as running"
+        time.sleep(0.005)
+
+
+def wait_until_unlisted(plugin: ComputePlugin, query_id: str, timeout: float = 30.0) -> None:
+    """Wait until ``plugin.running_queries()`` no longer lists ``query_id``: the query ended."""
+    deadline = time.monotonic() + timeout
+    while any(query.query_id == query_id for query in plugin.running_queries()):
+        assert time.monotonic() < deadline, f"{query_id} still shows as running after {timeout:g}s"
         time.sleep(0.005)
