@@ -1,9 +1,14 @@
-"""The Databricks-like endpoint of the Databricks tests: one HTTP-mode Spark Thrift Server per test session,
+"""The Databricks-like endpoint of the Databricks tests: one HTTP-mode Spark Thrift Server per test run,
 the connector shim applied for the session, a fresh database per test.
 
-Every Databricks test module sets ``pytestmark = [pytest.mark.databricks, pytest.mark.xdist_group("spark")]``:
-it shares the Spark tests' worker (one JVM at a time on a 2-core machine). Missing Java, pyspark tool
-environment or connector skips locally and fails in CI (``require``).
+* ``databricks_server``: one server per test run, shared by the xdist workers
+  (``fixtures.databricks.shared_server``, the launcher of ``fixtures.shared`` that ``spark_fixtures``
+  uses too: it stops the server when the last worker leaves or dies). No test may stop it: the
+  restart test starts one of its own (``new_databricks_server``). ``FLOE_DATABRICKS_PORT`` uses a
+  server already running (``python fixtures/spark.py --transport http``) instead.
+* ``databricks_db``: a database of the test's own.
+
+Missing Java, pyspark tool environment or connector skips locally and fails in CI (``require``).
 """
 
 from __future__ import annotations
@@ -16,40 +21,52 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fixtures.databricks import databricks_like_server, shim
-from fixtures.spark import SparkNotInstalledError, SparkThriftServer
+from fixtures.databricks import databricks_like_server, shared_server, shim
+from fixtures.spark import SparkNotInstalledError, SparkThriftServer, find_spark_home
 
-from support import require
+from support import require, run_directory
 
 TOKEN = "dapi-floe-test-token-0f1e2d3c"
 """The token the tests connect with: the server accepts any, so it must never show anywhere."""
 
 
-@pytest.fixture(scope="session")
-def databricks_server() -> Iterator[SparkThriftServer]:
+def _require_databricks() -> None:
     require(
         importlib.util.find_spec("databricks.sql") is not None, "databricks-sql-connector is not installed"
     )
     require(importlib.util.find_spec("pyhive") is not None, "PyHive is not installed (uv sync --all-extras)")
-    if port := os.environ.get(
-        "FLOE_DATABRICKS_PORT"
-    ):  # a server of `python fixtures/spark.py --transport http`
-        attached = SparkThriftServer.attach(int(port))
-        attached.transport = "http"
-        yield attached
-        return
+    try:
+        find_spark_home()
+    except SparkNotInstalledError as exc:
+        require(False, str(exc))
+        raise
+
+
+def new_databricks_server() -> SparkThriftServer:
+    """A started HTTP-mode server of the calling test's own (to kill and restart)."""
+    _require_databricks()
     try:
         server = databricks_like_server()
     except SparkNotInstalledError as exc:
         require(False, str(exc))
         raise
     try:
-        server.start()  # warmed up with a first query before any test runs under a deadline
+        return server.start()
     except BaseException:
         server.cleanup()
         raise
-    yield server
-    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def databricks_server() -> Iterator[SparkThriftServer]:
+    if port := os.environ.get("FLOE_DATABRICKS_PORT"):
+        attached = SparkThriftServer.attach(int(port))
+        attached.transport = "http"
+        yield attached
+        return
+    _require_databricks()
+    with shared_server(run_directory("databricks")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -58,14 +75,24 @@ def databricks_shim(databricks_server: SparkThriftServer) -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session")
+def databricks_admin(databricks_server: SparkThriftServer) -> Iterator[Any]:
+    """One session of this worker on the server (PyHive over HTTP), for the tests' own DDL."""
+    with contextlib.closing(databricks_server.connect()) as connection:
+        yield connection
+
+
 @pytest.fixture
-def databricks_db(databricks_server: SparkThriftServer, databricks_shim: None) -> Iterator[str]:
+def databricks_db(databricks_admin: Any, databricks_shim: None) -> Iterator[str]:
+    """A database of this test's own; not dropped: the server's warehouse goes with it at the end
+    of the run (dropped on a server attached with ``FLOE_DATABRICKS_PORT``)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
-    databricks_server.query(f"CREATE DATABASE {name}")
+    with contextlib.closing(databricks_admin.cursor()) as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
     yield name
-    if databricks_server.running:
-        with contextlib.suppress(Exception):
-            databricks_server.query(f"DROP DATABASE IF EXISTS {name} CASCADE")
+    if os.environ.get("FLOE_DATABRICKS_PORT"):
+        with contextlib.closing(databricks_admin.cursor()) as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {name} CASCADE")
 
 
 def databricks_overrides(server: SparkThriftServer, **overrides: Any) -> dict[str, Any]:
@@ -83,6 +110,10 @@ def databricks_overrides(server: SparkThriftServer, **overrides: Any) -> dict[st
     }
 
 
+def databricks_url_of(schema: str) -> str:
+    return f"databricks://token:{TOKEN}@127.0.0.1?http_path=/cliservice&catalog=spark_catalog&schema={schema}"
+
+
 @pytest.fixture
 def databricks_url(databricks_db: str) -> str:
-    return f"databricks://token:{TOKEN}@127.0.0.1?http_path=/cliservice&catalog=spark_catalog&schema={databricks_db}"
+    return databricks_url_of(databricks_db)

@@ -9,13 +9,13 @@ from typing import Any
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
-from databricks_fixtures import TOKEN, databricks_overrides
+from databricks_fixtures import TOKEN, databricks_overrides, databricks_url_of, new_databricks_server
 
 from floe_compute import ComputePlugin, create_plugin
 from floe_compute.errors import ConnectionFailedError, QueryError
 
 pytest_plugins = ["databricks_fixtures"]
-pytestmark = [pytest.mark.databricks, pytest.mark.xdist_group("spark")]
+pytestmark = [pytest.mark.databricks]
 
 
 @pytest.fixture
@@ -100,21 +100,21 @@ def test_tags_travel_as_the_statements_query_tags(
     assert "query_tags" not in (untagged.confOverlay or {})
 
 
-def test_a_restarted_server_is_reached_again(databricks_server: Any, databricks_url: str) -> None:
-    """The server killed and started again: the pooled session is gone, the next query opens a new
-    one (the pool's GetInfo ping finds the old one dead)."""
-    if databricks_server.external:
-        pytest.skip("an attached server (FLOE_DATABRICKS_PORT) cannot be restarted from here")
-    overrides = databricks_overrides(
-        databricks_server, pool={"size": 1, "max_overflow": 0}, timeouts={"connect": 5}
-    )
-    with create_plugin(databricks_url, **overrides) as plugin:
-        plugin.execute("SELECT 1").close()
-        databricks_server.kill()
-        with pytest.raises(ConnectionFailedError):  # nothing listens: a clear error, not a hang
-            plugin.execute("SELECT 1", timeout=30)
-        databricks_server.start()
-        with plugin.execute("SELECT 1", timeout=60) as result:
-            assert result.fetchall() == [(1,)]
-        stats = plugin.pool_stats()
-        assert stats.in_use == 0 and stats.connects >= 2
+def test_a_restarted_server_is_reached_again(databricks_shim: None) -> None:
+    """A server of the test's own killed and started again on its port: the pooled session is gone,
+    the next query opens a new one (the pool's GetInfo ping finds the old one dead)."""
+    server = new_databricks_server()
+    try:
+        overrides = databricks_overrides(server, pool={"size": 1, "max_overflow": 0}, timeouts={"connect": 5})
+        with create_plugin(databricks_url_of("default"), **overrides) as plugin:
+            plugin.execute("SELECT 1").close()
+            server.kill()
+            with pytest.raises(ConnectionFailedError):  # nothing listens: a clear error, not a hang
+                plugin.execute("SELECT 1", timeout=30)
+            server.start()
+            with plugin.execute("SELECT 1", timeout=60) as result:
+                assert result.fetchall() == [(1,)]
+            stats = plugin.pool_stats()
+            assert stats.in_use == 0 and stats.connects >= 2
+    finally:
+        server.cleanup()

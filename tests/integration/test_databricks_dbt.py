@@ -18,7 +18,7 @@ from floe_compute.dbt import write_profiles
 from support import require
 
 pytest_plugins = ["databricks_fixtures"]
-pytestmark = [pytest.mark.databricks, pytest.mark.xdist_group("spark"), pytest.mark.dbt, pytest.mark.slow]
+pytestmark = [pytest.mark.databricks, pytest.mark.dbt, pytest.mark.slow]
 
 ROOT = Path(__file__).parents[2]
 TOOL_PYTHON = ROOT / ".tools" / "dbt-databricks" / "bin" / "python"

@@ -10,6 +10,7 @@ engine keeps: it reaches the connector as a keyword argument, read from a ``Secr
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Iterator
@@ -283,6 +284,11 @@ class DatabricksComputePlugin(ComputePlugin):
         return args
 
     def engine_options(self) -> dict[str, Any]:
+        connector_log = logging.getLogger("databricks.sql")
+        if connector_log.level == logging.NOTSET:  # its DEBUG lines quote statements with bound values
+            connector_log.setLevel(logging.INFO)
+        # whole Thrift requests with their parameters; the connector sets it to DEBUG on import
+        logging.getLogger("databricks.sql.unsafe").setLevel(logging.WARNING)
         return {"connect_args": self.connect_args()}
 
     def begin_query(self, connection: Connection, context: QueryContext) -> None:
