@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 
@@ -50,6 +51,29 @@ def test_secrets_never_in_repr_or_dumps() -> None:
     for text in (repr(plugin.config), str(plugin.config.model_dump()), plugin.config.model_dump_json()):
         assert TOKEN not in text
     assert TOKEN in plugin.config.secrets
+
+
+def test_manifest_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOE_TEST_DBX_SECRET", "from-the-env-2")
+    manifest = tmp_path / "floe.yaml"
+    manifest.write_text(
+        "compute:\n"
+        "  targets:\n"
+        "    prod:\n"
+        '      url: "databricks://adb-1.azuredatabricks.net?http_path=/sql/1.0/warehouses/abc"\n'
+        "      client_id: sp-1\n"
+        '      client_secret: "${FLOE_TEST_DBX_SECRET}"\n'
+        "      catalog: main\n"
+        "      schema: sales\n"
+        "      session_configuration: {ANSI_MODE: 'true'}\n"
+    )
+    plugin = create_plugin("prod", manifest=manifest)
+    assert type(plugin).__name__ == "DatabricksComputePlugin"
+    config = plugin.config
+    assert (config.client_id, config.catalog, config.db_schema) == ("sp-1", "main", "sales")
+    assert config.client_secret is not None and config.client_secret.get_secret_value() == "from-the-env-2"
+    assert plugin.connect_args()["session_configuration"] == {"ANSI_MODE": "true"}
+    assert "from-the-env-2" not in repr(plugin) + repr(config)
 
 
 def test_telemetry_is_off_unless_turned_on() -> None:

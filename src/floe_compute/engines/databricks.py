@@ -17,13 +17,11 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from databricks import sql as dbsql
-from databricks.sqlalchemy.base import DatabricksDialect
 from pydantic import ConfigDict, Field, SecretStr, model_validator
-from sqlalchemy.dialects import registry
 from sqlalchemy.engine import URL, Connection
-from sqlalchemy.engine.default import DefaultExecutionContext
 
 from floe_compute.config import ComputeConfig, parse_url
+from floe_compute.engines._databricks_dialect import FloeDatabricksDialect
 from floe_compute.engines._databricks_oauth import ClientCredentials
 from floe_compute.errors import ComputeError, ConnectionFailedError, QueryError, QueryTimeoutError
 from floe_compute.plugin import ComputePlugin, QueryContext
@@ -31,7 +29,7 @@ from floe_compute.plugin import ComputePlugin, QueryContext
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["DatabricksComputePlugin", "DatabricksConfig"]
+__all__ = ["DatabricksComputePlugin", "DatabricksConfig", "FloeDatabricksDialect"]
 
 _URL_FIELDS = ("http_path", "catalog", "schema")
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
@@ -164,78 +162,6 @@ def server_message(text: str) -> str:
     return lines[0] if lines else ""
 
 
-class TupleCursor:
-    """The connector's cursor handing out plain tuples (its rows are a ``Row`` class of its own)."""
-
-    def __init__(self, cursor: Any) -> None:
-        object.__setattr__(self, "cursor", cursor)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.cursor, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self.cursor, name, value)
-
-    def fetchone(self) -> tuple[Any, ...] | None:
-        row = self.cursor.fetchone()
-        return None if row is None else tuple(row)
-
-    def fetchmany(self, size: int | None = None) -> list[tuple[Any, ...]]:
-        rows = self.cursor.fetchmany(self.cursor.arraysize if size is None else size)
-        return [tuple(row) for row in rows]
-
-    def fetchall(self) -> list[tuple[Any, ...]]:
-        return [tuple(row) for row in self.cursor.fetchall()]
-
-
-class _ExecutionContext(DefaultExecutionContext):
-    def create_default_cursor(self) -> Any:
-        return TupleCursor(super().create_default_cursor())
-
-
-class FloeDatabricksDialect(DatabricksDialect):
-    """The connector's dialect: plain tuples, and the query's tags as the statement's ``query_tags``."""
-
-    supports_statement_cache = True
-    execution_ctx_cls = _ExecutionContext
-
-    def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
-        query: QueryContext | None = context.execution_options.get("floe_query") if context else None
-        if query is None:
-            cursor.execute(statement, parameters)
-            return
-        # the connector publishes the statement's command id on this cursor before it blocks
-        query.engine_state["cursor"] = getattr(cursor, "cursor", cursor)
-        if query.tags:
-            cursor.execute(statement, parameters, query_tags=dict(query.tags))
-        else:
-            cursor.execute(statement, parameters)
-
-    def do_execute_no_params(self, cursor: Any, statement: str, context: Any = None) -> None:
-        self.do_execute(cursor, statement, None, context)
-
-    def do_ping(self, dbapi_connection: Any) -> bool:
-        """``GetInfo`` on the Thrift session: one round trip and no statement for the warehouse to
-        run (the dialect's own ping is a ``SELECT 1``: five round trips on every checkout)."""
-        session: Any = getattr(dbapi_connection, "session", None)
-        backend: Any = getattr(session, "backend", None)
-        if not hasattr(backend, "_client") or not getattr(session, "is_open", False):
-            default: Any = super()
-            return bool(default.do_ping(dbapi_connection))
-        from databricks.sql.thrift_api.TCLIService import ttypes
-
-        types: Any = ttypes
-        request = types.TGetInfoReq(session.session_id.to_thrift_handle(), types.TGetInfoType.CLI_SERVER_NAME)
-        try:
-            response = backend.make_request(backend._client.GetInfo, request, retryable=False)
-        except Exception:  # a restarted or unreachable endpoint: the pool opens a new session
-            return False
-        return bool(response.status.statusCode == types.TStatusCode.SUCCESS_STATUS)
-
-
-registry.register("databricks.floe_connector", __name__, "FloeDatabricksDialect")
-
-
 class DatabricksComputePlugin(ComputePlugin):
     """Databricks SQL: per-query statement timeouts, cancel by command id, the connector's Arrow."""
 
@@ -273,6 +199,11 @@ class DatabricksComputePlugin(ComputePlugin):
             args["credentials_provider"] = ClientCredentials(
                 config.host, config.client_id, config.client_secret, config.timeouts.connect
             )
+        args.update(self._endpoint_args())
+        return args
+
+    def _endpoint_args(self) -> dict[str, Any]:
+        config = self.config
         optional = {
             "_connection_uri": config.connection_uri,
             "_port": config.port,
@@ -280,8 +211,7 @@ class DatabricksComputePlugin(ComputePlugin):
             "_tls_no_verify": config.tls_no_verify or None,
             "_socket_timeout": config.socket_timeout,
         }
-        args.update({k: v for k, v in optional.items() if v is not None})
-        return args
+        return {k: v for k, v in optional.items() if v is not None}
 
     def engine_options(self) -> dict[str, Any]:
         connector_log = logging.getLogger("databricks.sql")
@@ -372,19 +302,12 @@ class DatabricksComputePlugin(ComputePlugin):
             target["auth_type"] = "oauth"
             target["client_id"] = config.client_id
             target["client_secret"] = f"{{{{ env_var('{config.dbt_token_env}_CLIENT_SECRET') }}}}"
-        parameters: dict[str, Any] = {}
         if config.session_configuration:
             target["session_properties"] = dict(config.session_configuration)
-        if config.connection_uri:
-            parameters["_connection_uri"] = config.connection_uri
-        if config.port:
-            parameters["_port"] = config.port
-        if config.tls_trusted_ca_file:
-            parameters["_tls_trusted_ca_file"] = config.tls_trusted_ca_file
+        parameters = self._endpoint_args()  # dbt-databricks passes them on to the connector
         if not config.enable_telemetry:
             parameters["enable_telemetry"] = False
-        if parameters:
-            target["connection_parameters"] = parameters
+        target["connection_parameters"] = parameters
         return target
 
     def dbt_env(self) -> dict[str, str]:

@@ -1,0 +1,86 @@
+"""The Databricks SQLAlchemy dialect as the plugin uses it: plain tuples, the statement's cursor recorded
+for cancel, the query's tags as ``query_tags``, and a ``GetInfo`` ping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from databricks.sqlalchemy.base import DatabricksDialect
+from sqlalchemy.dialects import registry
+from sqlalchemy.engine.default import DefaultExecutionContext
+
+from floe_compute.plugin import QueryContext
+
+__all__ = ["FloeDatabricksDialect"]
+
+
+class TupleCursor:
+    """The connector's cursor handing out plain tuples (its rows are a ``Row`` class of its own)."""
+
+    def __init__(self, cursor: Any) -> None:
+        object.__setattr__(self, "cursor", cursor)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cursor, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.cursor, name, value)
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        row = self.cursor.fetchone()
+        return None if row is None else tuple(row)
+
+    def fetchmany(self, size: int | None = None) -> list[tuple[Any, ...]]:
+        rows = self.cursor.fetchmany(self.cursor.arraysize if size is None else size)
+        return [tuple(row) for row in rows]
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self.cursor.fetchall()]
+
+
+class _ExecutionContext(DefaultExecutionContext):
+    def create_default_cursor(self) -> Any:
+        return TupleCursor(super().create_default_cursor())
+
+
+class FloeDatabricksDialect(DatabricksDialect):
+    """The connector's dialect: plain tuples, and the query's tags as the statement's ``query_tags``."""
+
+    supports_statement_cache = True
+    execution_ctx_cls = _ExecutionContext
+
+    def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+        query: QueryContext | None = context.execution_options.get("floe_query") if context else None
+        if query is None:
+            cursor.execute(statement, parameters)
+            return
+        # the connector publishes the statement's command id on this cursor before it blocks
+        query.engine_state["cursor"] = getattr(cursor, "cursor", cursor)
+        if query.tags:
+            cursor.execute(statement, parameters, query_tags=dict(query.tags))
+        else:
+            cursor.execute(statement, parameters)
+
+    def do_execute_no_params(self, cursor: Any, statement: str, context: Any = None) -> None:
+        self.do_execute(cursor, statement, None, context)
+
+    def do_ping(self, dbapi_connection: Any) -> bool:
+        """``GetInfo`` on the Thrift session: one round trip and no statement for the warehouse to
+        run (the dialect's own ping is a ``SELECT 1``: five round trips on every checkout)."""
+        session: Any = getattr(dbapi_connection, "session", None)
+        backend: Any = getattr(session, "backend", None)
+        if not hasattr(backend, "_client") or not getattr(session, "is_open", False):
+            default: Any = super()
+            return bool(default.do_ping(dbapi_connection))
+        from databricks.sql.thrift_api.TCLIService import ttypes
+
+        types: Any = ttypes
+        request = types.TGetInfoReq(session.session_id.to_thrift_handle(), types.TGetInfoType.CLI_SERVER_NAME)
+        try:
+            response = backend.make_request(backend._client.GetInfo, request, retryable=False)
+        except Exception:  # a restarted or unreachable endpoint: the pool opens a new session
+            return False
+        return bool(response.status.statusCode == types.TStatusCode.SUCCESS_STATUS)
+
+
+registry.register("databricks.floe_connector", __name__, "FloeDatabricksDialect")
