@@ -75,6 +75,20 @@ def test_unreachable_endpoint_is_a_connection_error_without_the_token(databricks
     plugin.disconnect()
 
 
+def test_the_deadline_is_the_sessions_timeout_setting(databricks_server: Any, databricks_url: str) -> None:
+    """The deadline reaches the server as a session setting (``STATEMENT_TIMEOUT`` on Databricks, Spark's
+    query timeout here): a statement run afterwards on that session, outside the plugin and its
+    watchdog, is stopped by the server itself."""
+    overrides = databricks_overrides(databricks_server, pool={"size": 1, "max_overflow": 0})
+    slow = "SELECT id FROM range(0, 1000000000000, 1, 2) WHERE id * 2 = -1"
+    with create_plugin(databricks_url, **overrides) as plugin:
+        plugin.execute("SELECT 1", timeout=8).close()
+        # the pool's only session, without the plugin's watchdog
+        with plugin.engine.connect() as conn, pytest.raises(sa.exc.DBAPIError) as caught:
+            conn.exec_driver_sql(slow).all()
+    assert "found TIMEDOUT" in str(caught.value)  # the operation's state on the server
+
+
 def test_tags_travel_as_the_statements_query_tags(
     plugin: ComputePlugin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
