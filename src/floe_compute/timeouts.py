@@ -112,12 +112,19 @@ class QueryHandle:
             self.cancel_error = exc
             log.debug("cancel of query %s failed", self.query_id, exc_info=True)
 
+    def _mark_stopped(self, state: QueryState) -> bool:
+        """Move a running query to ``state``; False if it was no longer running. The caller holds
+        the lock."""
+        if self.state is not QueryState.RUNNING:
+            return False
+        self.state = state
+        self._stopped_at = time.monotonic()
+        return True
+
     def _stop(self, state: QueryState) -> bool:
         with self._lock:
-            if self.state is not QueryState.RUNNING:
+            if not self._mark_stopped(state):
                 return False
-            self.state = state
-            self._stopped_at = time.monotonic()
             self._send()
         watchdog.resend(self, 0)
         return True
@@ -155,10 +162,8 @@ class QueryHandle:
         if not self._lock.acquire(timeout=LOCK_WAIT_S):
             return None
         try:
-            if self.state is not QueryState.RUNNING:
+            if not self._mark_stopped(QueryState.TIMED_OUT):
                 return False
-            self.state = QueryState.TIMED_OUT
-            self._stopped_at = time.monotonic()
         finally:
             self._lock.release()
         self._send_in_background()

@@ -47,6 +47,9 @@ class ComputePluginContract:
     #: Whether a statement commits as it finishes, with no transaction for a failure afterwards to
     #: roll back (BigQuery: each statement is a job). The caller's error still reaches the caller.
     commits_each_statement = False
+    #: Statements each of eight threads runs in the pool-statistics test: fewer for engines where
+    #: a statement is several round trips to a slow server (the test still makes threads wait).
+    statements_per_thread = 200
 
     def series_query(self, n: int) -> str:
         """``n`` rows: an integer ``i`` from 0 and a text ``label``."""
@@ -323,7 +326,7 @@ class ComputePluginContract:
 
         def work() -> None:
             try:
-                for _ in range(200):
+                for _ in range(self.statements_per_thread):
                     with plugin.execute("SELECT 1") as result:
                         result.fetchall()
             except BaseException as exc:
@@ -336,7 +339,7 @@ class ComputePluginContract:
             thread.join()
         assert errors == []
         stats = plugin.pool_stats()
-        assert stats.checkouts == 1600
+        assert stats.checkouts == 8 * self.statements_per_thread
         assert stats.in_use == 0
         assert stats.waiting == 0
         assert stats.connects <= 4
