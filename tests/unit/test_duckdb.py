@@ -159,6 +159,17 @@ def test_pandas_read_sql_and_sqlalchemy_core_on_the_engine() -> None:
             assert result.fetchall() == [(50,)]
 
 
+def test_sqlalchemy_core_quotes_duckdb_reserved_words() -> None:
+    """``pivot`` and ``qualify`` are reserved in DuckDB, not in PostgreSQL (whose rules the dialect
+    inherits): the words come from the plugin's own database, read when it first connects."""
+    with create_plugin() as plugin:
+        plugin.execute('CREATE TABLE "pivot" ("qualify" INTEGER, plain INTEGER)').close()
+        plugin.execute('INSERT INTO "pivot" VALUES (1, 2)').close()
+        table = sa.table("pivot", sa.column("qualify"), sa.column("plain"))
+        with plugin.execute(sa.select(table.c.qualify, table.c.plain)) as result:
+            assert result.fetchall() == [(1, 2)]
+
+
 def test_timed_out_query_stops_running_inside_duckdb() -> None:
     """Interrupted, not abandoned: once the error is raised, DuckDB no longer runs the query."""
     with create_plugin(limits={"threads": 2}, pool={"size": 1, "max_overflow": 0}) as plugin:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -133,6 +134,47 @@ def test_third_party_plugin_is_discovered_from_its_entry_point() -> None:
         assert type(plugin).__module__ == "floe_compute_echo"
         assert plugin.name == "echo"
         assert plugin.execute("SELECT 'hi'").fetchall() == [("hi",)]
+
+
+def test_the_own_engines_are_found_without_reading_every_distribution(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The library's own engines come from its own metadata: the scan of every installed
+    distribution (tens of ms at each start) is left for other names, listings and errors."""
+    from floe_compute import registry
+
+    def no_scan(**_: Any) -> Any:
+        raise AssertionError("every installed distribution's entry points were read")
+
+    monkeypatch.setattr(registry, "entry_points", no_scan)
+    with create_plugin("duckdb:///:memory:") as plugin:
+        assert isinstance(plugin, DuckDBComputePlugin)
+    monkeypatch.undo()
+    with create_plugin("echo:///:memory:") as plugin:  # a third-party name: found by the scan
+        assert type(plugin).__module__ == "floe_compute_echo"
+
+
+def test_a_third_party_claiming_an_own_engine_name_does_not_replace_it(tmp_path: Path) -> None:
+    """Which of two distributions claiming one name wins would depend on directory order; the
+    library's own engine always does. The other distribution's new names are still found."""
+    info = tmp_path / "floe_compute_rival-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: floe-compute-rival\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[floe.computes]\n"
+        "duckdb = floe_compute_echo:EchoComputePlugin\n"
+        "rival = floe_compute_echo:EchoComputePlugin\n"
+    )
+    code = (
+        "from floe_compute import create_plugin, list_plugins\n"
+        "from floe_compute.registry import get_plugin_class\n"
+        "print(create_plugin('duckdb:///:memory:').name, get_plugin_class('duckdb').name,\n"
+        "      get_plugin_class('rival').name, 'rival' in list_plugins())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["duckdb", "duckdb", "echo", "True"]
 
 
 def test_a_subclass_missing_a_hook_names_it() -> None:

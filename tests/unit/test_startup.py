@@ -126,3 +126,39 @@ def test_the_console_script_exits_with_the_commands_status() -> None:
     assert failed.returncode == 1
     assert failed.stderr.startswith("floe-compute: error: ")
     assert len(failed.stderr.splitlines()) == 1
+
+
+def test_the_console_script_collects_garbage_again_once_the_plugin_exists() -> None:
+    """Start-up runs without the garbage collector (its passes over objects that live until exit
+    were a tenth of a short query); a long result is then streamed with it working again."""
+    done = run_python(
+        """
+        import gc, sys
+        import floe_compute.cli as cli
+        import floe_compute.registry as registry
+
+        seen = {"starting": [], "streaming": []}
+        create_plugin = registry.create_plugin
+
+        def spied_create_plugin(*args, **kwargs):
+            seen["starting"].append(gc.isenabled())
+            return create_plugin(*args, **kwargs)
+
+        class SpiedWriter(cli.WRITERS["csv"]):
+            def batch(self, rows):
+                seen["streaming"].append(gc.isenabled())
+                super().batch(rows)
+
+        registry.create_plugin = spied_create_plugin
+        cli.WRITERS["csv"] = SpiedWriter
+        sys.argv = ["floe-compute", "query", "duckdb:///:memory:", "select * from range(5)",
+                    "--format", "csv", "--batch-size", "2"]
+        try:
+            cli.run()
+        finally:
+            print(seen, gc.isenabled(), file=sys.stderr)
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["range", "0", "1", "2", "3", "4"]
+    assert done.stderr.strip() == "{'starting': [False], 'streaming': [True, True, True]} True"
