@@ -81,7 +81,8 @@ def test_a_shared_server_stops_when_its_only_user_is_killed(name: str, tmp_path:
         user.wait(30)
         # the launcher looks every WATCH_INTERVAL_S; stopping takes fakesnow/bqemulator seconds
         assert wait_until_gone(server_pid, timeout=60), f"{name} (pid {server_pid}) outlived its user"
-        assert not (directory / "server.json").exists()
+        assert wait_until_gone(int(state["launcher"].split(":")[0]), timeout=60)
+        assert not directory.exists()  # the launcher removed the run's files as it ended
     finally:
         if user.poll() is None:
             user.kill()
@@ -123,8 +124,9 @@ def test_the_server_lives_while_any_user_does_and_stops_with_the_last(tmp_path: 
             other.stdin.flush()
             assert other.wait(60) == 0
             assert server.running  # the other user left; this one still uses it
-        # the last user out stops it before leaving
+        # the last user out stops it before leaving, and the run's files go with it
         assert process_identity(server_pid) is None
+        assert not directory.exists()
     finally:
         if other.poll() is None:
             other.kill()
