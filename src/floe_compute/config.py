@@ -14,7 +14,7 @@ import math
 import os
 import re
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -57,6 +57,7 @@ __all__ = [
     "field_docstrings",
     "load_manifest",
     "parse_url",
+    "url_query_fields",
     "validation_message",
 ]
 
@@ -437,6 +438,22 @@ def parse_url(value: Any) -> URL:
             f"cannot parse {redact(value)!r} as a URL; expected scheme://[user[:password]@]host/db, "
             "for example 'duckdb:///:memory:'"
         ) from exc
+
+
+def url_query_fields(data: Any, names: Iterable[str]) -> tuple[dict[str, Any], dict[str, str]] | None:
+    """For an engine config's "before" validator: the URL query parameters among ``names`` (config
+    fields given in the URL), and a copy of ``data`` whose URL no longer has them. None when there
+    is nothing to move (no URL, none of them, or a URL the field validator will report)."""
+    if not isinstance(data, dict) or data.get("url") is None:
+        return None
+    try:
+        url = parse_url(data["url"])
+    except ValueError:
+        return None
+    moved = {name: str(url.query[name]) for name in names if name in url.query}
+    if not moved:
+        return None
+    return {**data, "url": url.difference_update_query(moved)}, moved
 
 
 _SECRET_FIELDS = ("password", "url", "secret", "token", "credential")

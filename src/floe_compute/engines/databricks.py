@@ -20,7 +20,7 @@ from databricks import sql as dbsql
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 from sqlalchemy.engine import URL, Connection
 
-from floe_compute.config import ComputeConfig, parse_url
+from floe_compute.config import ComputeConfig, url_query_fields
 from floe_compute.engines._databricks_dialect import FloeDatabricksDialect
 from floe_compute.engines._databricks_oauth import ClientCredentials
 from floe_compute.errors import ComputeError, ConnectionFailedError, QueryError, QueryTimeoutError
@@ -78,19 +78,13 @@ class DatabricksConfig(ComputeConfig):
     @classmethod
     def _fields_from_url(cls, data: Any) -> Any:
         """``?http_path=``, ``?catalog=`` and ``?schema=`` in the URL are config fields."""
-        if not isinstance(data, dict) or data.get("url") is None:
+        found = url_query_fields(data, _URL_FIELDS)
+        if found is None:
             return data
-        try:
-            url = parse_url(data["url"])
-        except ValueError:
-            return data  # the field validator reports it
-        moved = {k: str(url.query[k]) for k in _URL_FIELDS if k in url.query}
-        if moved:
-            data = dict(data)
-            for key, value in moved.items():
-                if not (key == "schema" and "db_schema" in data):
-                    data.setdefault(key, value)
-            data["url"] = url.difference_update_query(moved)
+        data, moved = found
+        for key, value in moved.items():
+            if not (key == "schema" and "db_schema" in data):
+                data.setdefault(key, value)
         return data
 
     @model_validator(mode="after")

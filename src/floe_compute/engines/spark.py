@@ -26,7 +26,7 @@ from sqlalchemy.engine import URL, Connection
 from TCLIService import ttypes
 from thrift.transport import TSocket, TTransport
 
-from floe_compute.config import ComputeConfig, parse_url
+from floe_compute.config import ComputeConfig, url_query_fields
 from floe_compute.engines._spark_thrift import (
     FETCH_START_S,
     LOST,
@@ -92,18 +92,12 @@ class SparkConfig(ComputeConfig):
     @classmethod
     def _auth_from_url(cls, data: Any) -> Any:
         """``?auth=LDAP`` and ``?kerberos_service_name=hive`` in the URL are config fields."""
-        if not isinstance(data, dict) or data.get("url") is None:
+        found = url_query_fields(data, ("auth", "kerberos_service_name"))
+        if found is None:
             return data
-        try:
-            url = parse_url(data["url"])
-        except ValueError:
-            return data  # the field validator reports it
-        moved = {k: str(url.query[k]) for k in ("auth", "kerberos_service_name") if k in url.query}
-        if moved:
-            data = dict(data)
-            for key, value in moved.items():
-                data.setdefault(key, value.upper() if key == "auth" else value)
-            data["url"] = url.difference_update_query(moved)
+        data, moved = found
+        for key, value in moved.items():
+            data.setdefault(key, value.upper() if key == "auth" else value)
         return data
 
     @model_validator(mode="after")
