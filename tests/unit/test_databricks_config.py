@@ -9,10 +9,14 @@ import pytest
 
 from floe_compute import create_plugin
 from floe_compute.errors import ConfigError
+from support import require
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("databricks.sql") is None, reason="databricks-sql-connector not installed"
-)
+
+@pytest.fixture(autouse=True)
+def _connector_installed() -> None:
+    """Skipped locally without the connector; in CI its absence is a failure."""
+    require(importlib.util.find_spec("databricks.sql") is not None, "databricks-sql-connector not installed")
+
 
 TOKEN = "dapi-do-not-show-0123456789"
 URL = f"databricks://token:{TOKEN}@adb-1.azuredatabricks.net?http_path=/sql/1.0/warehouses/abc&catalog=main&schema=sales"

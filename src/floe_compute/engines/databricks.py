@@ -23,6 +23,7 @@ from sqlalchemy.engine import URL, Connection
 from floe_compute.config import ComputeConfig, url_query_fields
 from floe_compute.engines._databricks_dialect import FloeDatabricksDialect
 from floe_compute.engines._databricks_oauth import ClientCredentials
+from floe_compute.engines._hiveserver2 import sqlstate_class
 from floe_compute.errors import ComputeError, ConnectionFailedError, QueryError, QueryTimeoutError
 from floe_compute.plugin import ComputePlugin, QueryContext
 
@@ -134,14 +135,6 @@ class DatabricksConfig(ComputeConfig):
 
 _JAVA_PREFIX = re.compile(r"(?:[\w$]+\.)+[\w$]*(?:Exception|Error): ?|Error running query: ")
 _SQLSTATE = re.compile(r"SQLSTATE: ([0-9A-Z]{2})")
-_SQLSTATE_CLASSES = {  # SQL standard class names, so the message says what kind of error it is
-    "22": "data exception",
-    "23": "integrity constraint violation",
-    "0A": "feature not supported",
-    "42": "syntax error or access rule violation",
-    "53": "insufficient resources",
-    "54": "program limit exceeded",
-}
 _ERROR_CLASS = re.compile(r"\[[A-Z][A-Z0-9_.]*\] \S")
 
 
@@ -264,8 +257,8 @@ class DatabricksComputePlugin(ComputePlugin):
         text = getattr(exc, "message", None)  # str() fails when the server sent no message
         message = server_message(text if isinstance(text, str) else "") or type(exc).__name__
         sqlstate = _SQLSTATE.search(message)
-        if sqlstate and sqlstate.group(1) in _SQLSTATE_CLASSES:
-            message += f" ({_SQLSTATE_CLASSES[sqlstate.group(1)]})"
+        if sqlstate and (kind := sqlstate_class(sqlstate.group(1))):
+            message += f" ({kind})"
         for secret in self.config.secrets:
             message = message.replace(secret, "***")
         if isinstance(exc, db_exc.RequestError | db_exc.SessionAlreadyClosedError | db_exc.InterfaceError):

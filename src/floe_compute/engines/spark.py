@@ -27,6 +27,7 @@ from TCLIService import ttypes
 from thrift.transport import TSocket, TTransport
 
 from floe_compute.config import ComputeConfig, url_query_fields
+from floe_compute.engines._hiveserver2 import sqlstate_class
 from floe_compute.engines._spark_thrift import (
     FETCH_START_S,
     LOST,
@@ -65,14 +66,6 @@ _UNSUPPORTED_LIMITS = {
     "threads": "parallelism is a cluster setting (spark.executor.cores, spark.sql.shuffle.partitions)",
     "temp_directory": "spark.local.dir is a cluster setting",
     "max_temp_directory_size": "Spark has no per-session spill limit",
-}
-_SQLSTATE_CLASSES = {  # SQL standard class names, so the message says what kind of error it is
-    "22": "data exception",
-    "23": "integrity constraint violation",
-    "0A": "feature not supported",
-    "42": "syntax error or access rule violation",
-    "53": "insufficient resources",
-    "54": "program limit exceeded",
 }
 
 
@@ -294,8 +287,8 @@ class SparkComputePlugin(ComputePlugin):
             name = _State._VALUES_TO_NAMES.get(state, "unknown") if state is not None else None
             message = f"the operation ended in state {name}" if name else str(exc).splitlines()[0]
         detail = first_line(message)
-        if sqlstate and sqlstate[:2] in _SQLSTATE_CLASSES:
-            detail += f" ({_SQLSTATE_CLASSES[sqlstate[:2]]})"
+        if kind := sqlstate_class(sqlstate):
+            detail += f" ({kind})"
         if "TIMEDOUT" in message or getattr(response, "operationState", None) == _State.TIMEDOUT_STATE:
             return QueryTimeoutError, detail
         if isinstance(exc, hive_exc.OperationalError) and status is not None and not message.strip():
