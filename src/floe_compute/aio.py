@@ -16,21 +16,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import functools
-from collections.abc import AsyncIterator, Callable, Generator, Mapping
-from concurrent.futures import Future
+import threading
+from collections.abc import AsyncIterator, Callable, Generator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     import pyarrow as pa
-    from sqlalchemy.sql.base import Executable
 
-    from floe_compute.plugin import ComputePlugin
     from floe_compute.result import QueryResult, Row
+    from floe_compute.running import RunningQueries
 
-__all__ = ["AsyncExecution", "AsyncQueryResult"]
+__all__ = ["AsyncExecution", "AsyncQueryResult", "Workers"]
 
 T = TypeVar("T")
 
@@ -38,9 +37,36 @@ CANCEL_GRACE_S = 1.0
 """How long a cancelled task waits for its query to give the connection back before it ends."""
 
 
-def submit(plugin: ComputePlugin, kind: str, call: Callable[..., T], *args: Any) -> Future[T]:
-    """Start a blocking call on one of the plugin's worker pools, in the caller's context."""
-    return plugin._worker_pool(kind).submit(contextvars.copy_context().run, call, *args)
+class Workers:
+    """One plugin's worker threads, made on first use: ``execute`` ones (which may wait for a
+    connection) and ``fetch`` ones for results that hold a connection, each as many as the pool
+    has connections, so that queries waiting for a connection never stand in the way of the reads
+    that would give one back."""
+
+    def __init__(self, name: str, size: int) -> None:
+        self._name = name
+        self._size = size
+        self._lock = threading.Lock()
+        self._executors: dict[str, ThreadPoolExecutor] = {}
+
+    def submit(self, kind: str, call: Callable[..., T], *args: Any) -> Future[T]:
+        """Start a blocking call on the ``kind`` threads, in the caller's ``contextvars`` context."""
+        executor = self._executors.get(kind)
+        if executor is None:
+            with self._lock:
+                executor = self._executors.get(kind)
+                if executor is None:
+                    executor = self._executors[kind] = ThreadPoolExecutor(
+                        max_workers=self._size, thread_name_prefix=f"floe-compute-{self._name}-{kind}"
+                    )
+        return executor.submit(contextvars.copy_context().run, call, *args)
+
+    def shutdown(self) -> None:
+        """Let the threads end once their calls have (a new call starts new ones)."""
+        with self._lock:
+            executors, self._executors = self._executors, {}
+        for executor in executors.values():
+            executor.shutdown(wait=False)
 
 
 async def run_blocking(call: Callable[..., T], *args: Any) -> T:
@@ -53,42 +79,29 @@ class AsyncExecution:
 
     def __init__(
         self,
-        plugin: ComputePlugin,
-        sql: str | Executable,
-        params: Mapping[str, Any] | None,
-        *,
-        timeout: float | None,
-        batch_size: int | None,
+        execute: Callable[[], QueryResult],
         query_id: str,
-        tags: Mapping[str, str] | None,
-        arrow: bool = False,
+        *,
+        workers: Workers,
+        running: RunningQueries,
     ) -> None:
-        self._plugin = plugin
-        self._call = functools.partial(
-            plugin.execute,
-            sql,
-            dict(params) if params else None,
-            timeout=timeout,
-            batch_size=batch_size,
-            query_id=query_id,
-            tags=tags,
-            arrow=arrow,
-        )
+        self._call = execute
         self.query_id = query_id
+        self._workers = workers
+        self._running = running
         self._result: AsyncQueryResult | None = None
 
     def __await__(self) -> Generator[Any, None, AsyncQueryResult]:
         return self._start().__await__()
 
     async def _start(self) -> AsyncQueryResult:
-        plugin = self._plugin
-        future: Future[QueryResult] = submit(plugin, "execute", self._call)
+        future: Future[QueryResult] = self._workers.submit("execute", self._call)
         try:
             result = await asyncio.wrap_future(future)
         except asyncio.CancelledError:
-            await _stop(plugin, self.query_id, future)
+            await _stop(self._running, self.query_id, future)
             raise
-        return AsyncQueryResult(result)
+        return AsyncQueryResult(result, self._workers)
 
     async def __aenter__(self) -> AsyncQueryResult:
         self._result = await self._start()
@@ -104,17 +117,17 @@ class AsyncExecution:
             await self._result.__aexit__(exc_type, exc, tb)
 
 
-async def _stop(plugin: ComputePlugin, query_id: str, future: Future[Any]) -> None:
+async def _stop(running: RunningQueries, query_id: str, future: Future[Any]) -> None:
     """The awaiting task was cancelled: stop the query on the engine and wait (briefly, shielded
     from further cancels) until its connection is back in the pool."""
     if future.cancel():  # still queued for a worker thread: it never ran
         return
-    plugin._cancel_or_preempt(query_id)
+    running.cancel_or_preempt(query_id)
 
     def close_late_result(done: Future[Any]) -> None:
         if not done.cancelled() and done.exception() is None:
             done.result().close()  # finished before the cancel reached it
-        plugin._forget_preempted(query_id)
+        running.forget_preempted(query_id)
 
     future.add_done_callback(close_late_result)
     with contextlib.suppress(BaseException):
@@ -124,8 +137,9 @@ async def _stop(plugin: ComputePlugin, query_id: str, future: Future[Any]) -> No
 class AsyncQueryResult:
     """A :class:`~floe_compute.QueryResult` for asyncio: every fetch runs on a worker thread."""
 
-    def __init__(self, result: QueryResult) -> None:
+    def __init__(self, result: QueryResult, workers: Workers) -> None:
         self._result = result
+        self._workers = workers
 
     @property
     def columns(self) -> list[str]:
@@ -151,7 +165,7 @@ class AsyncQueryResult:
 
     async def _run(self, call: Callable[..., T], *args: Any) -> T:
         """A blocking call on a worker thread; a cancelled task cancels the query."""
-        future = submit(self._result._plugin, "fetch", call, *args)
+        future = self._workers.submit("fetch", call, *args)
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
@@ -162,15 +176,14 @@ class AsyncQueryResult:
             raise
 
     async def _run_close(self) -> None:
-        await asyncio.wrap_future(submit(self._result._plugin, "fetch", self._result.close))
+        await asyncio.wrap_future(self._workers.submit("fetch", self._result.close))
 
     def _buffered(self) -> int:
         """Rows the result already holds: handed out without a driver call (or a thread)."""
-        result = self._result
-        return len(result._buffer) - result._buffer_pos
+        return self._result.buffered
 
     async def fetchmany(self, size: int | None = None) -> list[Row]:
-        size = size or self._result._batch_size
+        size = size or self._result.batch_size
         if self._buffered() >= size:
             return self._result.fetchmany(size)
         return await self._run(self._result.fetchmany, size)
@@ -225,7 +238,7 @@ class AsyncQueryResult:
     ) -> None:
         if self._result.closed:
             return
-        done = submit(self._result._plugin, "fetch", self._result.__exit__, exc_type, exc, tb)
+        done = self._workers.submit("fetch", self._result.__exit__, exc_type, exc, tb)
         await asyncio.shield(asyncio.wrap_future(done))
 
     def __repr__(self) -> str:

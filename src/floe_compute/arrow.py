@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from floe_compute.plugin import ComputePlugin
-
 __all__ = ["ArrowConversionError", "RowBatchBuilder"]
 
 Row = Sequence[Any]
+ArrowTypeOf = Callable[[Any, Any], "pa.DataType | None"]
+"""The engine's Arrow type of a column: ``(description entry, DBAPI cursor) -> type or None``."""
 
 
 class ArrowConversionError(Exception):
@@ -54,10 +54,10 @@ class RowBatchBuilder:
             self._schema = self._make_schema(self._types)
 
     @classmethod
-    def for_cursor(cls, plugin: ComputePlugin, dbapi_cursor: Any, names: Sequence[str]) -> RowBatchBuilder:
+    def for_cursor(cls, arrow_type: ArrowTypeOf, dbapi_cursor: Any, names: Sequence[str]) -> RowBatchBuilder:
         """A builder typed by the engine's description of the cursor's columns."""
         description = getattr(dbapi_cursor, "description", None) or ()
-        types = [plugin.arrow_type(column, dbapi_cursor) for column in description]
+        types = [arrow_type(column, dbapi_cursor) for column in description]
         if len(types) != len(names):
             types = [None] * len(names)
         return cls(names, types)

@@ -199,3 +199,21 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
         return f"{m.group('key')}{m.group('q')}***{m.group('q')}"
 
     return _SQL_SECRET.sub(_mask, _KEY_VALUE_SECRET.sub(_mask, text))
+
+
+def driver_message(exc: BaseException) -> str:
+    """The driver's message without the echo of the SQL text that some drivers append."""
+    lines = []
+    for line in str(exc).strip().splitlines():
+        if line.startswith(("LINE ", "[SQL:", "[parameters:", "(Background on")):
+            break
+        if line.strip():
+            lines.append(line.strip())
+    return " ".join(lines) or type(exc).__name__
+
+
+def caused_by(error: ComputeError, cause: BaseException | None) -> ComputeError:
+    """Chain the driver's exception as ``__cause__``, hiding SQLAlchemy's wrapper from the trace."""
+    error.__cause__ = cause
+    error.__suppress_context__ = True
+    return error

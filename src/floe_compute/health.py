@@ -5,15 +5,17 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Protocol
 
+from floe_compute.errors import ComputeError, PoolExhaustedError, QueryTimeoutError
 from floe_compute.pool import PoolStats
 
 if TYPE_CHECKING:
-    from floe_compute.plugin import ComputePlugin
+    from collections.abc import Callable
 
 __all__ = ["HealthMonitor", "HealthState", "HealthStatus"]
 
@@ -44,11 +46,73 @@ class HealthStatus:
         return self.status is HealthState.HEALTHY
 
 
+class Checked(Protocol):
+    """What the monitor checks: a plugin, as far as its health goes."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def pool_name(self) -> str: ...
+    def health_check(self, timeout: float | None = None) -> HealthStatus: ...
+    async def ahealth_check(self, timeout: float | None = None) -> HealthStatus: ...
+    def discard_idle_connections(self) -> None: ...
+
+
+def check(
+    ping: Callable[[float], None],
+    pool: Callable[[], PoolStats | None],
+    *,
+    timeout: float,
+    slow_ping_ms: float,
+    scrub: Callable[[str], str],
+) -> HealthStatus:
+    """Ping through the pool and grade the answer; never raises.
+
+    A saturated pool is ``degraded`` at once: queueing the ping behind users would only time
+    the queue.
+    """
+    started = time.perf_counter()
+    state, message = HealthState.HEALTHY, "ok"
+    before = pool()
+    busy = before if before is not None and before.in_use >= before.max else None
+    if busy is None:
+        try:
+            ping(timeout)
+        except PoolExhaustedError:
+            busy = pool()
+        except QueryTimeoutError as exc:  # the pool filled up meanwhile, or the engine is stuck
+            stats = pool()
+            if stats is not None and stats.in_use >= stats.max:
+                busy = stats
+            else:
+                state, message = HealthState.UNHEALTHY, str(exc)
+        except Exception as exc:
+            state = HealthState.UNHEALTHY
+            message = str(exc) if isinstance(exc, ComputeError) else scrub(repr(exc))
+    latency_ms = (time.perf_counter() - started) * 1000
+    after = pool()
+    if busy is None and after is not None and after.saturated:
+        busy = after
+    if state is HealthState.HEALTHY and busy is not None:
+        state = HealthState.DEGRADED
+        message = f"pool saturated: {busy.in_use}/{busy.max} in use, {busy.waiting} waiting"
+    elif state is HealthState.HEALTHY and latency_ms > slow_ping_ms:
+        state = HealthState.DEGRADED
+        message = f"ping took {latency_ms:.0f} ms (threshold {slow_ping_ms:g} ms)"
+    return HealthStatus(
+        status=state,
+        latency_ms=latency_ms,
+        message=message,
+        checked_at=datetime.now(timezone.utc),
+        pool=after,
+    )
+
+
 class HealthMonitor:
     """Checks a plugin's health on an interval, logs each state change once, and after a failure
     disposes the pool so the next checkout opens fresh connections."""
 
-    def __init__(self, plugin: ComputePlugin, interval: float) -> None:
+    def __init__(self, plugin: Checked, interval: float) -> None:
         self._plugin = plugin
         self._interval = interval
         self._stop = threading.Event()

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
     import pyarrow as pa
 
-    from floe_compute.plugin import ComputePlugin, QueryContext
+    from floe_compute.context import QueryContext
+    from floe_compute.lifecycle import QueryLifecycle
 
 __all__ = ["QueryResult"]
 
@@ -46,17 +47,18 @@ class QueryResult:
 
     def __init__(
         self,
-        plugin: ComputePlugin,
+        lifecycle: QueryLifecycle,
         context: QueryContext,
         connection: Connection | None,
         cursor: CursorResult[Any] | None,
         batch_size: int | None,
     ) -> None:
-        self._plugin = plugin
+        self._lifecycle = lifecycle
+        self._hooks = lifecycle.hooks
         self._context = context
         self._connection = connection
         self._cursor = cursor
-        self._batch_size = batch_size or plugin.default_batch_size
+        self._batch_size = batch_size or lifecycle.hooks.default_batch_size
         self._fetched = 0
         self._buffer: list[Row] = []
         self._buffer_pos = 0
@@ -82,6 +84,16 @@ class QueryResult:
         return self._fetched - pending
 
     @property
+    def batch_size(self) -> int:
+        """Rows per driver fetch."""
+        return self._batch_size
+
+    @property
+    def buffered(self) -> int:
+        """Rows already fetched and not yet handed out: reading them needs no driver call."""
+        return len(self._buffer) - self._buffer_pos
+
+    @property
     def handle(self) -> QueryHandle:
         return self._context.handle
 
@@ -103,13 +115,13 @@ class QueryResult:
             self._check_running()
             cursor = self._cursor
             assert cursor is not None
-            token = self._plugin._telemetry.enter(self._context)
+            token = self._lifecycle.telemetry.enter(self._context)
             try:
                 rows = self._driver_fetchmany(cursor, size)
             except BaseException as exc:
                 raise self._fail(exc)  # noqa: B904 - chained by _fail
             finally:
-                self._plugin._telemetry.leave(token)
+                self._lifecycle.telemetry.leave(token)
             if not rows:
                 self._exhausted = True
                 self._release(None)
@@ -132,9 +144,9 @@ class QueryResult:
         limit = self._context.max_rows
         if limit is not None and self._fetched + count > limit:
             error = ResourceLimitError(
-                f"{self._plugin.name}: query {self.query_id} ({self._context.summary}) returns "
+                f"{self._hooks.name}: query {self.query_id} ({self._context.summary}) returns "
                 f"more than limits.max_result_rows={limit} rows",
-                engine=self._plugin.name,
+                engine=self._hooks.name,
                 query_id=self.query_id,
                 statement=self._context.summary,
             )
@@ -193,7 +205,7 @@ class QueryResult:
             with self._lock:
                 self._check_running()
                 try:
-                    native = self._plugin.arrow_reader(self._cursor.cursor, size)
+                    native = self._hooks.arrow_reader(self._cursor.cursor, size)
                 except BaseException as exc:
                     raise self._fail(exc)  # noqa: B904 - chained by _fail
         if native is not None:
@@ -201,7 +213,7 @@ class QueryResult:
         if self._connection is None and not self._exhausted:
             raise self._closed_error()
         builder = RowBatchBuilder.for_cursor(
-            self._plugin, self._cursor.cursor if self._cursor else None, self.columns
+            self._hooks.arrow_type, self._cursor.cursor if self._cursor else None, self.columns
         )
         first = [] if builder.schema is not None else self.fetchmany(size)
         schema = builder.infer(first)
@@ -214,13 +226,13 @@ class QueryResult:
                 if self._connection is None:
                     raise self._closed_error()
                 self._check_running()
-                token = self._plugin._telemetry.enter(self._context)
+                token = self._lifecycle.telemetry.enter(self._context)
                 try:
                     batch = next(batches, None)
                 except BaseException as exc:
                     raise self._fail(exc)  # noqa: B904 - chained by _fail
                 finally:
-                    self._plugin._telemetry.leave(token)
+                    self._lifecycle.telemetry.leave(token)
                 if batch is None:
                     self._exhausted = True
                     self._release(None)
@@ -257,16 +269,16 @@ class QueryResult:
             return self._closed_error()
         self._connection = None
         self._cursor_done()
-        return self._plugin._failed(self._context, connection, exc, self.rowcount)
+        return self._lifecycle.fail(self._context, connection, exc, self.rowcount)
 
     def _closed_error(self) -> BaseException:
         """Reading a result released before its last row: never a silent, short result."""
         if self._context.handle.stopped:
-            return self._plugin._query_error(None, self._context)
+            return self._lifecycle.query_error(None, self._context)
         return QueryError(
-            f"{self._plugin.name}: query {self.query_id} ({self._context.summary}): the result was "
+            f"{self._hooks.name}: query {self.query_id} ({self._context.summary}): the result was "
             f"closed after {self.rowcount} rows, before all its rows were read",
-            engine=self._plugin.name,
+            engine=self._hooks.name,
             query_id=self.query_id,
             statement=self._context.summary,
         )
@@ -275,7 +287,7 @@ class QueryResult:
         connection, self._connection = self._connection, None
         self._cursor_done()
         if connection is not None:
-            self._plugin._finish_query(self._context, connection, error, self.rowcount, rollback=rollback)
+            self._lifecycle.finish(self._context, connection, error, self.rowcount, rollback=rollback)
 
     def _cursor_done(self) -> None:
         self._buffer = []

@@ -24,8 +24,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Observation
     from opentelemetry.trace import Tracer
 
-    from floe_compute.health import HealthStatus
-    from floe_compute.plugin import ComputePlugin, QueryContext
+    from floe_compute.context import QueryContext
     from floe_compute.pool import PoolTracker
 
 __all__ = ["Telemetry", "otel_loaded"]
@@ -182,17 +181,15 @@ class Telemetry:
     """One plugin's spans and metrics; every method is a no-op when telemetry is off, and until
     OpenTelemetry is in use in the process (see the module's docstring)."""
 
-    def __init__(self, plugin: ComputePlugin, *, enabled: bool) -> None:
-        self._plugin = plugin
+    def __init__(self, *, db_system: str, namespace: str, pool_name: str, enabled: bool) -> None:
+        self.db_system = db_system
+        self.namespace = namespace
+        self.pool_name = pool_name
         self.enabled = enabled
         self.tracker: PoolTracker | None = None
         self.health: str | None = None
         self._tracer: Tracer | None = None
         self._lock = threading.Lock()
-
-    @property
-    def pool_name(self) -> str:
-        return self._plugin.pool_name
 
     def _active(self) -> bool:
         """Whether spans and metrics are recorded; the first call that finds OpenTelemetry in use
@@ -242,10 +239,10 @@ class Telemetry:
 
         assert self._tracer is not None
         attributes = {
-            "db.system.name": self._plugin.db_system,
+            "db.system.name": self.db_system,
             "db.operation.name": context.operation,
             "db.query.summary": context.summary,
-            "db.namespace": self._plugin.config.url.database or "",
+            "db.namespace": self.namespace,
             "floe.query.id": context.query_id,
             _POOL: self.pool_name,
         }
@@ -283,7 +280,7 @@ class Telemetry:
             return
         duration = time.perf_counter() - context.started
         attributes: dict[str, str] = {
-            "db.system.name": self._plugin.db_system,
+            "db.system.name": self.db_system,
             "db.operation.name": context.operation,
             _POOL: self.pool_name,
         }
@@ -309,6 +306,6 @@ class Telemetry:
             span.set_status(Status(StatusCode.ERROR, str(error)))
         span.end()
 
-    def health_changed(self, status: HealthStatus) -> None:
+    def health_changed(self, state: str) -> None:
         if self.enabled:
-            self.health = str(status.status)
+            self.health = state

@@ -213,8 +213,9 @@ class BigQueryComputePlugin(ComputePlugin):
 
     @property
     def config(self) -> BigQueryConfig:
-        assert isinstance(self._config, BigQueryConfig)
-        return self._config
+        config = super().config
+        assert isinstance(config, BigQueryConfig)
+        return config
 
     @property
     def client(self) -> bigquery.Client:

@@ -160,8 +160,9 @@ class DatabricksComputePlugin(ComputePlugin):
 
     @property
     def config(self) -> DatabricksConfig:
-        assert isinstance(self._config, DatabricksConfig)
-        return self._config
+        config = super().config
+        assert isinstance(config, DatabricksConfig)
+        return config
 
     def engine_url(self) -> URL:
         config = self.config

@@ -213,8 +213,9 @@ class DuckDBComputePlugin(ComputePlugin):
 
     @property
     def config(self) -> DuckDBConfig:
-        assert isinstance(self._config, DuckDBConfig)
-        return self._config
+        config = super().config
+        assert isinstance(config, DuckDBConfig)
+        return config
 
     def database_config(self) -> dict[str, Any]:
         """DuckDB configuration for the database: the limits, then the session settings."""
@@ -248,7 +249,7 @@ class DuckDBComputePlugin(ComputePlugin):
         except duckdb.InvalidInputException as exc:
             raise ConfigError(f"duckdb: invalid setting: {exc}", engine=self.name) from exc
         except duckdb.Error as exc:
-            raise self._connection_error(exc, f"cannot open {config.database}") from exc
+            raise self.connection_error(exc, f"cannot open {config.database}") from exc
         root = self._root
         try:
             self._prepare(root)
@@ -279,9 +280,9 @@ class DuckDBComputePlugin(ComputePlugin):
                 # the driver's error may quote the statement, and so the secret: chain a scrubbed
                 # copy, and raise outside this block so that the original is not the __context__
                 failure = ConnectionFailedError(
-                    f"duckdb: cannot attach {where}: {self._scrub(_first_line(exc))}", engine=self.name
+                    f"duckdb: cannot attach {where}: {self.scrub(_first_line(exc))}", engine=self.name
                 )
-                failure.__cause__ = self._driver_cause(_scrubbed(exc, self._scrub))
+                failure.__cause__ = self.driver_cause(_scrubbed(exc, self.scrub))
             if failure is not None:
                 raise failure
             log.info("duckdb: attached %s", where)

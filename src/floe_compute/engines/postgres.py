@@ -234,8 +234,9 @@ class PostgresComputePlugin(ComputePlugin):
 
     @property
     def config(self) -> PostgresConfig:
-        assert isinstance(self._config, PostgresConfig)
-        return self._config
+        config = super().config
+        assert isinstance(config, PostgresConfig)
+        return config
 
     def session_settings(self) -> dict[str, str | int | float | bool]:
         """Settings every connection starts with: the supported limits, then ``settings``."""

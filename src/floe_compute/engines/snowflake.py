@@ -239,7 +239,9 @@ class SnowflakeComputePlugin(ComputePlugin):
 
     @property
     def config(self) -> SnowflakeConfig:
-        return self._config  # type: ignore[return-value]
+        config = super().config
+        assert isinstance(config, SnowflakeConfig)
+        return config
 
     def engine_url(self) -> URL:
         config = self.config
@@ -291,7 +293,7 @@ class SnowflakeComputePlugin(ComputePlugin):
             raise ConfigError(f"private_key_path: cannot read {path}: {exc.strerror}") from None
         except (ValueError, TypeError) as exc:
             # the message never quotes the passphrase; scrubbed all the same
-            detail = self._scrub(str(exc).split("\n")[0])
+            detail = self.scrub(str(exc).split("\n")[0])
             raise ConfigError(
                 f"private_key_path: {path} is not a PEM private key that the passphrase given opens "
                 f"({detail})"

@@ -147,8 +147,9 @@ class SparkComputePlugin(ComputePlugin):
 
     @property
     def config(self) -> SparkConfig:
-        assert isinstance(self._config, SparkConfig)
-        return self._config
+        config = super().config
+        assert isinstance(config, SparkConfig)
+        return config
 
     def session_settings(self) -> dict[str, str]:
         """What every new session gets with ``SET``: our defaults, then ``settings``."""

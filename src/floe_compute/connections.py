@@ -1,0 +1,187 @@
+"""One plugin's SQLAlchemy engine and its pool: created on first use, checked out under a
+query's deadline, disposed at ``disconnect()``.
+
+Pooling, pre-ping and reconnects are SQLAlchemy's ``QueuePool``; this module adds what a query
+needs of it: a checkout that a deadline or a cancel can end (:class:`DeadlinePool`), statistics fed
+from the pool's events (:class:`~floe_compute.pool.PoolTracker`), and a rollback-on-return that is
+skipped when the query already ended its transaction.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import PoolResetState, QueuePool
+
+from floe_compute.context import StatementStopped
+from floe_compute.errors import ComputeError, PoolExhaustedError
+from floe_compute.hooks import EngineHooks
+from floe_compute.pool import PoolTracker
+from floe_compute.timeouts import QueryHandle
+
+__all__ = ["TRANSACTION_ENDED", "Connections", "DeadlinePool"]
+
+CHECKOUT_SLICE_S = 0.05
+"""How often a query waiting for a connection looks whether it was cancelled meanwhile."""
+
+TRANSACTION_ENDED = "floe_compute.transaction_ended"
+"""Set in ``connection.info`` by a query that committed or rolled back itself."""
+
+BeforeExecute = Callable[..., tuple[str, Any]]
+
+
+class DeadlinePool(QueuePool):
+    """A ``QueuePool`` whose checkout waits at most until a per-thread time (the checkout sets it), so
+    a query's deadline or cancel can end its wait without changing the pool's ``pool.timeout``."""
+
+    _until = threading.local()
+
+    @property
+    def _timeout(self) -> float:
+        until: float | None = getattr(self._until, "value", None)
+        if until is None:
+            return self._pool_timeout
+        return max(0.0, until - time.monotonic())
+
+    @_timeout.setter
+    def _timeout(self, value: float) -> None:
+        self._pool_timeout = value
+
+
+class Connections:
+    """The engine of one plugin: ``ensure()`` creates it (and opens a first connection, so a bad
+    target fails there), ``checkout()`` hands out connections, ``dispose()`` closes them all."""
+
+    def __init__(
+        self,
+        hooks: EngineHooks,
+        *,
+        before_execute: BeforeExecute,
+        attach: Callable[[PoolTracker], None],
+        detach: Callable[[], None],
+    ) -> None:
+        self._hooks = hooks
+        self._before_execute = before_execute
+        self._attach = attach
+        self._detach = detach
+        self.engine: Engine | None = None
+        self.tracker: PoolTracker | None = None
+
+    def create(self) -> Engine:
+        """A new engine with its pool events, and a first connection opened and given back."""
+        hooks, pool = self._hooks, self._hooks.config.pool
+        pre_ping = hooks.default_pre_ping if pool.pre_ping is None else pool.pre_ping
+        options: dict[str, Any] = {
+            "poolclass": DeadlinePool,
+            "pool_size": pool.size,
+            "max_overflow": pool.max_overflow,
+            "pool_timeout": pool.timeout,
+            "pool_recycle": pool.recycle or -1,
+            "pool_pre_ping": pre_ping,
+            # _on_pool_reset rolls back, unless the query already ended the transaction
+            "pool_reset_on_return": None,
+            # drivers' messages must never carry parameter values into logs or errors
+            "hide_parameters": True,
+        }
+        try:
+            options.update(hooks.engine_options())
+            if "creator" in options:
+                options["creator"] = self._timed_creator(options["creator"])
+            engine = create_engine(hooks.engine_url(), **options)
+        except ComputeError:
+            raise
+        except Exception as exc:
+            raise hooks.connection_error(exc, "cannot create the engine") from hooks.driver_cause(exc)
+        tracker = PoolTracker(engine.pool, pool.size + pool.max_overflow)
+        event.listen(engine, "do_connect", lambda *_: tracker.connect_started())
+        event.listen(engine.pool, "connect", lambda dbapi, _record: hooks.setup_connection(dbapi))
+        event.listen(engine.pool, "reset", partial(_on_pool_reset, engine.dialect))
+        event.listen(engine, "before_cursor_execute", self._before_execute, retval=True)
+        self.tracker = tracker
+        self._attach(tracker)
+        try:
+            engine.connect().close()
+        except Exception as exc:
+            self.dispose(engine)
+            raise hooks.connection_error(exc, "cannot connect") from hooks.driver_cause(exc)
+        tracker.start_counting()
+        self.engine = engine
+        return engine
+
+    def _timed_creator(self, creator: Any) -> Any:
+        """Custom creators bypass the ``do_connect`` event that times connects."""
+
+        def create() -> Any:
+            if self.tracker is not None:
+                self.tracker.connect_started()
+            return creator()
+
+        return create
+
+    def dispose(self, engine: Engine) -> None:
+        engine.dispose()
+        if self.tracker is not None:
+            self._detach()
+            self.tracker.remove()
+        self._hooks.on_dispose()
+
+    def checkout(self, engine: Engine, handle: QueryHandle | None = None) -> Connection:
+        """A pooled connection, waiting at most ``pool.timeout`` and never past the query's deadline.
+
+        The wait goes in slices, so a cancel or the deadline ends it promptly: then
+        :class:`StatementStopped` (the query's state says which), or :class:`PoolExhaustedError`.
+        """
+        tracker = self.tracker
+        assert tracker is not None
+        started = time.perf_counter()
+        tracker.wait_started()
+        gave_up = False
+        pool = self._hooks.config.pool
+        limit = time.monotonic() + pool.timeout
+        if handle is not None and handle.deadline is not None:
+            limit = min(limit, handle.deadline)
+        try:
+            while True:
+                DeadlinePool._until.value = min(limit, time.monotonic() + CHECKOUT_SLICE_S)
+                try:
+                    return engine.connect()
+                except sa_exc.TimeoutError:
+                    pass
+                if handle is not None and handle.stopped:
+                    raise StatementStopped
+                if time.monotonic() < limit:
+                    continue
+                if handle is not None and handle.deadline is not None and limit >= handle.deadline:
+                    while handle.expire() is None:  # its lock is busy only for an instant here
+                        pass
+                    raise StatementStopped  # the deadline passed while waiting: a query timeout
+                gave_up = True
+                name = self._hooks.name
+                raise PoolExhaustedError(
+                    f"{name}: no connection free in pool {self._hooks.pool_name!r} "
+                    f"(size={pool.size}, max_overflow={pool.max_overflow}) after waiting "
+                    f"pool.timeout={pool.timeout:g}s",
+                    engine=name,
+                )
+        except (ComputeError, StatementStopped):
+            raise
+        except Exception as exc:
+            raise self._hooks.connection_error(exc, "cannot connect") from self._hooks.driver_cause(exc)
+        finally:
+            DeadlinePool._until.value = None
+            tracker.wait_ended(time.perf_counter() - started, gave_up=gave_up)
+
+
+def _on_pool_reset(dialect: Any, dbapi_connection: Any, record: Any, state: PoolResetState) -> None:
+    """Rollback-on-return, skipped right after a query's own commit or rollback: a second round
+    trip to the engine for nothing. Other users of ``plugin.engine`` keep the usual rollback."""
+    if record.info.pop(TRANSACTION_ENDED, False) or state.transaction_was_reset:
+        return
+    dialect.do_rollback(dbapi_connection)

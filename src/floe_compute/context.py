@@ -1,0 +1,110 @@
+"""One query as the core and the engine hooks see it, from ``execute()`` to the release of its
+connection, and one query as ``running_queries()`` lists it.
+
+An engine keeps what its dialect and its ``cancel`` hook share (a job id, an operation handle, a
+flag) in an object of its own type, reached with :meth:`QueryContext.state`; its dialect finds the
+query of a statement with :func:`query_context`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from floe_compute.timeouts import QueryHandle
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.engine.interfaces import ExecutionContext
+
+__all__ = ["QueryContext", "RunningQuery", "StatementStopped", "query_context"]
+
+Params = dict[str, Any]
+
+S = TypeVar("S")
+
+QUERY_OPTION = "floe_query"
+"""The execution option that carries the :class:`QueryContext` of a statement."""
+
+
+@dataclass(slots=True)
+class QueryContext:
+    """What the core knows about one query, from its start to the release of its connection.
+
+    Engine hooks receive it: ``begin_query`` and ``annotate_statement`` read the timeout and tags,
+    and record in their :meth:`state` what their ``cancel`` needs.
+    """
+
+    query_id: str
+    summary: str
+    operation: str
+    timeout: float | None
+    max_rows: int | None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    handle: QueryHandle = field(init=False)
+    span: Any = None
+    started: float = field(default_factory=time.perf_counter)
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    connection: Connection | None = None
+    """The pooled SQLAlchemy connection, once checked out."""
+    dbapi_connection: Any = None
+    """The DBAPI connection the query runs on, once checked out."""
+    cursor: Any = None
+    """The DBAPI cursor of the statement, set just before the driver is called."""
+    sends_parameters: bool = True
+    """Whether the driver gets parameters with the statement (a ``%``-style driver then reads
+    ``%`` in the text as a placeholder), known when the statement is sent."""
+    bound_values: tuple[str, ...] = ()
+    """Text forms of the bound parameter values, masked in the library's messages."""
+    arrow: bool = False
+    """The caller will read Arrow batches (``execute(..., arrow=True)``): an engine whose Arrow
+    path must be chosen before the statement runs (PostgreSQL's COPY) starts that path."""
+    engine_state: dict[str, Any] = field(default_factory=dict)  # TEMP until engines move to state()
+    _state: Any = None
+    _state_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def state(self, kind: type[S]) -> S:
+        """The engine's own per-query state, an instance of ``kind`` made on first use.
+
+        Safe from any thread: the query's thread (the dialect, ``begin_query``) and the thread
+        that cancels it get the same object. One query has one kind of state.
+        """
+        state = self._state
+        if state is None:
+            with self._state_lock:
+                if self._state is None:
+                    self._state = kind()
+                state = self._state
+        if not isinstance(state, kind):
+            raise TypeError(f"query {self.query_id} keeps a {type(state).__name__}, not a {kind.__name__}")
+        return state
+
+
+def query_context(execution_context: ExecutionContext | None) -> QueryContext | None:
+    """The query a statement belongs to, for an engine's dialect (``do_execute``): None for
+    statements the plugin did not start (``plugin.engine`` used directly, reflection)."""
+    if execution_context is None:
+        return None
+    query: QueryContext | None = execution_context.execution_options.get(QUERY_OPTION)
+    return query
+
+
+@dataclass(frozen=True, slots=True)
+class RunningQuery:
+    """A query that runs now, as ``ComputePlugin.running_queries()`` shows it."""
+
+    query_id: str
+    summary: str
+    tags: Mapping[str, str]
+    started_at: datetime
+    elapsed_s: float
+    timeout: float | None
+
+
+class StatementStopped(Exception):
+    """Raised instead of sending a statement whose query was cancelled or timed out before it
+    reached the engine; the caller sees the matching ``QueryError``."""

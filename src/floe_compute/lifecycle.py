@@ -1,0 +1,259 @@
+"""The query lifecycle: the only code that changes a query's state.
+
+``start`` validates, registers, arms the deadline, checks out, binds the cancel, begins, annotates,
+runs and settles a write; ``fail`` turns a failure (a Ctrl-C included) into the caller's error;
+``finish`` ends a query exactly once: commit or roll back, close the cursor, release the
+connection, unregister, log a timeout, end the span. :class:`~floe_compute.result.QueryResult` and
+the asyncio face talk to this class, never to the plugin's internals.
+
+The commit rule, in one place (``finish``): a query commits only when it ended normally and its
+caller did not abandon it with an exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from sqlalchemy.sql.elements import TextClause
+
+from floe_compute import prepare
+from floe_compute.connections import TRANSACTION_ENDED
+from floe_compute.context import QUERY_OPTION, Params, QueryContext, StatementStopped
+from floe_compute.errors import QueryTimeoutError
+from floe_compute.hooks import EngineHooks
+from floe_compute.masking import bound_texts
+from floe_compute.running import RunningQueries
+from floe_compute.sql import reads_only
+from floe_compute.telemetry import Telemetry
+from floe_compute.timeouts import QueryHandle, QueryState, watchdog
+from floe_compute.translate import interrupted, query_error
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, CursorResult, Engine
+    from sqlalchemy.engine.interfaces import DBAPICursor, ExecutionContext
+    from sqlalchemy.sql.base import Executable
+
+__all__ = ["QueryLifecycle", "Started"]
+
+log = logging.getLogger("floe_compute")
+
+
+class Started(NamedTuple):
+    """A query that reached the engine: what its result reads from."""
+
+    context: QueryContext
+    connection: Connection
+    cursor: CursorResult[Any]
+    batch_size: int | None
+
+
+class QueryLifecycle:
+    """Starts, fails and finishes the queries of one plugin."""
+
+    def __init__(
+        self,
+        hooks: EngineHooks,
+        running: RunningQueries,
+        telemetry: Telemetry,
+        *,
+        engine: Callable[[], Engine],
+        checkout: Callable[[QueryHandle], Connection],
+        pool_name: str,
+    ) -> None:
+        self.hooks = hooks
+        self.running = running
+        self.telemetry = telemetry
+        self._engine = engine
+        self._checkout = checkout
+        self._pool_name = pool_name
+
+    # -- start -----------------------------------------------------------------------------
+
+    def start(
+        self,
+        sql: str | Executable,
+        params: Params | None,
+        *,
+        timeout: float | None,
+        batch_size: int | None,
+        query_id: str | None,
+        tags: Mapping[str, str] | None,
+        arrow: bool,
+    ) -> Started:
+        """Run one statement on a pooled connection, up to its first row."""
+        hooks = self.hooks
+        engine = self._engine()
+        context = prepare.new_context(hooks, sql, timeout, query_id, tags)
+        context.arrow = bool(arrow)
+        size = prepare.check_batch_size(batch_size)
+        statement = prepare.statement(hooks, sql, params, context)
+        if params:
+            context.bound_values = bound_texts(params)
+        self.running.add(context)
+        context.span = self.telemetry.query_started(context)
+        watchdog.watch(context.handle)
+        try:
+            if params and isinstance(statement, TextClause):
+                prepare.check_params(hooks, engine.dialect, statement, params, context)
+            if context.handle.stopped:
+                raise StatementStopped
+            connection = self._checkout(context.handle)
+        except BaseException as exc:
+            context.handle.finish()
+            self.running.remove(context)
+            error = self.query_error(exc, context) if context.handle.stopped else exc
+            self.telemetry.query_finished(context, error, 0)
+            if error is exc:
+                raise
+            raise error  # noqa: B904 - the cause is set by query_error
+        context.connection = connection
+        context.dbapi_connection = connection.connection.dbapi_connection
+        context.handle.bind(partial(hooks.cancel, context))  # type: ignore[arg-type]  # TEMP
+        try:
+            cursor = self._run(connection, statement, params, context, size)
+        except BaseException as exc:
+            raise self.fail(context, connection, exc, 0)  # noqa: B904 - chained by fail
+        # a write has done its work on the engine: the deadline no longer applies, and the
+        # transaction waits for close() (or the end of a `with` block) to commit; one stopped
+        # just as it finished is rolled back, and its caller hears of it
+        writes = not (cursor.returns_rows and reads_only(context.operation))
+        if writes and context.handle.settle() is not QueryState.DONE:
+            raise self.fail(context, connection, None, 0)
+        return Started(context, connection, cursor, size)
+
+    def _run(
+        self,
+        connection: Connection,
+        statement: str | Executable,
+        params: Params | None,
+        context: QueryContext,
+        size: int | None,
+    ) -> CursorResult[Any]:
+        with self.telemetry.current(context):
+            self.hooks.begin_query(connection, context)
+            options = {"stream_results": True, "yield_per": size, **self.hooks.query_options(context)}
+            connection = connection.execution_options(**options, **{QUERY_OPTION: context})
+            if isinstance(statement, str):  # no parameters: the SQL runs exactly as written
+                return connection.execution_options(no_parameters=True).exec_driver_sql(statement)
+            return connection.execute(statement, params or {})
+
+    def before_cursor_execute(
+        self,
+        conn: Connection,
+        cursor: DBAPICursor,
+        statement: str,
+        parameters: Any,
+        context: ExecutionContext | None,
+        executemany: bool,
+    ) -> tuple[str, Any]:
+        """The engine's ``before_cursor_execute`` event: the last moment before the driver."""
+        query: QueryContext | None = context.execution_options.get(QUERY_OPTION) if context else None
+        if query is None or query.connection is not conn:
+            return statement, parameters
+        query.cursor = cursor
+        query.sends_parameters = bool(parameters) or not context.no_parameters  # type: ignore[union-attr]
+        if query.handle.stopped:
+            raise StatementStopped  # stopped before it reached the engine: it must not start
+        return self.hooks.annotate_statement(statement, query), parameters
+
+    # -- fail and finish ----------------------------------------------------------------------
+
+    def query_error(self, exc: BaseException | None, context: QueryContext) -> BaseException:
+        return query_error(self.hooks, exc, context)
+
+    def fail(
+        self, context: QueryContext, connection: Connection, exc: BaseException | None, rows: int
+    ) -> BaseException:
+        """End a query whose driver call failed; the exception for its caller.
+
+        A Ctrl-C (``KeyboardInterrupt``, also when a driver turned it into its own error) stops the
+        query on the engine before the transaction is rolled back (the rollback would otherwise wait
+        for the query), and stays a ``KeyboardInterrupt`` for the caller.
+        """
+        ctrl_c = interrupted(exc)
+        if ctrl_c:
+            context.handle.cancel()
+        error = self.query_error(exc, context)
+        self.finish(context, connection, error, rows)
+        if not ctrl_c:
+            return error
+        interrupt = exc if isinstance(exc, KeyboardInterrupt) else KeyboardInterrupt()
+        interrupt.__cause__ = error
+        return interrupt
+
+    def finish(
+        self,
+        context: QueryContext,
+        connection: Connection,
+        error: BaseException | None,
+        rows: int,
+        *,
+        rollback: bool = False,
+    ) -> None:
+        """End the transaction and give the connection back; called exactly once per query.
+
+        It commits only a query that ended normally and that its caller did not abandon with an
+        exception (``rollback``).
+        """
+        state = context.handle.finish()
+        self.running.remove(context)
+        committing = error is None and state is QueryState.DONE and not rollback
+        failure: BaseException | None = None
+        try:
+            if connection.invalidated:
+                pass  # lost with its transaction; a rollback would only check out a new connection
+            elif committing:
+                connection.commit()
+                connection.info[TRANSACTION_ENDED] = True
+            else:
+                connection.rollback()
+                connection.info[TRANSACTION_ENDED] = True
+        except Exception as exc:
+            # a connection that cannot end its transaction is not given to anyone else
+            connection.invalidate()
+            if committing:
+                failure = error = self.query_error(exc, context)
+        finally:
+            if context.cursor is not None:
+                # after the transaction: a server-side cursor is gone with it (no round trip), and
+                # before the connection is anyone else's
+                with contextlib.suppress(Exception):
+                    context.cursor.close()
+                context.cursor = None
+            connection.close()
+        if state is QueryState.TIMED_OUT or isinstance(error, QueryTimeoutError):
+            self._log_timeout(context)
+        self.telemetry.query_finished(context, error, rows)
+        if failure is not None:
+            raise failure  # the commit failed: the caller must not believe it happened
+
+    @contextlib.contextmanager
+    def fetching(self, context: QueryContext) -> Iterator[None]:
+        """Around a fetch: the query's span is the current one while the driver works."""
+        token = self.telemetry.enter(context)
+        try:
+            yield
+        finally:
+            self.telemetry.leave(token)
+
+    def _log_timeout(self, context: QueryContext) -> None:
+        elapsed = context.handle.elapsed
+        fields = {
+            "event": "query_timeout",
+            "engine": self.hooks.name,
+            "pool": self._pool_name,
+            "query_id": context.query_id,
+            "timeout_s": context.timeout,
+            "elapsed_s": round(elapsed, 3),
+            "statement": context.summary,
+            "tags": dict(context.tags),
+            "cancelled_on_engine": context.handle.cancel_sent,
+        }
+        log.warning(
+            "query timed out: " + " ".join(f"{k}={v!r}" for k, v in fields.items() if k != "event"),
+            extra={"floe": fields},
+        )
