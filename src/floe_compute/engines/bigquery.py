@@ -36,7 +36,7 @@ from google.oauth2.service_account import Credentials as Credentials_
 from pydantic import ByteSize, SecretStr, field_validator, model_validator
 from sqlalchemy.engine import URL
 
-from floe_compute.config import ComputeConfig, ResourceLimits, _check_size, parse_url
+from floe_compute.config import ComputeConfig, ResourceLimits, parse_url
 from floe_compute.engines._bigquery_jobs import JobCursor
 from floe_compute.errors import (
     ComputeError,
@@ -48,6 +48,7 @@ from floe_compute.errors import (
     ResourceLimitError,
 )
 from floe_compute.plugin import ComputePlugin, QueryContext
+from floe_compute.units import check_size
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -75,7 +76,7 @@ class BigQueryLimits(ResourceLimits):
     maximum_bytes_billed: ByteSize | None = None
     """The most a query job may bill; BigQuery refuses a job that would bill more, before it runs."""
 
-    _bytes = field_validator("maximum_bytes_billed", mode="before")(_check_size)
+    _bytes = field_validator("maximum_bytes_billed", mode="before")(check_size)
 
 
 class BigQueryConfig(ComputeConfig):
