@@ -16,7 +16,7 @@ import os
 import textwrap
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import (
     BaseModel,
@@ -234,6 +234,26 @@ class ComputeConfig(_Model):
     telemetry: bool = True
     """OpenTelemetry spans and metrics for this plugin; ``false`` switches both off."""
 
+    unsupported_limits: ClassVar[Mapping[str, str]] = {}
+    """The :class:`ResourceLimits` this engine cannot honour: each one's name, and why (or what to
+    use instead). Declared once here rather than checked by each engine: setting one fails
+    validation with a message naming the limit, the engine and the reason."""
+    engine_title: ClassVar[str | None] = None
+    """The engine's name in those messages; default: the class name without ``Config``."""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """A misspelt name in :attr:`unsupported_limits` would never refuse anything: it fails
+        where the engine's config class is defined."""
+        super().__pydantic_init_subclass__(**kwargs)
+        known = ResourceLimits.model_fields
+        unknown = sorted(name for name in cls.unsupported_limits if name not in known)
+        if unknown:
+            raise TypeError(
+                f"{cls.__name__}.unsupported_limits: {', '.join(unknown)} is not a resource limit; "
+                f"the limits are {', '.join(known)}"
+            )
+
     @model_validator(mode="before")
     @classmethod
     def _secrets_out_of_url(cls, data: Any) -> Any:
@@ -264,6 +284,14 @@ class ComputeConfig(_Model):
             data["url_secrets"] = {**found, **(given if isinstance(given, Mapping) else {})}
         data["url"] = url
         return data
+
+    @model_validator(mode="after")
+    def _supported_limits(self) -> ComputeConfig:
+        for limit, why in self.unsupported_limits.items():
+            if getattr(self.limits, limit) is not None:
+                engine = self.engine_title or type(self).__name__.removesuffix("Config")
+                raise ValueError(f"limits.{limit}: not supported by {engine} ({why})")
+        return self
 
     @field_validator("url", mode="before")
     @classmethod

@@ -63,7 +63,6 @@ CANCEL_TIMEOUT_S = 10.0
 CANCEL_RETRY_PAUSES_S = (0.5, 2.0)
 """Pauses before sending a failed ``jobs.cancel`` again."""
 _URL_KEYS = {"location", "credentials_path", "priority", "api_endpoint"}
-_UNSUPPORTED_LIMITS = ("memory_limit", "threads", "temp_directory", "max_temp_directory_size")
 _LABEL_BAD = re.compile(r"[^a-z0-9_-]+")
 # BigQuery's documented error reasons (ErrorProto.reason) and what the caller gets for them
 _RESOURCE_REASONS = {"bytesBilledLimitExceeded", "billingTierLimitExceeded", "resourcesExceeded"}
@@ -102,6 +101,9 @@ class BigQueryConfig(ComputeConfig):
     use_storage_api: bool = False
     """Read results through the Storage Read API (needs ``google-cloud-bigquery-storage``)."""
     limits: BigQueryLimits = BigQueryLimits()
+    unsupported_limits = dict.fromkeys(
+        ("memory_limit", "threads", "temp_directory", "max_temp_directory_size"), "use maximum_bytes_billed"
+    )
     dbt_private_key_env: str = "FLOE_BIGQUERY_PRIVATE_KEY"
     """The variable the dbt profile reads the ``credentials_json`` key from (never written to it)."""
 
@@ -146,9 +148,6 @@ class BigQueryConfig(ComputeConfig):
             raise ValueError("credentials_file, credentials_json: give one of them, not both")
         if self.password is not None:
             raise ValueError("password: BigQuery takes credentials_file or credentials_json instead")
-        for limit in _UNSUPPORTED_LIMITS:
-            if getattr(self.limits, limit) is not None:
-                raise ValueError(f"limits.{limit}: not supported by BigQuery (use maximum_bytes_billed)")
         if self.settings:
             raise ValueError("settings: BigQuery has no session settings; use the job fields instead")
         return self
