@@ -58,6 +58,7 @@ lint: env
 	$(VENV)/bin/ruff check src tests benchmarks fixtures examples docs
 	$(VENV)/bin/ruff format --check src tests benchmarks fixtures examples docs
 	$(VENV)/bin/mypy --strict src
+	$(VENV)/bin/lint-imports  # the layers in pyproject.toml [tool.importlinter]
 
 bench: env spark-env
 	$(PY) benchmarks/run.py
@@ -75,7 +76,7 @@ docs: env
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 clean:
-	rm -rf $(VENV) .tools .mypy_cache .ruff_cache site
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .import_linter_cache site
 
 # The BigQuery emulator, in its own environment (its pins fight the project's): fixtures/bigquery.py
 BQEMULATOR := .tools/bqemulator/.synced

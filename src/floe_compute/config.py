@@ -1,7 +1,9 @@
-"""Validated, frozen configuration models and manifest loading.
+"""Validated, frozen configuration models, and the URL helpers every engine's config uses.
 
 Configs are pydantic v2 models: a wrong value fails when the config is built, with the field's path in
 the message. Secrets are ``SecretStr`` (or live in the URL, whose ``repr`` hides the password).
+Sizes and durations are checked in :mod:`floe_compute.units`; a YAML manifest is read by
+:mod:`floe_compute.manifest` (``load_manifest`` and ``merge_overrides`` stay importable from here).
 """
 
 from __future__ import annotations
@@ -10,17 +12,14 @@ import ast
 import functools
 import inspect
 import itertools
-import math
 import os
-import re
 import textwrap
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ByteSize,
     ConfigDict,
     Field,
@@ -28,7 +27,6 @@ from pydantic import (
     PositiveInt,
     SecretStr,
     SerializationInfo,
-    TypeAdapter,
     ValidationError,
     field_serializer,
     field_validator,
@@ -38,9 +36,10 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from floe_compute.errors import ConfigError, is_secret_key, redact
+from floe_compute.manifest import load_manifest, merge_overrides
+from floe_compute.units import MAX_SECONDS, Seconds, check_size, check_timeout, shown_value
 
 if TYPE_CHECKING:
-    import yaml
     from pydantic.json_schema import JsonSchemaValue
     from pydantic_core import CoreSchema
 
@@ -56,118 +55,14 @@ __all__ = [
     "display_url",
     "field_docstrings",
     "load_manifest",
+    "merge_overrides",
     "parse_url",
     "url_query_fields",
     "validation_message",
 ]
 
-MAX_SECONDS = 7 * 24 * 3600.0
-"""The longest timeout, interval or recycle time accepted (7 days, as ``execute(timeout=)``): longer
-is a mistake, and an infinite one would overflow the watchdog's and the monitor's waits."""
 MAX_THREADS = 1024
 """More threads than any engine here can use; DuckDB takes seconds to start 100,000."""
-MAX_SIZE = 2**63 - 1
-"""The largest size an engine setting can hold (a signed 64-bit byte count)."""
-
-_SIZE_TEXT = re.compile(r"^\s*\d+(?:\.\d+)?\s*[A-Za-z]{0,3}\s*$")
-
-
-@functools.cache
-def _sizes() -> TypeAdapter[ByteSize]:
-    return TypeAdapter(ByteSize)
-
-
-def parse_size(value: str | int) -> int:
-    """Bytes in a size such as ``2GB``, ``512MiB`` or ``1048576`` (``pydantic.ByteSize`` rules)."""
-    return int(_sizes().validate_python(_size_input(value)))
-
-
-_SIZE_UNITS = (
-    ("TB", 1000**4),
-    ("TiB", 1024**4),
-    ("GB", 1000**3),
-    ("GiB", 1024**3),
-    ("MB", 1000**2),
-    ("MiB", 1024**2),
-    ("KB", 1000),
-    ("KiB", 1024),
-)
-
-
-def format_size(size: int) -> str:
-    """A byte count as people write it: ``64MB``, ``512MiB``, else plain bytes ``123B``."""
-    for unit, factor in _SIZE_UNITS:
-        if size >= factor and size % factor == 0:
-            return f"{size // factor}{unit}"
-    return f"{size}B"
-
-
-def _size_input(value: Any) -> Any:
-    """Refuse what ``ByteSize`` would take by accident (``True`` as 1 byte) or choke on."""
-    expected = "expected a number with a unit such as 512MB or 2GB"
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError(f"a {type(value).__name__} is not a size; {expected}")
-    if isinstance(value, str) and (len(value) > 40 or not _SIZE_TEXT.match(value)):
-        shown = repr(value) if len(value) <= 40 else f"{value[:20]!r}... ({len(value)} characters)"
-        raise ValueError(f"{shown} is not a size; {expected}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{value!r} is not a size; {expected}")
-    return value
-
-
-def _check_size(value: Any) -> int | None:
-    if value is None:
-        return None
-    try:
-        size = parse_size(value)
-    except ValidationError:
-        raise ValueError(
-            f"{value!r} is not a size; expected a number with a unit such as 512MB or 2GB"
-        ) from None
-    if size <= 0:
-        raise ValueError(f"{value!r} must be greater than zero")
-    if size > MAX_SIZE:
-        raise ValueError(f"{value!r} is larger than any engine accepts (at most {MAX_SIZE} bytes)")
-    return size
-
-
-def _check_seconds(value: Any) -> Any:
-    """Seconds: finite, positive, at most :data:`MAX_SECONDS`; a boolean is not a duration."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValueError("expected a number of seconds, not a boolean")
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise ValueError("expected a number of seconds") from None
-    if not isinstance(value, int | float):
-        raise ValueError(f"expected a number of seconds, not a {type(value).__name__}")
-    if isinstance(value, int) and abs(value) > MAX_SECONDS:
-        value = float(min(abs(value), 1e300)) * (1 if value > 0 else -1)
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number of seconds")
-    if value <= 0:
-        raise ValueError("must be greater than 0 seconds")
-    if value > MAX_SECONDS:
-        raise ValueError(f"must be at most {MAX_SECONDS:g} seconds (7 days)")
-    return float(value)
-
-
-Seconds = Annotated[float, BeforeValidator(_check_seconds)]
-"""A duration in seconds: finite, positive, at most 7 days."""
-
-
-def check_timeout(value: object, field: str = "timeout") -> float | None:
-    """A ``timeout=`` argument validated as config durations are, or a :class:`ConfigError`
-    naming ``field``; ``None`` stays ``None`` (the config's default applies)."""
-    try:
-        checked: float | None = _check_seconds(value)
-    except ValueError as exc:
-        shown = shown_value(value) if isinstance(value, int | float | str | bool) else type(value).__name__
-        raise ConfigError(f"{field}: {exc} (got {shown})") from None
-    return checked
 
 
 def field_docstrings(model: type[BaseModel]) -> dict[str, str]:
@@ -278,7 +173,7 @@ class ResourceLimits(_Model):
     max_result_rows: PositiveInt | None = None
     """A result that would deliver more rows fails with ``ResourceLimitError`` (every engine)."""
 
-    _sizes = field_validator("memory_limit", "max_temp_directory_size", mode="before")(_check_size)
+    _sizes = field_validator("memory_limit", "max_temp_directory_size", mode="before")(check_size)
 
     @field_validator("threads", mode="before")
     @classmethod
@@ -339,6 +234,26 @@ class ComputeConfig(_Model):
     telemetry: bool = True
     """OpenTelemetry spans and metrics for this plugin; ``false`` switches both off."""
 
+    unsupported_limits: ClassVar[Mapping[str, str]] = {}
+    """The :class:`ResourceLimits` this engine cannot honour: each one's name, and why (or what to
+    use instead). Declared once here rather than checked by each engine: setting one fails
+    validation with a message naming the limit, the engine and the reason."""
+    engine_title: ClassVar[str | None] = None
+    """The engine's name in those messages; default: the class name without ``Config``."""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """A misspelt name in :attr:`unsupported_limits` would never refuse anything: it fails
+        where the engine's config class is defined."""
+        super().__pydantic_init_subclass__(**kwargs)
+        known = ResourceLimits.model_fields
+        unknown = sorted(name for name in cls.unsupported_limits if name not in known)
+        if unknown:
+            raise TypeError(
+                f"{cls.__name__}.unsupported_limits: {', '.join(unknown)} is not a resource limit; "
+                f"the limits are {', '.join(known)}"
+            )
+
     @model_validator(mode="before")
     @classmethod
     def _secrets_out_of_url(cls, data: Any) -> Any:
@@ -369,6 +284,14 @@ class ComputeConfig(_Model):
             data["url_secrets"] = {**found, **(given if isinstance(given, Mapping) else {})}
         data["url"] = url
         return data
+
+    @model_validator(mode="after")
+    def _supported_limits(self) -> ComputeConfig:
+        for limit, why in self.unsupported_limits.items():
+            if getattr(self.limits, limit) is not None:
+                engine = self.engine_title or type(self).__name__.removesuffix("Config")
+                raise ValueError(f"limits.{limit}: not supported by {engine} ({why})")
+        return self
 
     @field_validator("url", mode="before")
     @classmethod
@@ -459,14 +382,6 @@ def url_query_fields(data: Any, names: Iterable[str]) -> tuple[dict[str, Any], d
 _SECRET_FIELDS = ("password", "url", "secret", "token", "credential")
 
 
-def shown_value(value: object, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters (a huge int's repr would even raise)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
-        return f"an integer of {len(format(value, 'x'))} hex digits"
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."
-
-
 def validation_message(error: ValidationError, title: str) -> str:
     """One readable line per invalid field, naming the field; secret inputs are never echoed."""
     lines = []
@@ -480,172 +395,3 @@ def validation_message(error: ValidationError, title: str) -> str:
                 shown = f" (got {shown_value(value)})"
         lines.append(f"{field}: {message}{shown}")
     return f"{title}: " + "; ".join(lines)
-
-
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def _expand(value: Any, where: str) -> Any:
-    if isinstance(value, str):
-
-        def lookup(m: re.Match[str]) -> str:
-            if m.group(1) not in os.environ:
-                raise ConfigError(
-                    f"{where}: environment variable {m.group(1)} is not set (referenced as ${{...}})"
-                )
-            return os.environ[m.group(1)]
-
-        return _ENV.sub(lookup, value)
-    if isinstance(value, Mapping):
-        return {k: _expand(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    return value
-
-
-def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def merge_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge keyword overrides (dicts or models) into a config's fields."""
-    plain = {k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in overrides.items()}
-    return _merge(base, plain)
-
-
-MAX_MANIFEST_NODES = 100_000
-"""A manifest is a few dozen keys; a YAML alias "bomb" expands a few lines into billions of nodes."""
-MAX_MANIFEST_BYTES = 10 * 1024 * 1024
-
-
-def _expanded_size(node: yaml.Node, sizes: dict[int, int], path: set[int]) -> int:
-    """How many nodes ``node`` becomes once its aliases are expanded (each alias shares its node)."""
-    key = id(node)
-    if key in sizes:
-        return sizes[key]
-    if key in path:
-        raise ConfigError("a YAML alias refers to its own anchor (a recursive structure)")
-    path.add(key)
-    size = 1
-    import yaml
-
-    if isinstance(node, yaml.SequenceNode):
-        for child in node.value:
-            size += _expanded_size(child, sizes, path)
-            if size > MAX_MANIFEST_NODES:
-                break
-    elif isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            size += _expanded_size(k, sizes, path) + _expanded_size(v, sizes, path)
-            if size > MAX_MANIFEST_NODES:
-                break
-    path.discard(key)
-    sizes[key] = size
-    return size
-
-
-def _read_yaml(source: Path) -> Any:
-    """The YAML document, refusing what would hang or exhaust memory, as a :class:`ConfigError`."""
-    import yaml  # only manifests need it
-
-    try:
-        with source.open("rb") as file:
-            raw = file.read(MAX_MANIFEST_BYTES + 1)
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"cannot read manifest {source}: {reason}") from None
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise ConfigError(f"manifest {source}: larger than {MAX_MANIFEST_BYTES // 1024**2} MB")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError(f"manifest {source}: not valid UTF-8 (line {line}, byte {exc.start})") from None
-    try:
-        loader = yaml.SafeLoader(text)
-    except yaml.reader.ReaderError as exc:
-        raise ConfigError(f"manifest {source}: {_reader_problem(exc, text)}") from None
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        if _expanded_size(node, {}, set()) > MAX_MANIFEST_NODES:
-            raise ConfigError(
-                f"manifest {source}: its YAML aliases expand to more than {MAX_MANIFEST_NODES} values; "
-                "refused (an alias bomb?)"
-            )
-        return loader.construct_document(node)
-    except ConfigError as exc:
-        if str(exc).startswith("manifest "):
-            raise
-        raise ConfigError(f"manifest {source}: {exc}") from None
-    except yaml.MarkedYAMLError as exc:
-        # the problem and where, without the snippet of the line (it may hold a password)
-        mark = exc.problem_mark or exc.context_mark
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError(f"manifest {source} is not valid YAML: {problem}{where}") from None
-    except yaml.reader.ReaderError as exc:
-        raise ConfigError(f"manifest {source}: {_reader_problem(exc, text)}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"manifest {source} is not valid YAML: {type(exc).__name__}") from None
-    except RecursionError:
-        raise ConfigError(f"manifest {source}: nested too deeply") from None
-    finally:
-        loader.dispose()
-
-
-def _reader_problem(exc: yaml.reader.ReaderError, text: str) -> str:
-    line = text.count("\n", 0, max(exc.position, 0)) + 1
-    return f"character U+{exc.character:04X} is not allowed in YAML (line {line})"
-
-
-def _target_name(value: Any) -> str:
-    return value if isinstance(value, str) else repr(value)
-
-
-def load_manifest(path: str | os.PathLike[str], target: str | None = None) -> dict[str, Any]:
-    """The fields of one target of a YAML manifest, with the manifest's defaults merged in.
-
-    ``${VAR}`` references are read from the environment; a missing one is a :class:`ConfigError`.
-    Every problem with the file is a :class:`ConfigError` naming the file and the key.
-    """
-    source = Path(path)
-    document = _read_yaml(source)
-    compute = document.get("compute") if isinstance(document, dict) else None
-    if not isinstance(compute, dict) or not isinstance(compute.get("targets"), dict):
-        raise ConfigError(f"manifest {source}: expected a 'compute:' mapping with 'targets:'")
-    targets: dict[Any, Any] = compute["targets"]
-    listed = ", ".join(sorted(_target_name(t) for t in targets)) or "none"
-    if target is not None and not isinstance(target, str):
-        raise ConfigError(f"target: expected a target name, got a {type(target).__name__}")
-    name = target if target is not None else compute.get("default")
-    if name is None:
-        raise ConfigError(f"manifest {source}: no target given and no 'compute.default'; targets: {listed}")
-    if not isinstance(name, str):
-        raise ConfigError(
-            f"manifest {source}: compute.default: expected a target name, got a {type(name).__name__} "
-            f"(targets: {listed})"
-        )
-    if name not in targets:
-        raise ConfigError(f"manifest {source}: no target {name!r}; targets: {listed}")
-    fields_in = targets[name]
-    if fields_in is not None and not isinstance(fields_in, dict):
-        raise ConfigError(
-            f"manifest {source}: compute.targets.{name}: expected a mapping of settings (url: ...), "
-            f"got a {type(fields_in).__name__}"
-        )
-    defaults = {k: v for k, v in compute.items() if k not in ("targets", "default")}
-    fields = _merge(defaults, fields_in or {})
-    for key in fields:
-        if not isinstance(key, str):
-            raise ConfigError(f"manifest {source}: compute.targets.{name}: key {key!r} is not a name")
-    fields.setdefault("name", name)
-    expanded: dict[str, Any] = _expand(fields, f"{source}: compute.targets.{name}")
-    return expanded

@@ -24,8 +24,9 @@ from pydantic.fields import FieldInfo
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
 from pydantic_core import PydanticUndefined, core_schema
 
-from floe_compute.config import MAX_SECONDS, ComputeConfig, Seconds, field_docstrings
+from floe_compute.config import ComputeConfig, field_docstrings
 from floe_compute.registry import create_plugin, get_plugin_class, list_plugins
+from floe_compute.units import MAX_SECONDS, Seconds
 
 __all__ = [
     "MASK",
@@ -102,7 +103,7 @@ def _constraints(metadata: list[Any]) -> str:
 
 
 _SECONDS_CHECKS = typing.get_args(Seconds)[1:]
-"""The validators that make a ``float`` a :data:`~floe_compute.config.Seconds`."""
+"""The validators that make a ``float`` a :data:`~floe_compute.units.Seconds`."""
 
 
 def _flat(metadata: list[Any]) -> Iterator[Any]:

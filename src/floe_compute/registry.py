@@ -7,13 +7,9 @@ import threading
 from importlib.metadata import EntryPoint, PackageNotFoundError, distribution, entry_points
 from typing import Any
 
-from floe_compute.config import (
-    ComputeConfig,
-    load_manifest,
-    merge_overrides,
-    parse_url,
-)
+from floe_compute.config import ComputeConfig, parse_url
 from floe_compute.errors import ConfigError, PluginNotFoundError
+from floe_compute.manifest import load_manifest, merge_overrides
 from floe_compute.plugin import ComputePlugin
 
 __all__ = ["DEFAULT_URL", "ENTRY_POINT_GROUP", "create_plugin", "get_plugin_class", "list_plugins"]

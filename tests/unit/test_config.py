@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import ClassVar
 
 import pytest
 
@@ -90,3 +92,29 @@ def test_redact_leaves_ordinary_words_alone() -> None:
     )
     assert redact("could not get token from http://catalog") == "could not get token from http://catalog"
     assert "abc" not in redact("CREATE SECRET s (TYPE iceberg, TOKEN 'abc')")
+
+
+class _SingleThreadedConfig(ComputeConfig):
+    """An engine's config that cannot honour ``limits.threads``: it only says so, and why."""
+
+    unsupported_limits: ClassVar[Mapping[str, str]] = {"threads": "it runs every query on one thread"}
+    engine_title = "SingleThreaded"
+
+
+def test_a_limit_the_engine_cannot_honour_is_refused_naming_the_limit_the_engine_and_why() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"limits\.threads: not supported by SingleThreaded \(it runs every query on one thread\)",
+    ):
+        _SingleThreadedConfig.model_validate({"url": "duckdb:///:memory:", "limits": {"threads": 2}})
+    other = _SingleThreadedConfig.model_validate(
+        {"url": "duckdb:///:memory:", "limits": {"memory_limit": "1GB"}}
+    )
+    assert other.limits.memory_limit == 10**9
+
+
+def test_an_unsupported_limit_that_is_not_a_limit_fails_where_the_engine_declares_it() -> None:
+    with pytest.raises(TypeError, match=r"thread_count.*not a resource limit.*threads"):
+
+        class _TypoConfig(ComputeConfig):
+            unsupported_limits: ClassVar[Mapping[str, str]] = {"thread_count": "a typo refuses nothing"}

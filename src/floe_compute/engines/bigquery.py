@@ -36,7 +36,7 @@ from google.oauth2.service_account import Credentials as Credentials_
 from pydantic import ByteSize, SecretStr, field_validator, model_validator
 from sqlalchemy.engine import URL
 
-from floe_compute.config import ComputeConfig, ResourceLimits, _check_size, parse_url
+from floe_compute.config import ComputeConfig, ResourceLimits, parse_url
 from floe_compute.engines._bigquery_jobs import JobCursor
 from floe_compute.errors import (
     ComputeError,
@@ -48,6 +48,7 @@ from floe_compute.errors import (
     ResourceLimitError,
 )
 from floe_compute.plugin import ComputePlugin, QueryContext
+from floe_compute.units import check_size
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -62,7 +63,6 @@ CANCEL_TIMEOUT_S = 10.0
 CANCEL_RETRY_PAUSES_S = (0.5, 2.0)
 """Pauses before sending a failed ``jobs.cancel`` again."""
 _URL_KEYS = {"location", "credentials_path", "priority", "api_endpoint"}
-_UNSUPPORTED_LIMITS = ("memory_limit", "threads", "temp_directory", "max_temp_directory_size")
 _LABEL_BAD = re.compile(r"[^a-z0-9_-]+")
 # BigQuery's documented error reasons (ErrorProto.reason) and what the caller gets for them
 _RESOURCE_REASONS = {"bytesBilledLimitExceeded", "billingTierLimitExceeded", "resourcesExceeded"}
@@ -75,7 +75,7 @@ class BigQueryLimits(ResourceLimits):
     maximum_bytes_billed: ByteSize | None = None
     """The most a query job may bill; BigQuery refuses a job that would bill more, before it runs."""
 
-    _bytes = field_validator("maximum_bytes_billed", mode="before")(_check_size)
+    _bytes = field_validator("maximum_bytes_billed", mode="before")(check_size)
 
 
 class BigQueryConfig(ComputeConfig):
@@ -101,6 +101,9 @@ class BigQueryConfig(ComputeConfig):
     use_storage_api: bool = False
     """Read results through the Storage Read API (needs ``google-cloud-bigquery-storage``)."""
     limits: BigQueryLimits = BigQueryLimits()
+    unsupported_limits = dict.fromkeys(
+        ("memory_limit", "threads", "temp_directory", "max_temp_directory_size"), "use maximum_bytes_billed"
+    )
     dbt_private_key_env: str = "FLOE_BIGQUERY_PRIVATE_KEY"
     """The variable the dbt profile reads the ``credentials_json`` key from (never written to it)."""
 
@@ -145,9 +148,6 @@ class BigQueryConfig(ComputeConfig):
             raise ValueError("credentials_file, credentials_json: give one of them, not both")
         if self.password is not None:
             raise ValueError("password: BigQuery takes credentials_file or credentials_json instead")
-        for limit in _UNSUPPORTED_LIMITS:
-            if getattr(self.limits, limit) is not None:
-                raise ValueError(f"limits.{limit}: not supported by BigQuery (use maximum_bytes_billed)")
         if self.settings:
             raise ValueError("settings: BigQuery has no session settings; use the job fields instead")
         return self

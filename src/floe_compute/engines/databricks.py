@@ -35,7 +35,6 @@ __all__ = ["DatabricksComputePlugin", "DatabricksConfig", "FloeDatabricksDialect
 _URL_FIELDS = ("http_path", "catalog", "schema")
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _UNSAFE_VALUE = re.compile(r"[;\r\n\x00]")
-_UNSUPPORTED_LIMITS = ("memory_limit", "threads", "temp_directory", "max_temp_directory_size")
 
 
 class DatabricksConfig(ComputeConfig):
@@ -74,6 +73,9 @@ class DatabricksConfig(ComputeConfig):
     """The environment variable the dbt profile reads the token from (never written to it)."""
 
     model_config = ConfigDict(populate_by_name=True)
+    unsupported_limits = dict.fromkeys(
+        ("memory_limit", "threads", "temp_directory", "max_temp_directory_size"), "a warehouse setting"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -114,9 +116,6 @@ class DatabricksConfig(ComputeConfig):
                 raise ValueError(f"session_configuration.{name}: a value may not contain ';' or line breaks")
         if not _SETTING_NAME.match(self.timeout_setting):
             raise ValueError(f"timeout_setting: {self.timeout_setting!r} is not a setting name")
-        for limit in _UNSUPPORTED_LIMITS:
-            if getattr(self.limits, limit) is not None:
-                raise ValueError(f"limits.{limit}: not supported by Databricks (a warehouse setting)")
         return self
 
     @property

@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.engine.interfaces import ReflectedPrimaryKeyConstraint
 from sqlalchemy.engine.reflection import ReflectionDefaults
 
-from floe_compute.config import ComputeConfig, display_url, format_size, parse_size
+from floe_compute.config import ComputeConfig, display_url
 from floe_compute.engines import _duckdb_extensions as extensions
 from floe_compute.engines._duckdb_extensions import IcebergCatalog
 from floe_compute.errors import (
@@ -36,6 +36,7 @@ from floe_compute.errors import (
     ResourceLimitError,
 )
 from floe_compute.plugin import ComputePlugin, QueryContext
+from floe_compute.units import format_size, parse_size
 
 if TYPE_CHECKING:
     import pyarrow as pa

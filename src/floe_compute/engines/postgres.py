@@ -14,7 +14,7 @@ import collections
 import math
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 import psycopg
@@ -49,11 +49,6 @@ CANCEL_TIMEOUT_S = 1.0
 connection cannot go back to the pool (and a late cancel cannot hit the next query on it)."""
 
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
-_UNSUPPORTED_LIMITS = {
-    "memory_limit": "PostgreSQL has no per-query memory limit; set work_mem in settings",
-    "temp_directory": "the temp directory is a server setting (temp_tablespaces)",
-    "max_temp_directory_size": "temp_file_limit can only be set by a superuser, on the server",
-}
 _QUOTED = re.compile(r'"(?:[^"]|"")*"')
 _CONNECTION_LOST = {"57P01", "57P02", "57P03", "53300"}
 
@@ -66,6 +61,13 @@ class PostgresConfig(ComputeConfig):
     dbt_password_env: str = "PGPASSWORD"
     """The environment variable the dbt profile reads the password from (never written to it)."""
 
+    engine_title = "PostgreSQL"
+    unsupported_limits: ClassVar[Mapping[str, str]] = {
+        "memory_limit": "PostgreSQL has no per-query memory limit; set work_mem in settings",
+        "temp_directory": "the temp directory is a server setting (temp_tablespaces)",
+        "max_temp_directory_size": "temp_file_limit can only be set by a superuser, on the server",
+    }
+
     @model_validator(mode="after")
     def _check(self) -> PostgresConfig:
         backend, _, driver = self.url.drivername.partition("+")
@@ -76,9 +78,6 @@ class PostgresConfig(ComputeConfig):
         for name in self.settings:
             if not _SETTING_NAME.match(name):
                 raise ValueError(f"settings: {name!r} is not a PostgreSQL setting name")
-        for limit, why in _UNSUPPORTED_LIMITS.items():
-            if getattr(self.limits, limit) is not None:
-                raise ValueError(f"limits.{limit}: not supported by PostgreSQL ({why})")
         return self
 
 

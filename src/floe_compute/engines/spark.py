@@ -16,8 +16,8 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import model_validator
 from pyhive import exc as hive_exc
@@ -61,12 +61,6 @@ _UNSET: dict[str, str | None] = {TIMEOUT_SETTING: "0", DESCRIPTION_SETTING: None
 _GENERATED_ID = re.compile(r"^q-[0-9a-f]{16}$")
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _UNSAFE_VALUE = re.compile(r"[;\r\n\x00]")
-_UNSUPPORTED_LIMITS = {
-    "memory_limit": "executor and driver memory are cluster settings (spark.executor.memory)",
-    "threads": "parallelism is a cluster setting (spark.executor.cores, spark.sql.shuffle.partitions)",
-    "temp_directory": "spark.local.dir is a cluster setting",
-    "max_temp_directory_size": "Spark has no per-session spill limit",
-}
 
 
 class SparkConfig(ComputeConfig):
@@ -80,6 +74,13 @@ class SparkConfig(ComputeConfig):
     """The schema (database) dbt builds models in; default: the URL's database."""
     dbt_password_env: str = "SPARK_PASSWORD"
     """The environment variable the dbt profile reads the password from (never written to it)."""
+
+    unsupported_limits: ClassVar[Mapping[str, str]] = {
+        "memory_limit": "executor and driver memory are cluster settings (spark.executor.memory)",
+        "threads": "parallelism is a cluster setting (spark.executor.cores, spark.sql.shuffle.partitions)",
+        "temp_directory": "spark.local.dir is a cluster setting",
+        "max_temp_directory_size": "Spark has no per-session spill limit",
+    }
 
     @model_validator(mode="before")
     @classmethod
@@ -109,9 +110,6 @@ class SparkConfig(ComputeConfig):
                 raise ValueError(f"settings: {name!r} is not a Spark setting name")
             if _UNSAFE_VALUE.search(str(value)):
                 raise ValueError(f"settings.{name}: a value may not contain ';' or line breaks")
-        for limit, why in _UNSUPPORTED_LIMITS.items():
-            if getattr(self.limits, limit) is not None:
-                raise ValueError(f"limits.{limit}: not supported by Spark ({why})")
         return self
 
     @property
