@@ -98,7 +98,7 @@ def _own_docstrings(cls: type) -> dict[str, str]:
     return docs
 
 
-class _Model(BaseModel):
+class ConfigModel(BaseModel):
     """Frozen and strict about unknown keys. Inputs stay out of pydantic's own messages (they may
     be secrets); ``model_validate`` fails with a :class:`ConfigError` that names the field."""
 
@@ -134,7 +134,7 @@ class _Model(BaseModel):
             raise ConfigError(validation_message(exc, f"invalid {cls.__name__}")) from None
 
 
-class PoolConfig(_Model):
+class PoolConfig(ConfigModel):
     """The SQLAlchemy ``QueuePool`` behind a plugin."""
 
     size: PositiveInt = 5
@@ -149,7 +149,7 @@ class PoolConfig(_Model):
     """``None`` takes the engine's default (on for servers, off for embedded engines)."""
 
 
-class TimeoutConfig(_Model):
+class TimeoutConfig(ConfigModel):
     """Default deadlines, in seconds. ``query=None`` means no deadline."""
 
     query: Seconds | None = None
@@ -158,7 +158,7 @@ class TimeoutConfig(_Model):
     """Seconds to wait for the engine to accept a new connection."""
 
 
-class ResourceLimits(_Model):
+class ResourceLimits(ConfigModel):
     """Resource limits; engines apply the ones they support, ``max_result_rows`` works everywhere."""
 
     memory_limit: ByteSize | None = None
@@ -185,7 +185,7 @@ class ResourceLimits(_Model):
         return value
 
 
-class HealthConfig(_Model):
+class HealthConfig(ConfigModel):
     """When a working engine counts as degraded, and the optional background monitor."""
 
     slow_ping_ms: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1000.0
@@ -194,7 +194,7 @@ class HealthConfig(_Model):
     """Seconds between background health checks; ``None``: no monitor thread."""
 
 
-class ErrorsConfig(_Model):
+class ErrorsConfig(ConfigModel):
     """What the library's errors carry."""
 
     keep_driver_cause: bool = True
@@ -204,7 +204,7 @@ class ErrorsConfig(_Model):
     are never chained either way."""
 
 
-class ComputeConfig(_Model):
+class ComputeConfig(ConfigModel):
     """What every plugin is configured with; engines subclass it to add their own fields."""
 
     url: URL

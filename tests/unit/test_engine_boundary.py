@@ -79,7 +79,12 @@ def test_engine_modules_use_no_private_name_of_the_core() -> None:
 
 
 def test_the_check_finds_a_private_use() -> None:
-    source = "from floe_compute.plugin import _Stopped\nclass X(ComputePlugin):\n    def f(self):\n        return self._config\n"
+    source = (
+        "from floe_compute.plugin import _Stopped\n"
+        "class X(ComputePlugin):\n"
+        "    def f(self):\n"
+        "        return self._config\n"
+    )
     assert sorted(private_uses(source, {"_config"})) == [
         "line 1: from floe_compute.plugin import _Stopped",
         "line 4: self._config",

@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 import duckdb
 from pydantic import Field, SecretStr, SerializationInfo, field_serializer, field_validator, model_validator
 
-from floe_compute.config import _Model
+from floe_compute.config import ConfigModel
 from floe_compute.errors import ConfigError, redact
 
 __all__ = [
@@ -125,7 +125,7 @@ def _sql(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-class IcebergCatalog(_Model):
+class IcebergCatalog(ConfigModel):
     """An Iceberg REST catalog, ATTACHed under ``name`` so ``SELECT * FROM name.ns.table`` works.
 
     Credentials are either ``client_id``+``client_secret`` (OAuth2 client credentials) or a
