@@ -16,9 +16,9 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from floe_compute.sql_lexer import Segment, code_only, glot_dialect, segments
 
 if TYPE_CHECKING:
     from sqlglot import exp
@@ -42,124 +42,6 @@ MAX_SUMMARY = 255
 MAX_PARSED = 100_000
 """Longer strings (a bulk ``INSERT ... VALUES``) are classified by the lexer: parsing them would cost
 more than running them."""
-
-_DIALECTS = {
-    "postgresql": "postgres",
-    "postgres": "postgres",
-    "duckdb": "duckdb",
-    "snowflake": "snowflake",
-    "bigquery": "bigquery",
-    "databricks": "databricks",
-    "spark": "spark",
-    "hive": "hive",
-    "mysql": "mysql",
-    "sqlite": "sqlite",
-}
-_BACKSLASH_ESCAPES = frozenset({"bigquery", "snowflake", "spark", "databricks", "hive", "mysql"})
-_BACKTICKS = frozenset({"bigquery", "spark", "databricks", "hive", "mysql"})
-
-
-def _dialect(name: str | None) -> str | None:
-    """sqlglot's name for an engine (``postgresql+psycopg`` -> ``postgres``), None when unknown."""
-    if not name:
-        return None
-    return _DIALECTS.get(name.split("+")[0].lower())
-
-
-# -- the lexer ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """A piece of SQL text: ``code``, ``string``, ``identifier`` (quoted) or ``comment``."""
-
-    kind: str
-    start: int
-    end: int
-
-
-_DOLLAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
-
-
-def segments(sql: str, dialect: str | None = None) -> Iterator[Segment]:
-    """Split ``sql`` into code, literals, quoted identifiers and comments (unterminated ones run to
-    the end). Dollar quotes and nested ``/* */`` comments are PostgreSQL's and DuckDB's rules."""
-    dialect = _dialect(dialect)
-    backslash = dialect in _BACKSLASH_ESCAPES
-    quotes = "'\"`" if dialect in _BACKTICKS else "'\""
-    i, n, code = 0, len(sql), 0
-    while i < n:
-        c = sql[i]
-        kind, end = "", i
-        if c in quotes:
-            escaped = backslash or (
-                c == "'" and i > 0 and sql[i - 1] in "eE" and (i < 2 or not _word(sql[i - 2]))
-            )
-            kind = "string" if c == "'" or (c == '"' and backslash) else "identifier"
-            end = _quoted_end(sql, i, c, escaped)
-        elif c == "-" and sql.startswith("--", i):
-            newline = sql.find("\n", i)
-            kind, end = "comment", n if newline < 0 else newline + 1
-        elif c == "/" and sql.startswith("/*", i):
-            kind, end = "comment", _comment_end(sql, i)
-        elif c == "$" and (i == 0 or not _word(sql[i - 1])):
-            match = _DOLLAR.match(sql, i)
-            if match:
-                close = sql.find(match.group(0), match.end())
-                kind, end = "string", n if close < 0 else close + len(match.group(0))
-        if not kind:
-            i += 1
-            continue
-        if code < i:
-            yield Segment("code", code, i)
-        yield Segment(kind, i, end)
-        i = code = end
-    if code < n:
-        yield Segment("code", code, n)
-
-
-def _word(c: str) -> bool:
-    return c.isalnum() or c == "_"
-
-
-def _quoted_end(sql: str, start: int, quote: str, backslash: bool) -> int:
-    i, n = start + 1, len(sql)
-    while i < n:
-        c = sql[i]
-        if backslash and c == "\\":
-            i += 2
-            continue
-        if c == quote:
-            if i + 1 < n and sql[i + 1] == quote:  # a doubled quote stands for itself
-                i += 2
-                continue
-            return i + 1
-        i += 1
-    return n
-
-
-def _comment_end(sql: str, start: int) -> int:
-    depth, i, n = 0, start, len(sql)
-    while i < n:
-        if sql.startswith("/*", i):
-            depth, i = depth + 1, i + 2
-        elif sql.startswith("*/", i):
-            depth, i = depth - 1, i + 2
-            if depth == 0:
-                return i
-        else:
-            i += 1
-    return n
-
-
-def _code_only(sql: str, dialect: str | None) -> str:
-    """The statement with literals as ``''``, identifiers kept and comments as a space."""
-    parts = []
-    for seg in segments(sql, dialect):
-        text = sql[seg.start : seg.end]
-        parts.append({"code": text, "identifier": text, "string": "''"}.get(seg.kind, " "))
-    return "".join(parts)
-
 
 # -- placeholders -------------------------------------------------------------------------------
 
@@ -229,7 +111,7 @@ _NEEDS_PARSER = re.compile(r"\b(?:WITH|RETURNING)\b|;\s*\S", re.IGNORECASE)
 def _plain(sql: str, dialect: str | None) -> bool:
     """One statement without ``WITH``, ``RETURNING`` or ``SELECT ... INTO``: the lexer classifies it
     exactly, so sqlglot (a large import on a service's first query) is not needed."""
-    code = _code_only(sql, dialect)
+    code = code_only(sql, dialect)
     return not _NEEDS_PARSER.search(code) and not _INTO.search(code)
 
 
@@ -241,7 +123,7 @@ def _parse(sql: str, dialect: str | None) -> tuple[exp.Expression, ...] | None:
         return None
     sqlglot = _sqlglot()
     try:
-        parsed = sqlglot.parse(sql, read=_dialect(dialect))
+        parsed = sqlglot.parse(sql, read=glot_dialect(dialect))
     except (sqlglot.errors.SqlglotError, RecursionError, ValueError, TypeError, KeyError, IndexError):
         return None
     except Exception:  # a parser bug must never fail a query: the lexer answers instead
@@ -263,7 +145,7 @@ def split_statements(sql: str, dialect: str | None = None) -> list[str]:
     bounds = _semicolons(sql, dialect)
     for end in [*bounds, len(sql)]:
         piece = sql[start:end].strip()
-        if piece and _code_only(piece, dialect).strip():
+        if piece and code_only(piece, dialect).strip():
             pieces.append(piece)
         start = end + 1
     return pieces
@@ -275,7 +157,7 @@ def _semicolons(sql: str, dialect: str | None) -> list[int]:
     if len(sql) <= MAX_PARSED and not _plain(sql, dialect):
         sqlglot = _sqlglot()
         try:
-            tokens = sqlglot.tokenize(sql, read=_dialect(dialect))
+            tokens = sqlglot.tokenize(sql, read=glot_dialect(dialect))
             semicolon = sqlglot.tokens.TokenType.SEMICOLON
             return [t.start for t in tokens if t.token_type == semicolon]
         except Exception:
@@ -308,7 +190,7 @@ def operation_name(sql: str, dialect: str | None = None) -> str:
 
 
 def _lexed_operation(sql: str, dialect: str | None) -> str:
-    match = _CREATE_KINDS.match(_code_only(sql, dialect))
+    match = _CREATE_KINDS.match(code_only(sql, dialect))
     if not match:
         return "UNKNOWN"
     verb = match.group(1).upper()
@@ -389,7 +271,9 @@ def _tree_targets(tree: exp.Expression, dialect: str | None) -> list[str]:
         if not isinstance(table.this, exp.Identifier):
             continue  # a table function: named below as written (sqlglot may rename it)
         else:
-            parts = [p.sql(dialect=_dialect(dialect)) for p in table.parts if isinstance(p, exp.Identifier)]
+            parts = [
+                p.sql(dialect=glot_dialect(dialect)) for p in table.parts if isinstance(p, exp.Identifier)
+            ]
             name = ".".join(parts)
             if len(parts) == 1 and name.lower().strip('"') in ctes:
                 continue
@@ -402,12 +286,12 @@ _TABLE_FUNCTION = re.compile(r"\b(?:FROM|JOIN)\s+([A-Za-z_][\w.]*)\s*\(", re.IGN
 
 
 def _table_functions(sql: str, dialect: str | None) -> list[str]:
-    return [m.group(1) for m in _TABLE_FUNCTION.finditer(_code_only(sql, dialect))]
+    return [m.group(1) for m in _TABLE_FUNCTION.finditer(code_only(sql, dialect))]
 
 
 def _lexed_targets(sql: str, dialect: str | None) -> list[str]:
     targets: list[str] = []
-    for match in _TARGET.finditer(_code_only(sql, dialect)):
+    for match in _TARGET.finditer(code_only(sql, dialect)):
         name = match.group(1)
         if name.lower() not in _KEYWORDS and name not in targets:
             targets.append(name)
@@ -458,7 +342,7 @@ def declarable(sql: str, dialect: str | None = "postgres") -> bool:
         )
     if _parse(sql, dialect):  # parsed, but several statements
         return False
-    code = _code_only(sql, dialect)
+    code = code_only(sql, dialect)
     match = _QUERY_START.match(code)
     if match is None or _INTO.search(code):
         return False
