@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from floe_compute.errors import QueryTimeoutError
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import CallbackOptions, Observation
+    from opentelemetry.metrics import CallbackOptions, Meter, Observation
     from opentelemetry.trace import Tracer
 
     from floe_compute.context import QueryContext
@@ -80,6 +80,10 @@ class _Instruments:
             unit="{query}",
             description="Queries cancelled on the engine because their deadline passed.",
         )
+        self._observe_pools(meter)
+
+    def _observe_pools(self, meter: Meter) -> None:
+        """The pool's state, read from every live plugin's tracker when the metrics are collected."""
         meter.create_observable_up_down_counter(
             "db.client.connection.count",
             [self._count],

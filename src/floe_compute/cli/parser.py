@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from floe_compute.cli import commands
+from floe_compute.cli.commands import cmd_config, cmd_dbt_profile, cmd_health, cmd_plugins, cmd_query
 from floe_compute.cli.output import WRITERS
 from floe_compute.cli.runtime import PROG
 from floe_compute.errors import ConfigError
@@ -108,7 +108,7 @@ def _add_query(sub: Subcommands, target: argparse.ArgumentParser) -> None:
         default=None,
         help="show rows and rows/s on stderr (default: when stderr is a terminal)",
     )
-    query.set_defaults(func=commands.cmd_query)
+    query.set_defaults(func=cmd_query)
 
 
 def _add_health(sub: Subcommands, target: argparse.ArgumentParser) -> None:
@@ -120,7 +120,7 @@ def _add_health(sub: Subcommands, target: argparse.ArgumentParser) -> None:
     )
     health.add_argument("--json", action="store_true", help="print the status as JSON")
     health.add_argument("--timeout", "-t", type=_seconds, metavar="S", help="ping timeout")
-    health.set_defaults(func=commands.cmd_health)
+    health.set_defaults(func=cmd_health)
 
 
 def _add_dbt_profile(sub: Subcommands, target: argparse.ArgumentParser) -> None:
@@ -134,7 +134,7 @@ def _add_dbt_profile(sub: Subcommands, target: argparse.ArgumentParser) -> None:
     profile.add_argument(
         "--target", default=None, help="the dbt target name (default: the manifest target, else dev)"
     )
-    profile.set_defaults(func=commands.cmd_dbt_profile)
+    profile.set_defaults(func=cmd_dbt_profile)
 
 
 def _add_plugins(sub: Subcommands) -> None:
@@ -144,7 +144,7 @@ def _add_plugins(sub: Subcommands) -> None:
         description="List the installed compute plugins and the URL schemes they claim.",
     )
     plugins.add_argument("--json", action="store_true", help="print the list as JSON")
-    plugins.set_defaults(func=commands.cmd_plugins, verbose=False)
+    plugins.set_defaults(func=cmd_plugins, verbose=False)
 
 
 def _add_config(sub: Subcommands) -> None:
@@ -168,4 +168,4 @@ def _add_config(sub: Subcommands) -> None:
     )
     config.add_argument("--schema", action="store_true", help="print the manifest's JSON Schema")
     config.add_argument("--json", action="store_true", help="print the configuration as JSON (default: YAML)")
-    config.set_defaults(func=commands.cmd_config, verbose=False)
+    config.set_defaults(func=cmd_config, verbose=False)
