@@ -359,12 +359,12 @@ class ComputePlugin(abc.ABC):
         """Run one statement and return its lazy result.
 
         ``timeout`` (seconds) defaults to ``timeouts.query``; the deadline covers waiting for a
-        connection, running and fetching. The statement runs in its own transaction, committed
-        when the result is exhausted or closed, rolled back on failure. ``query_id`` names the query
-        for :meth:`cancel_query` (default: a generated id); ``tags`` reach the engine where it has a
-        place for them, and the query's span. ``arrow=True`` says the result will be read with
-        ``arrow_batches()``/``to_arrow()``, for engines whose fast Arrow path must start with the
-        statement (rows can still be read; on such engines they then come from the Arrow batches).
+        connection, running and fetching. The statement runs in its own transaction, committed when
+        the result is closed (a read's when exhausted), rolled back on failure or when abandoned.
+        ``query_id`` names the query for :meth:`cancel_query` (default: a generated id); ``tags``
+        reach the engine where it has a place for them, and the query's span. ``arrow=True`` says
+        the result will be read with ``arrow_batches()``/``to_arrow()``, for engines whose fast Arrow
+        path must start with the statement (rows can still be read; there from the Arrow batches).
         """
         self._ensure_engine()
         context = self._new_query(sql, timeout, query_id, tags)
@@ -410,7 +410,7 @@ class ComputePlugin(abc.ABC):
         writes = not (cursor.returns_rows and reads_only(context.operation))
         if writes and context.handle.settle() is not QueryState.DONE:
             raise self._failed(context, connection, None, 0)
-        return QueryResult(self, context, connection, cursor, size)
+        return QueryResult(self, context, connection, cursor, size, writes=writes)
 
     def _statement(
         self, sql: str | Executable, params: Params | None, context: QueryContext
