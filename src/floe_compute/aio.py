@@ -8,7 +8,7 @@ context: the query span is a child of the caller's current span, as with the blo
 
 Cancelling the task that awaits a query (a client that went away, ``asyncio.timeout()``, a failing
 ``TaskGroup``) cancels the query on the engine through the same path as ``cancel_query()``, and the
-task sees ``CancelledError``.
+task sees ``CancelledError``; nothing the query wrote is committed, also when it had just finished.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class AsyncExecution:
         try:
             result = await asyncio.wrap_future(future)
         except asyncio.CancelledError:
-            await _stop(self._running, self.query_id, future)
+            await _stop(self._workers, self._running, self.query_id, future)
             raise
         return AsyncQueryResult(result, self._workers)
 
@@ -117,21 +117,29 @@ class AsyncExecution:
             await self._result.__aexit__(exc_type, exc, tb)
 
 
-async def _stop(running: RunningQueries, query_id: str, future: Future[Any]) -> None:
+async def _stop(workers: Workers, running: RunningQueries, query_id: str, future: Future[Any]) -> None:
     """The awaiting task was cancelled: stop the query on the engine and wait (briefly, shielded
-    from further cancels) until its connection is back in the pool."""
+    from further cancels) until its connection is back in the pool.
+
+    A statement that finished before the cancel reached it is rolled back: its caller gets
+    ``CancelledError``, so nothing it ran may stay committed.
+    """
     if future.cancel():  # still queued for a worker thread: it never ran
         return
-    running.cancel_or_preempt(query_id)
 
-    def close_late_result(done: Future[Any]) -> None:
+    def abandon_late_result(done: Future[Any]) -> None:
         if not done.cancelled() and done.exception() is None:
-            done.result().close()  # finished before the cancel reached it
+            done.result().abandon()
         running.forget_preempted(query_id)
 
-    future.add_done_callback(close_late_result)
+    if future.done():  # finished while the task waited to resume: roll back on a worker thread
+        waited = workers.submit("fetch", abandon_late_result, future)
+    else:
+        running.cancel_or_preempt(query_id)
+        future.add_done_callback(abandon_late_result)
+        waited = future
     with contextlib.suppress(BaseException):
-        await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), CANCEL_GRACE_S)
+        await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(waited)), CANCEL_GRACE_S)
 
 
 class AsyncQueryResult:
@@ -172,11 +180,12 @@ class AsyncQueryResult:
             self._result.cancel()
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), CANCEL_GRACE_S)
-            await asyncio.shield(self._run_close())
+            # rolled back: a write read to its end is not committed for a caller that went away
+            await asyncio.shield(self._run_on_worker(self._result.abandon))
             raise
 
-    async def _run_close(self) -> None:
-        await asyncio.wrap_future(self._workers.submit("fetch", self._result.close))
+    async def _run_on_worker(self, call: Callable[[], None]) -> None:
+        await asyncio.wrap_future(self._workers.submit("fetch", call))
 
     def _buffered(self) -> int:
         """Rows the result already holds: handed out without a driver call (or a thread)."""
@@ -225,7 +234,7 @@ class AsyncQueryResult:
 
     async def close(self) -> None:
         if not self._result.closed:
-            await self._run_close()
+            await self._run_on_worker(self._result.close)
 
     async def __aenter__(self) -> AsyncQueryResult:
         return self

@@ -29,9 +29,10 @@ ArrowTypeOf = Callable[[Any, Any], "pa.DataType | None"]
 class ArrowConversionError(Exception):
     """A value of ``column`` could not take the Arrow type ``arrow_type``."""
 
-    def __init__(self, column: str, arrow_type: object) -> None:
+    def __init__(self, column: str, arrow_type: object, hint: str = "") -> None:
         # the value itself stays out of the message (it may be a bound parameter); the cause has it
-        super().__init__(f"column {column!r}: a value cannot be converted to Arrow {arrow_type}")
+        message = f"column {column!r}: a value cannot be converted to Arrow {arrow_type}"
+        super().__init__(f"{message}; {hint}" if hint else message)
         self.column = column
 
 

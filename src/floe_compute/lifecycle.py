@@ -49,6 +49,8 @@ class Started(NamedTuple):
     connection: Connection
     cursor: CursorResult[Any]
     batch_size: int | None
+    writes: bool
+    """Whether the statement changed data: it commits only when its result is closed."""
 
 
 class QueryLifecycle:
@@ -123,7 +125,7 @@ class QueryLifecycle:
         writes = not (cursor.returns_rows and reads_only(context.operation))
         if writes and context.handle.settle() is not QueryState.DONE:
             raise self.fail(context, connection, None, 0)
-        return Started(context, connection, cursor, size)
+        return Started(context, connection, cursor, size, writes)
 
     def _run(
         self,

@@ -181,17 +181,24 @@ class ComputePlugin(EngineHooks):
         """Run one statement and return its lazy result.
 
         ``timeout`` (seconds) defaults to ``timeouts.query``; the deadline covers waiting for a
-        connection, running and fetching. The statement runs in its own transaction, committed
-        when the result is exhausted or closed, rolled back on failure. ``query_id`` names the query
-        for :meth:`cancel_query` (default: a generated id); ``tags`` reach the engine where it has a
-        place for them, and the query's span. ``arrow=True`` says the result will be read with
-        ``arrow_batches()``/``to_arrow()``, for engines whose fast Arrow path must start with the
-        statement (rows can still be read; on such engines they then come from the Arrow batches).
+        connection, running and fetching. The statement runs in its own transaction, committed when
+        the result is closed (a read's when exhausted), rolled back on failure or when abandoned.
+        ``query_id`` names the query for :meth:`cancel_query` (default: a generated id); ``tags``
+        reach the engine where it has a place for them, and the query's span. ``arrow=True`` says
+        the result will be read with ``arrow_batches()``/``to_arrow()``, for engines whose fast Arrow
+        path must start with the statement (rows can still be read; there from the Arrow batches).
         """
         started = self._lifecycle.start(
             sql, params, timeout=timeout, batch_size=batch_size, query_id=query_id, tags=tags, arrow=arrow
         )
-        return QueryResult(self._lifecycle, *started)
+        return QueryResult(
+            self._lifecycle,
+            started.context,
+            started.connection,
+            started.cursor,
+            started.batch_size,
+            writes=started.writes,
+        )
 
     def aexecute(
         self,

@@ -40,7 +40,9 @@ class QueryResult:
 
     The deadline of the query keeps running while the caller iterates: it covers everything from
     ``execute()`` until the result is exhausted or closed. The connection goes back to the pool when
-    the result is exhausted, closed, cancelled, timed out, failed or garbage-collected. A result
+    the result is closed, cancelled, timed out, failed or garbage-collected, and a read's also when
+    it is exhausted: a statement that changed data commits only on ``close()`` (or at the end of a
+    ``with`` block without an exception), never because its rows were read. A result
     closed before its last row (by another thread, or by ``disconnect()``) never looks complete:
     reading it raises instead of returning fewer rows.
     """
@@ -52,9 +54,12 @@ class QueryResult:
         connection: Connection | None,
         cursor: CursorResult[Any] | None,
         batch_size: int | None,
+        *,
+        writes: bool = False,
     ) -> None:
         self._lifecycle = lifecycle
         self._hooks = lifecycle.hooks
+        self._writes = writes
         self._context = context
         self._connection = connection
         self._cursor = cursor
@@ -67,8 +72,6 @@ class QueryResult:
         self._exhausted = cursor is None or not cursor.returns_rows
         self.columns: list[str] = list(cursor.keys()) if cursor is not None and cursor.returns_rows else []
         """Column names, in order."""
-        # a statement without rows keeps its transaction until the result is read or closed, so
-        # that a failing ``with`` block still rolls it back
 
     @property
     def query_id(self) -> str:
@@ -106,8 +109,6 @@ class QueryResult:
     def _fetch_batch(self, size: int) -> list[Row]:
         """Up to ``size`` rows from the driver; [] and the connection released at the end."""
         if self._exhausted:
-            if self._connection is not None:
-                self.close()  # a statement without rows, read to its (empty) end
             return []
         with self._lock:
             if self._connection is None:
@@ -123,8 +124,7 @@ class QueryResult:
             finally:
                 self._lifecycle.telemetry.leave(token)
             if not rows:
-                self._exhausted = True
-                self._release(None)
+                self._end()
                 return []
             self._deliver(len(rows))
             return rows
@@ -234,8 +234,7 @@ class QueryResult:
                 finally:
                     self._lifecycle.telemetry.leave(token)
                 if batch is None:
-                    self._exhausted = True
-                    self._release(None)
+                    self._end()
                     return
                 self._deliver(batch.num_rows)
             yield batch
@@ -283,6 +282,13 @@ class QueryResult:
             statement=self._context.summary,
         )
 
+    def _end(self) -> None:
+        """The last row was read: a read lets go of its connection; a write keeps its transaction
+        for ``close()``, so that a block failing after the read still rolls it back."""
+        self._exhausted = True
+        if not self._writes:
+            self._release(None)
+
     def _release(self, error: BaseException | None, *, rollback: bool = False) -> None:
         connection, self._connection = self._connection, None
         self._cursor_done()
@@ -323,10 +329,15 @@ class QueryResult:
     ) -> None:
         if exc is None:
             self.close()
-        elif self._connection is not None:
+        else:
+            self.abandon()  # the block failed: nothing is committed
+
+    def abandon(self) -> None:
+        """Roll back and give the connection back: the caller failed or was cancelled."""
+        if self._connection is not None:
             with self._lock:
                 if self._connection is not None:
-                    self._release(None, rollback=True)  # the block failed: nothing is committed
+                    self._release(None, rollback=True)
 
     def __del__(self) -> None:
         if getattr(self, "_connection", None) is None:

@@ -35,6 +35,7 @@ class TestBigQueryEmulator(ComputePluginContract):
     secret = private_key_pem()  # BigQuery's secret is a service account's private key
     # every statement is a job that commits when it ends: no transaction for a later failure to undo
     commits_each_statement = True
+    writes_return_rows = False  # BigQuery DML has no RETURNING
     late_deadline = 5.0  # a job on the emulator can take longer than 0.2 s to start on a loaded machine
 
     def secret_overrides(self) -> dict[str, Any]:

@@ -38,6 +38,7 @@ def tagged(query_id: str) -> Any:
 
 class TestSnowflake(ComputePluginContract):
     slow_query = "SELECT SYSTEM$WAIT(600)"
+    writes_return_rows = False  # Snowflake DML has no RETURNING
 
     def series_query(self, n: int) -> str:
         numbers = (

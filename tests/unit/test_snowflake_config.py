@@ -196,3 +196,9 @@ def test_importing_floe_compute_imports_no_snowflake_module() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_scaled_numbers_reach_arrow_as_the_decimals_the_description_gives() -> None:
+    # without it the connector turns NUMBER(p, s) into float64 in Arrow, while an empty result
+    # (typed from the description) has decimal128(p, s)
+    assert connect_args(create_plugin(URL))["arrow_number_to_decimal"] is True

@@ -30,6 +30,7 @@ import psycopg
 from psycopg import pq
 
 from floe_compute.arrow import ArrowConversionError
+from floe_compute.engines import _postgres_values
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -45,7 +46,7 @@ _SESSION = "SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL extra_float_digits = 1; 
 """The text forms the CSV parser expects, whatever the session set (ends with the transaction)."""
 
 
-class CopySource(psycopg.ServerCursor):
+class CopySource(_postgres_values.NamesColumn, psycopg.ServerCursor):
     """A server-side cursor that can hand its query over to a COPY before it runs.
 
     ``execute(..., arrow=True)`` makes the dialect call :meth:`start_copy` right after the
@@ -73,7 +74,7 @@ class CopySource(psycopg.ServerCursor):
         schema = pa.schema([pa.field(n, t) for n, t in zip(names, arrow_types, strict=True)])
         self.floe_description = self.description
         self.close()  # CLOSE the declared portal: the COPY runs the query instead
-        stream = _CopyStream(self.connection, schema)
+        stream = _CopyStream(self.connection, schema, _postgres_values.clamps_infinity(self.connection))
         self.floe_copy = stream
         stream.start(f"{_SESSION}COPY (\n{query}\n) TO STDOUT (FORMAT csv, ENCODING 'UTF8')")
         return True
@@ -134,7 +135,8 @@ def _conversion_error(exc: Exception, schema: pa.Schema) -> Exception:
     if found is None or int(found.group(1)) >= len(schema):
         return exc
     field = schema.field(int(found.group(1)))
-    return ArrowConversionError(field.name, field.type)
+    infinite = "'infinity'" in str(exc) or "'-infinity'" in str(exc)
+    return ArrowConversionError(field.name, field.type, _postgres_values.INFINITY_HINT if infinite else "")
 
 
 def stop(connection: Any) -> None:
@@ -149,14 +151,19 @@ def stop(connection: Any) -> None:
 class _CopyStream:
     """One ``COPY ... TO STDOUT`` on a connection, driven through libpq's non-blocking calls."""
 
-    def __init__(self, connection: psycopg.Connection[Any], schema: pa.Schema) -> None:
+    def __init__(self, connection: psycopg.Connection[Any], schema: pa.Schema, clamp: bool = False) -> None:
+        import pyarrow as pa
         import pyarrow.csv as pacsv
 
         self.connection = connection
         self.schema = schema
         self._names = [f"c{i}" for i in range(len(schema))]  # result columns may share a name
+        # infinity clamped: dates and timestamps read as text, clamped, then typed
+        temporal = (pa.types.is_date32, pa.types.is_timestamp)
+        self._clamped = {i for i, t in enumerate(schema.types) if clamp and any(f(t) for f in temporal)}
+        types = [pa.string() if i in self._clamped else t for i, t in enumerate(schema.types)]
         self._convert = pacsv.ConvertOptions(
-            column_types=dict(zip(self._names, schema.types, strict=True)),
+            column_types=dict(zip(self._names, types, strict=True)),
             null_values=[""],
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
@@ -201,6 +208,12 @@ class _CopyStream:
         except pa.ArrowInvalid as exc:
             raise _conversion_error(exc, self.schema) from exc
         columns = [column.combine_chunks() for column in table.columns]
+        for i in self._clamped:
+            field = self.schema.field(i)
+            try:
+                columns[i] = _postgres_values.clamp_text(columns[i], field.type)
+            except pa.ArrowInvalid as exc:
+                raise ArrowConversionError(field.name, field.type) from exc
         return pa.RecordBatch.from_arrays(columns, schema=self.schema)
 
     def read(self, max_rows: int) -> tuple[bytearray, int]:

@@ -103,6 +103,9 @@ class SparkCursor(hive.Cursor):  # type: ignore[misc]
             if state is not None:
                 state["fetch_started"] = None
         hive._check_status(response)
+        if not response.results.columns:  # an INSERT's result: a schema, but no columns of data
+            self._state = self._STATE_FINISHED
+            return []
         kinds = [column[1] for column in self.description]
         columns = [_values(c, k) for c, k in zip(response.results.columns, kinds, strict=True)]
         if not columns or not columns[0]:

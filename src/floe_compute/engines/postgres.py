@@ -14,7 +14,7 @@ import collections
 import math
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import quote
 
 import psycopg
@@ -27,7 +27,7 @@ from sqlalchemy.engine.cursor import BufferedRowCursorFetchStrategy
 from sqlalchemy.sql import expression
 
 from floe_compute.config import ComputeConfig
-from floe_compute.engines import _postgres_copy
+from floe_compute.engines import _postgres_copy, _postgres_values
 from floe_compute.errors import (
     ComputeError,
     ConnectionFailedError,
@@ -60,6 +60,9 @@ class PostgresConfig(ComputeConfig):
     """The schema dbt builds models in."""
     dbt_password_env: str = "PGPASSWORD"
     """The environment variable the dbt profile reads the password from (never written to it)."""
+    infinity: Literal["error", "clamp"] = "error"
+    """Dates and timestamps ``infinity``/``-infinity``, which Python cannot hold: a ``QueryError``
+    naming the column, or ``clamp`` to read them as ``date.max``/``datetime.max`` (``.min``)."""
 
     engine_title = "PostgreSQL"
     unsupported_limits: ClassVar[Mapping[str, str]] = {
@@ -266,6 +269,9 @@ class PostgresComputePlugin(ComputePlugin):
 
     def setup_connection(self, dbapi_connection: Any) -> None:
         dbapi_connection.server_cursor_factory = _postgres_copy.CopySource
+        dbapi_connection.cursor_factory = _postgres_values.ClientCursor
+        if self.config.infinity == "clamp":
+            _postgres_values.clamp_infinity(dbapi_connection)
 
     def begin_query(self, connection: Connection, context: QueryContext) -> None:
         if context.timeout is not None:
@@ -300,6 +306,8 @@ class PostgresComputePlugin(ComputePlugin):
     def classify_error(self, exc: Exception) -> tuple[type[ComputeError], str] | None:
         if not isinstance(exc, psycopg.Error):
             return None
+        if (converted := _postgres_values.classify_conversion(exc)) is not None:
+            return converted  # a value the driver cannot convert: the connection is fine
         sqlstate = exc.sqlstate
         primary = exc.diag.message_primary if sqlstate else None
         if primary and sqlstate and sqlstate.startswith("22"):

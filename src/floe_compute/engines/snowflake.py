@@ -27,6 +27,7 @@ from sqlalchemy.dialects import registry
 from sqlalchemy.engine import URL
 
 from floe_compute.config import ComputeConfig
+from floe_compute.engines import _snowflake_arrow
 from floe_compute.errors import (
     ComputeError,
     ConfigError,
@@ -268,6 +269,8 @@ class SnowflakeComputePlugin(ComputePlugin):
         args: dict[str, Any] = {
             "login_timeout": max(1, math.ceil(config.timeouts.connect)),
             "application": "floe-compute",
+            # NUMBER(p, s) as Arrow decimal128(p, s), exact and as described, not float64
+            "arrow_number_to_decimal": True,
         }
         args.update({k: getattr(config, k) for k in _ENDPOINT_KEYS if getattr(config, k) is not None})
         if config.settings:
@@ -332,26 +335,10 @@ class SnowflakeComputePlugin(ComputePlugin):
         _untrusted.discard(connection)
 
     def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
-        import pyarrow as pa
+        return _snowflake_arrow.reader(dbapi_cursor, batch_size, self.engine.dialect.normalize_name)
 
-        try:
-            tables = iter(dbapi_cursor.fetch_arrow_batches())
-        except sf_errors.NotSupportedError:
-            return None  # a JSON result (DML row counts): the core builds batches from rows
-        if (first := next(tables, None)) is None:
-            return None  # no rows: the core's empty batch has the columns' names
-        names = [self.engine.dialect.normalize_name(n) for n in first.schema.names]  # as result.columns
-        schema = first.schema.with_metadata(None)
-        schema = pa.schema([field.with_name(n) for field, n in zip(schema, names, strict=True)])
-
-        def batches() -> Any:
-            table = first
-            while table is not None:
-                for batch in table.rename_columns(names).to_batches(max_chunksize=batch_size):
-                    yield batch.cast(schema) if batch.schema != schema else batch
-                table = next(tables, None)
-
-        return pa.RecordBatchReader.from_batches(schema, batches())
+    def arrow_type(self, column: Any, dbapi_cursor: Any) -> pa.DataType | None:
+        return _snowflake_arrow.arrow_type(column)
 
     def classify_error(self, exc: Exception) -> tuple[type[ComputeError], str] | None:
         if isinstance(exc, _Untrusted):

@@ -26,6 +26,8 @@ from floe_compute import (
     QueryTimeoutError,
     ResourceLimitError,
 )
+from floe_compute.testing.contract_arrow_types import ArrowTypesContract
+from floe_compute.testing.contract_commit import CommitContract
 from floe_compute.testing.threads import run_in_thread, wait_until_listed
 
 Factory = Callable[..., ComputePlugin]
@@ -33,7 +35,7 @@ Factory = Callable[..., ComputePlugin]
 __all__ = ["ComputePluginContract"]
 
 
-class ComputePluginContract:
+class ComputePluginContract(ArrowTypesContract, CommitContract):
     """Inherit, provide ``compute_factory``, and override the SQL hooks your engine needs."""
 
     #: A statement that runs for minutes unless it is cancelled.
