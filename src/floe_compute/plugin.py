@@ -40,6 +40,7 @@ from floe_compute.errors import (
     redact,
 )
 from floe_compute.health import HealthState, HealthStatus
+from floe_compute.params import check_params
 from floe_compute.pool import PoolStats, PoolTracker
 from floe_compute.result import QueryResult
 from floe_compute.sql import bindable_text, operation_name, reads_only, statement_count, summarize
@@ -366,6 +367,7 @@ class ComputePlugin(abc.ABC):
         ``arrow_batches()``/``to_arrow()``, for engines whose fast Arrow path must start with the
         statement (rows can still be read; on such engines they then come from the Arrow batches).
         """
+        check_params(sql, params, self.sql_dialect)
         self._ensure_engine()
         context = self._new_query(sql, timeout, query_id, tags)
         context.arrow = bool(arrow)
@@ -593,6 +595,7 @@ class ComputePlugin(abc.ABC):
         """
         from floe_compute.aio import AsyncExecution
 
+        check_params(sql, params, self.sql_dialect)
         return AsyncExecution(
             self,
             sql,

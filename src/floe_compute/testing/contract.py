@@ -26,6 +26,7 @@ from floe_compute import (
     QueryTimeoutError,
     ResourceLimitError,
 )
+from floe_compute.testing.contract_parameters import ParameterContract
 from floe_compute.testing.threads import run_in_thread, wait_until_listed
 
 Factory = Callable[..., ComputePlugin]
@@ -33,7 +34,7 @@ Factory = Callable[..., ComputePlugin]
 __all__ = ["ComputePluginContract"]
 
 
-class ComputePluginContract:
+class ComputePluginContract(ParameterContract):
     """Inherit, provide ``compute_factory``, and override the SQL hooks your engine needs."""
 
     #: A statement that runs for minutes unless it is cancelled.
