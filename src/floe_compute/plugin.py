@@ -62,7 +62,7 @@ __all__ = ["ComputePlugin", "QueryContext", "RunningQuery"]
 
 log = logging.getLogger("floe_compute")
 
-Params = dict[str, Any]
+Params = Mapping[str, Any]
 
 
 MAX_TAGS = 32

@@ -50,7 +50,7 @@ class ParameterContract:
 
     def test_executemany_is_refused_with_what_to_do_instead(self, plugin: ComputePlugin) -> None:
         with pytest.raises(ConfigError, match=r"executemany.*not supported.*once per row"):
-            plugin.execute("SELECT :x", [{"x": 1}, {"x": 2}])
+            plugin.execute("SELECT :x", REFUSED["list of mappings"])
 
     def test_driver_placeholders_with_a_mapping_name_the_placeholder_to_write(
         self, plugin: ComputePlugin
