@@ -40,6 +40,8 @@ from floe_compute.errors import (
     redact,
 )
 from floe_compute.health import HealthState, HealthStatus
+from floe_compute.masking import bound_texts as _bound_texts
+from floe_compute.masking import mask_values as _mask_values
 from floe_compute.params import check_params
 from floe_compute.pool import PoolStats, PoolTracker
 from floe_compute.result import QueryResult
@@ -1044,23 +1046,3 @@ def _how(exc: BaseException | None, context: QueryContext) -> str:
     if context.handle.cancel_error is not None:
         return "; the cancel request to the engine failed"
     return " and was cancelled on the engine" if context.handle.cancel_sent else ""
-
-
-def _bound_texts(params: Params) -> tuple[str, ...]:
-    values = []
-    for value in params.values():
-        if isinstance(value, str | bytes | int | float) and not isinstance(value, bool):
-            shown = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-            if shown:
-                values.append(shown)
-    return tuple(sorted(set(values), key=len, reverse=True))
-
-
-def _mask_values(message: str, values: tuple[str, ...]) -> str:
-    """Mask bound values that a driver's message quotes (``Could not convert string 'x'``)."""
-    for value in values:
-        for quote in ("'", '"'):
-            message = message.replace(f"{quote}{value}{quote}", f"{quote}***{quote}")
-        if len(value) >= 4:
-            message = message.replace(value, "***")
-    return message
