@@ -40,6 +40,9 @@ from floe_compute.errors import (
     redact,
 )
 from floe_compute.health import HealthState, HealthStatus
+from floe_compute.masking import bound_texts as _bound_texts
+from floe_compute.masking import mask_values as _mask_values
+from floe_compute.params import check_params
 from floe_compute.pool import PoolStats, PoolTracker
 from floe_compute.result import QueryResult
 from floe_compute.sql import bindable_text, operation_name, reads_only, statement_count, summarize
@@ -61,7 +64,7 @@ __all__ = ["ComputePlugin", "QueryContext", "RunningQuery"]
 
 log = logging.getLogger("floe_compute")
 
-Params = dict[str, Any]
+Params = Mapping[str, Any]
 
 
 MAX_TAGS = 32
@@ -366,6 +369,7 @@ class ComputePlugin(abc.ABC):
         the result will be read with ``arrow_batches()``/``to_arrow()``, for engines whose fast Arrow
         path must start with the statement (rows can still be read; there from the Arrow batches).
         """
+        check_params(sql, params, self.sql_dialect)
         self._ensure_engine()
         context = self._new_query(sql, timeout, query_id, tags)
         context.arrow = bool(arrow)
@@ -593,6 +597,7 @@ class ComputePlugin(abc.ABC):
         """
         from floe_compute.aio import AsyncExecution
 
+        check_params(sql, params, self.sql_dialect)
         return AsyncExecution(
             self,
             sql,
@@ -1041,23 +1046,3 @@ def _how(exc: BaseException | None, context: QueryContext) -> str:
     if context.handle.cancel_error is not None:
         return "; the cancel request to the engine failed"
     return " and was cancelled on the engine" if context.handle.cancel_sent else ""
-
-
-def _bound_texts(params: Params) -> tuple[str, ...]:
-    values = []
-    for value in params.values():
-        if isinstance(value, str | bytes | int | float) and not isinstance(value, bool):
-            shown = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-            if shown:
-                values.append(shown)
-    return tuple(sorted(set(values), key=len, reverse=True))
-
-
-def _mask_values(message: str, values: tuple[str, ...]) -> str:
-    """Mask bound values that a driver's message quotes (``Could not convert string 'x'``)."""
-    for value in values:
-        for quote in ("'", '"'):
-            message = message.replace(f"{quote}{value}{quote}", f"{quote}***{quote}")
-        if len(value) >= 4:
-            message = message.replace(value, "***")
-    return message
