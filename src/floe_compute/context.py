@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["QueryContext", "RunningQuery", "StatementStopped", "query_context"]
 
-Params = dict[str, Any]
+Params = Mapping[str, Any]
 
 S = TypeVar("S")
 

@@ -26,6 +26,7 @@ from floe_compute.context import QUERY_OPTION, Params, QueryContext, StatementSt
 from floe_compute.errors import QueryTimeoutError
 from floe_compute.hooks import EngineHooks
 from floe_compute.masking import bound_texts
+from floe_compute.params import check_params
 from floe_compute.running import RunningQueries
 from floe_compute.sql import reads_only
 from floe_compute.telemetry import Telemetry
@@ -88,6 +89,7 @@ class QueryLifecycle:
     ) -> Started:
         """Run one statement on a pooled connection, up to its first row."""
         hooks = self.hooks
+        check_params(sql, params, hooks.sql_dialect)
         engine = self._engine()
         context = prepare.new_context(hooks, sql, timeout, query_id, tags)
         context.arrow = bool(arrow)
@@ -100,7 +102,7 @@ class QueryLifecycle:
         watchdog.watch(context.handle)
         try:
             if params and isinstance(statement, TextClause):
-                prepare.check_params(hooks, engine.dialect, statement, params, context)
+                prepare.match_placeholders(hooks, engine.dialect, statement, params, context)
             if context.handle.stopped:
                 raise StatementStopped
             connection = self._checkout(context.handle)

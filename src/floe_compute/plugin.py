@@ -21,6 +21,7 @@ from floe_compute.errors import ConnectionFailedError
 from floe_compute.health import HealthMonitor, HealthStatus, check
 from floe_compute.hooks import EngineHooks
 from floe_compute.lifecycle import QueryLifecycle
+from floe_compute.params import check_params
 from floe_compute.pool import PoolStats
 from floe_compute.prepare import new_query_id
 from floe_compute.result import QueryResult
@@ -218,6 +219,7 @@ class ComputePlugin(EngineHooks):
         """
         from floe_compute.aio import AsyncExecution  # asyncio is imported by its users only
 
+        check_params(sql, params, self.sql_dialect)  # before it is copied for the worker thread
         query_id = query_id or new_query_id()
         call = partial(
             self.execute,

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from sqlalchemy.sql.base import Executable
     from sqlalchemy.sql.elements import TextClause
 
-__all__ = ["check_batch_size", "check_params", "check_tags", "new_context", "statement"]
+__all__ = ["check_batch_size", "check_tags", "match_placeholders", "new_context", "statement"]
 
 MAX_TAGS = 32
 MAX_TAG_KEY = 64
@@ -121,7 +121,7 @@ def statement(
     return text(bindable_text(sql, hooks.sql_dialect)) if params else sql
 
 
-def check_params(
+def match_placeholders(
     hooks: EngineHooks, dialect: Dialect, clause: TextClause, params: Params, context: QueryContext
 ) -> None:
     """The parameters given are exactly the statement's ``:name`` placeholders."""

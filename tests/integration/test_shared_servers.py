@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -131,3 +132,45 @@ def test_the_server_lives_while_any_user_does_and_stops_with_the_last(tmp_path: 
         if other.poll() is None:
             other.kill()
             other.wait()
+
+
+def test_a_server_that_fails_to_start_is_reported_when_it_exits_with_its_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fixtures.shared import START_TIMEOUT_S
+    from fixtures.snowflake import shared_server
+
+    # a "fakesnow" that exits at once, as one that cannot bind its port or import its modules does
+    script = tmp_path / "fakesnow"
+    script.write_text(
+        '#!/bin/sh\necho "fakesnow starting"\necho "fatal: simulated start failure" >&2\nexit 3\n'
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("FLOE_FAKESNOW", str(script))
+    temp = tmp_path / "tmp"  # the launcher's (and so the server fixture's) temporary files
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    directory = tmp_path / "run"
+    failed = threading.Event()
+    errors: list[BaseException] = []
+
+    def use() -> None:
+        try:
+            with shared_server(directory):
+                pass
+        except BaseException as exc:
+            errors.append(exc)
+        failed.set()
+
+    thread = threading.Thread(target=use, daemon=True)
+    started = time.monotonic()
+    thread.start()
+    # the launcher used to wait for the lock its user held, and the failure came after 180 s
+    assert failed.wait(timeout=START_TIMEOUT_S / 6), "the failed start was not reported"
+    assert time.monotonic() - started < START_TIMEOUT_S / 6
+    assert len(errors) == 1 and isinstance(errors[0], RuntimeError), errors
+    message = str(errors[0])
+    assert "fatal: simulated start failure" in message
+    assert "fakesnow starting" in message
+    assert not directory.exists()  # the run's files go with the failed start
+    assert list(temp.iterdir()) == []  # and the server's log and temp dir

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+from decimal import Decimal
 from typing import Any
 
 from hypothesis import strategies as st
@@ -106,3 +107,30 @@ def manifests(draw: st.DrawFn) -> str:
         )
     )
     return draw(st.one_of(st.just(body), st.text(max_size=200)))
+
+
+@st.composite
+def nested_secrets(draw: st.DrawFn) -> tuple[Any, str]:
+    """A list, tuple or dict (nested up to three deep, beside other values) that holds a generated
+    secret, as text or bytes; and that secret."""
+    secret = draw(secrets)
+    value: Any = secret.encode() if draw(st.booleans()) else secret
+    for wrap in draw(st.lists(st.sampled_from(["list", "tuple", "dict"]), min_size=1, max_size=3)):
+        others = draw(st.lists(anything, max_size=2))
+        at = draw(st.integers(min_value=0, max_value=len(others)))
+        items = [*others[:at], value, *others[at:]]
+        if wrap == "dict":
+            value = {f"k{i}": item for i, item in enumerate(items)}
+        else:
+            value = items if wrap == "list" else tuple(items)
+    return value, secret
+
+
+@st.composite
+def secret_decimals(draw: st.DrawFn) -> tuple[Decimal, str]:
+    """A Decimal with at least twelve integer digits (a card number, an account balance), and those
+    digits."""
+    whole = draw(st.integers(min_value=10**11, max_value=10**19))
+    fraction = draw(st.sampled_from(["", ".5", ".49", ".0", ".123456"]))
+    sign = draw(st.sampled_from(["", "-"]))
+    return Decimal(f"{sign}{whole}{fraction}"), str(whole)

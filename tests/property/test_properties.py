@@ -7,12 +7,22 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from strategies import CONFIG_FIELDS, anything, identifiers, manifests, secrets, urls
+from strategies import (
+    CONFIG_FIELDS,
+    anything,
+    identifiers,
+    manifests,
+    nested_secrets,
+    secret_decimals,
+    secrets,
+    urls,
+)
 
 from floe_compute import ComputeError, ConfigError, create_plugin
 from floe_compute.config import check_timeout
@@ -43,6 +53,12 @@ def _everything_said(error: BaseException) -> str:
         pending += [current.__cause__, current.__context__]
     parts.append("".join(traceback.format_exception(error)))
     return "\n".join(parts)
+
+
+def _shown_with_cause(error: BaseException) -> str:
+    """What a traceback or an error tracker shows: the error and its ``__cause__`` chain (a context
+    suppressed by ``raise ... from`` is not shown)."""
+    return f"{error} {error.args!r} {error!r} {''.join(traceback.format_exception(error))}"
 
 
 def _failure(call: Any, *args: Any, **kwargs: Any) -> tuple[Any, ComputeError | None]:
@@ -174,3 +190,37 @@ def test_execute_timeout_argument(duckdb_plugin: ComputePlugin, timeout: Any) ->
     if error is not None:
         assert isinstance(error, ConfigError)
         assert "timeout" in str(error)
+
+
+@pytest.fixture(scope="module")
+def duckdb_no_cause() -> Iterator[ComputePlugin]:
+    with create_plugin("duckdb:///:memory:", errors={"keep_driver_cause": False}) as plugin:
+        yield plugin
+
+
+@given(nested_secrets(), st.sampled_from([
+    "SELECT CAST(:s AS INTEGER[])", "SELECT CAST(:s AS INTEGER[][])", "SELECT CAST(:s AS INTEGER)",
+    "SELECT CAST(CAST(:s AS VARCHAR) AS INTEGER)", "SELECT CAST(:s AS STRUCT(k0 INTEGER))",
+    "SELECT CAST(:s AS MAP(VARCHAR, INTEGER))", "SELECT CAST(:s AS BLOB[])",
+]))  # fmt: skip
+def test_nested_parameters(
+    duckdb_no_cause: ComputePlugin, caplog: pytest.LogCaptureFixture, case: tuple[Any, str], sql: str
+) -> None:
+    value, secret = case
+    caplog.set_level(logging.DEBUG)
+    caplog.clear()
+    _, error = _failure(lambda: duckdb_no_cause.execute(sql, {"s": value}, timeout=60).fetchall())
+    if error is not None:
+        assert secret not in _shown_with_cause(error)
+    assert secret not in caplog.text
+
+
+@given(secret_decimals(), st.sampled_from([
+    "SELECT CAST(:s AS DECIMAL(4, 1))", "SELECT CAST(:s AS INTEGER)", "SELECT CAST(:s AS TINYINT)",
+    "SELECT CAST(CAST(:s AS DOUBLE) AS INTEGER)", "SELECT CAST(CAST(:s AS VARCHAR) AS DATE)",
+]))  # fmt: skip
+def test_decimal_parameters(duckdb_no_cause: ComputePlugin, case: tuple[Decimal, str], sql: str) -> None:
+    value, digits = case
+    _, error = _failure(lambda: duckdb_no_cause.execute(sql, {"s": value}, timeout=60).fetchall())
+    if error is not None:
+        assert digits not in _shown_with_cause(error)

@@ -209,3 +209,26 @@ def test_file_database_reconnects_after_disconnect(tmp_path: Path) -> None:
     with plugin.execute("SELECT id FROM kept") as result:
         assert result.fetchall() == [(1,)]
     plugin.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("url", "relative", "absolute"),
+    [
+        ("duckdb://x.db", "duckdb:///x.db", "duckdb:////x.db"),
+        ("duckdb://data/w.duckdb", "duckdb:///data/w.duckdb", "duckdb:////data/w.duckdb"),
+        ("duckdb://ann:Zq-pw-9x@host:5/w.duckdb", "duckdb:///host/w.duckdb", "duckdb:////host/w.duckdb"),
+    ],
+)
+def test_url_with_a_host_is_refused_not_opened_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, relative: str, absolute: str
+) -> None:
+    # two slashes make the file name a host: the database used to open in memory, and the
+    # tables a job created were gone when the process ended
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        create_plugin(url)
+    message = str(caught.value)
+    assert f"did you mean {relative}?" in message
+    assert absolute in message
+    assert "Zq-pw-9x" not in message
+    assert list(tmp_path.iterdir()) == []

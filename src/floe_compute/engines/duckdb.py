@@ -76,6 +76,7 @@ class DuckDBConfig(ComputeConfig):
             data["url"] = f"duckdb:///{database}"
             return data
         url = ComputeConfig._parse_url(data["url"])
+        _refuse_host(url)
         query = dict(url.query)
         if "read_only" in query:
             data.setdefault("read_only", query.pop("read_only"))  # pydantic's true/false spellings
@@ -118,6 +119,18 @@ class DuckDBConfig(ComputeConfig):
         if chosen:
             return Path(str(chosen)).resolve()
         return extensions.default_extension_directory() if self.all_extensions else None
+
+
+def _refuse_host(url: URL) -> None:
+    """``duckdb://x.db`` (two slashes) names a host, not a file: duckdb-engine would open an
+    in-memory database and the data written would be gone when the process ends."""
+    if not (url.host or url.username or url.port):
+        return
+    path = "/".join(part for part in (url.host, url.database) if part)
+    raise ValueError(
+        f"url: a DuckDB URL has no host part; did you mean duckdb:///{path}? (three slashes and a "
+        f"path relative to the working directory; an absolute path takes four: duckdb:////{path})"
+    )
 
 
 class _IdentifierPreparer(DuckDBIdentifierPreparer):
