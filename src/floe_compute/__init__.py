@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         ResourceLimits,
         TimeoutConfig,
     )
+    from floe_compute.context import QueryContext, RunningQuery
     from floe_compute.engines.duckdb import DuckDBComputePlugin, DuckDBConfig
     from floe_compute.errors import (
         ComputeError,
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
         ResourceLimitError,
     )
     from floe_compute.health import HealthMonitor, HealthState, HealthStatus
-    from floe_compute.plugin import ComputePlugin, QueryContext, RunningQuery
+    from floe_compute.plugin import ComputePlugin
     from floe_compute.pool import PoolStats
     from floe_compute.registry import create_plugin, list_plugins
     from floe_compute.result import QueryResult
@@ -60,8 +61,8 @@ _LAZY = {
     "HealthState": "floe_compute.health",
     "HealthStatus": "floe_compute.health",
     "ComputePlugin": "floe_compute.plugin",
-    "QueryContext": "floe_compute.plugin",
-    "RunningQuery": "floe_compute.plugin",
+    "QueryContext": "floe_compute.context",
+    "RunningQuery": "floe_compute.context",
     "PoolStats": "floe_compute.pool",
     "create_plugin": "floe_compute.registry",
     "list_plugins": "floe_compute.registry",

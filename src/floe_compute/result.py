@@ -18,14 +18,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.engine.cursor import CursorFetchStrategy
 
-from floe_compute.arrow import ArrowConversionError, RowBatchBuilder
 from floe_compute.errors import QueryError, ResourceLimitError
+from floe_compute.result_arrow import ArrowReading
 from floe_compute.timeouts import QueryHandle
 
 if TYPE_CHECKING:
     from types import TracebackType
-
-    import pyarrow as pa
 
     from floe_compute.context import QueryContext
     from floe_compute.lifecycle import QueryLifecycle
@@ -35,7 +33,7 @@ __all__ = ["QueryResult"]
 Row = tuple[Any, ...]
 
 
-class QueryResult:
+class QueryResult(ArrowReading):
     """Rows (tuples) or Arrow batches of one statement, fetched lazily.
 
     The deadline of the query keeps running while the caller iterates: it covers everything from
@@ -191,69 +189,6 @@ class QueryResult:
         while batch := self._fetch_batch(self._batch_size):
             rows.extend(batch)
         return rows
-
-    # -- arrow ------------------------------------------------------------------------------
-
-    def arrow_batches(self, batch_size: int | None = None) -> pa.RecordBatchReader:
-        """A standard ``pyarrow.RecordBatchReader`` over the rest of the result."""
-        import pyarrow as pa  # imported on first use: row-only services don't pay ~40 MB for it
-
-        size = batch_size or self._batch_size
-        native = None
-        if not self._exhausted and self._fetched == 0 and self._connection is not None:
-            assert self._cursor is not None
-            with self._lock:
-                self._check_running()
-                try:
-                    native = self._hooks.arrow_reader(self._cursor.cursor, size)
-                except BaseException as exc:
-                    raise self._fail(exc)  # noqa: B904 - chained by _fail
-        if native is not None:
-            return pa.RecordBatchReader.from_batches(native.schema, self._native_batches(native))
-        if self._connection is None and not self._exhausted:
-            raise self._closed_error()
-        builder = RowBatchBuilder.for_cursor(
-            self._hooks.arrow_type, self._cursor.cursor if self._cursor else None, self.columns
-        )
-        first = [] if builder.schema is not None else self.fetchmany(size)
-        schema = builder.infer(first)
-        return pa.RecordBatchReader.from_batches(schema, self._built_batches(builder, first, size))
-
-    def _native_batches(self, reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
-        batches = iter(reader)
-        while True:
-            with self._lock:
-                if self._connection is None:
-                    raise self._closed_error()
-                self._check_running()
-                token = self._lifecycle.telemetry.enter(self._context)
-                try:
-                    batch = next(batches, None)
-                except BaseException as exc:
-                    raise self._fail(exc)  # noqa: B904 - chained by _fail
-                finally:
-                    self._lifecycle.telemetry.leave(token)
-                if batch is None:
-                    self._end()
-                    return
-                self._deliver(batch.num_rows)
-            yield batch
-
-    def _built_batches(
-        self, builder: RowBatchBuilder, first: list[Row], size: int
-    ) -> Iterator[pa.RecordBatch]:
-        rows = first or self.fetchmany(size)
-        while rows:
-            try:
-                batch = builder.build(rows)
-            except ArrowConversionError as exc:  # a QueryError naming the column
-                raise self._fail(exc)  # noqa: B904 - chained by _fail
-            yield batch
-            rows = self.fetchmany(size)
-
-    def to_arrow(self) -> pa.Table:
-        """The rest of the result as one ``pyarrow.Table``."""
-        return self.arrow_batches().read_all()
 
     # -- lifecycle --------------------------------------------------------------------------
 

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from floe_compute import QueryTimeoutError
+from floe_compute.context import QueryContext
 from floe_compute.engines.duckdb import DuckDBComputePlugin
-from floe_compute.plugin import QueryContext
 from floe_compute.testing import run_in_thread, wait_until_listed
 from floe_compute.timeouts import QueryHandle, QueryState, watchdog
 

@@ -9,7 +9,7 @@ from databricks.sqlalchemy.base import DatabricksDialect
 from sqlalchemy.dialects import registry
 from sqlalchemy.engine.default import DefaultExecutionContext
 
-from floe_compute.plugin import QueryContext
+from floe_compute.context import QueryContext
 
 __all__ = ["FloeDatabricksDialect"]
 

@@ -24,7 +24,7 @@ from thrift.transport import TTransport
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from floe_compute.plugin import QueryContext
+    from floe_compute.context import QueryContext
 
 CANCEL_TIMEOUT_S = 2.0
 """How long a cancel request may block (the watchdog waits for it)."""

@@ -37,6 +37,7 @@ from pydantic import ByteSize, SecretStr, field_validator, model_validator
 from sqlalchemy.engine import URL
 
 from floe_compute.config import ComputeConfig, ResourceLimits, parse_url
+from floe_compute.context import QueryContext
 from floe_compute.engines._bigquery_jobs import JobCursor
 from floe_compute.errors import (
     ComputeError,
@@ -47,7 +48,7 @@ from floe_compute.errors import (
     QueryTimeoutError,
     ResourceLimitError,
 )
-from floe_compute.plugin import ComputePlugin, QueryContext
+from floe_compute.plugin import ComputePlugin
 from floe_compute.units import check_size
 
 if TYPE_CHECKING:

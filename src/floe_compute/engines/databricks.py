@@ -21,11 +21,12 @@ from pydantic import ConfigDict, Field, SecretStr, model_validator
 from sqlalchemy.engine import URL, Connection
 
 from floe_compute.config import ComputeConfig, url_query_fields
+from floe_compute.context import QueryContext
 from floe_compute.engines._databricks_dialect import FloeDatabricksDialect
 from floe_compute.engines._databricks_oauth import ClientCredentials
 from floe_compute.engines._hiveserver2 import sqlstate_class
 from floe_compute.errors import ComputeError, ConnectionFailedError, QueryError, QueryTimeoutError
-from floe_compute.plugin import ComputePlugin, QueryContext
+from floe_compute.plugin import ComputePlugin
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -25,6 +25,7 @@ from sqlalchemy.engine.interfaces import ReflectedPrimaryKeyConstraint
 from sqlalchemy.engine.reflection import ReflectionDefaults
 
 from floe_compute.config import ComputeConfig, display_url
+from floe_compute.context import QueryContext
 from floe_compute.engines import _duckdb_extensions as extensions
 from floe_compute.engines._duckdb_extensions import IcebergCatalog
 from floe_compute.errors import (
@@ -35,7 +36,7 @@ from floe_compute.errors import (
     QueryError,
     ResourceLimitError,
 )
-from floe_compute.plugin import ComputePlugin, QueryContext
+from floe_compute.plugin import ComputePlugin
 from floe_compute.units import format_size, parse_size
 
 if TYPE_CHECKING:

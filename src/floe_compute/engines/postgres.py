@@ -27,6 +27,7 @@ from sqlalchemy.engine.cursor import BufferedRowCursorFetchStrategy
 from sqlalchemy.sql import expression
 
 from floe_compute.config import ComputeConfig
+from floe_compute.context import QueryContext
 from floe_compute.engines import _postgres_copy, _postgres_values
 from floe_compute.errors import (
     ComputeError,
@@ -36,7 +37,7 @@ from floe_compute.errors import (
     QueryTimeoutError,
     ResourceLimitError,
 )
-from floe_compute.plugin import ComputePlugin, QueryContext
+from floe_compute.plugin import ComputePlugin
 from floe_compute.sql import declarable
 
 if TYPE_CHECKING:

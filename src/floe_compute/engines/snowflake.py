@@ -27,6 +27,7 @@ from sqlalchemy.dialects import registry
 from sqlalchemy.engine import URL
 
 from floe_compute.config import ComputeConfig
+from floe_compute.context import QueryContext
 from floe_compute.engines import _snowflake_arrow
 from floe_compute.errors import (
     ComputeError,
@@ -36,7 +37,7 @@ from floe_compute.errors import (
     QueryError,
     QueryTimeoutError,
 )
-from floe_compute.plugin import ComputePlugin, QueryContext
+from floe_compute.plugin import ComputePlugin
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -27,6 +27,7 @@ from TCLIService import ttypes
 from thrift.transport import TSocket, TTransport
 
 from floe_compute.config import ComputeConfig, url_query_fields
+from floe_compute.context import QueryContext
 from floe_compute.engines._hiveserver2 import sqlstate_class
 from floe_compute.engines._spark_thrift import (
     FETCH_START_S,
@@ -40,7 +41,7 @@ from floe_compute.engines._spark_thrift import (
     to_batch,
 )
 from floe_compute.errors import ComputeError, ConnectionFailedError, QueryError, QueryTimeoutError
-from floe_compute.plugin import ComputePlugin, QueryContext
+from floe_compute.plugin import ComputePlugin
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from floe_compute.plugin import ComputePlugin, RunningQuery
+from floe_compute.context import RunningQuery
+from floe_compute.plugin import ComputePlugin
 
 __all__ = ["Outcome", "run_in_thread", "wait_until_listed", "wait_until_unlisted"]
 
