@@ -552,8 +552,8 @@ class ComputePlugin(abc.ABC):
         with self._lock:
             self._preempted.discard(query_id)
 
-    def _cancel_on_engine(self, context: QueryContext) -> None:
-        self.cancel(context)
+    def _cancel_on_engine(self, context: QueryContext) -> bool:
+        return self.cancel(context)
 
     def _before_cursor_execute(
         self,
@@ -930,8 +930,9 @@ class ComputePlugin(abc.ABC):
         return statement
 
     @abc.abstractmethod
-    def cancel(self, context: QueryContext) -> None:
-        """Stop the query on the engine.
+    def cancel(self, context: QueryContext) -> bool:
+        """Stop the query on the engine; True if a cancel request went to a statement the engine
+        runs, False if there was nothing to stop (so no message claims an engine cancel).
 
         Called from the watchdog or from :meth:`cancel_query`'s thread while the query's own
         thread may be blocked in the driver; possibly before the statement reached the driver

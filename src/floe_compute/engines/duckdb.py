@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import duckdb
-from duckdb_engine import ConnectionWrapper, DuckDBIdentifierPreparer
 from duckdb_engine import Dialect as DuckDBEngineDialect
+from duckdb_engine import DuckDBIdentifierPreparer
 from pydantic import Field, model_validator
 from sqlalchemy import text
 from sqlalchemy.dialects import registry
@@ -26,6 +26,7 @@ from sqlalchemy.engine.reflection import ReflectionDefaults
 
 from floe_compute.config import ComputeConfig, display_url, format_size, parse_size
 from floe_compute.engines import _duckdb_extensions as extensions
+from floe_compute.engines._duckdb_connection import Connection as DuckDBConnection
 from floe_compute.engines._duckdb_extensions import IcebergCatalog
 from floe_compute.errors import (
     ComputeError,
@@ -255,7 +256,7 @@ class DuckDBComputePlugin(ComputePlugin):
         except BaseException:
             self.on_dispose()
             raise
-        return {"creator": lambda: ConnectionWrapper(root.cursor())}
+        return {"creator": lambda: DuckDBConnection(root.cursor())}
 
     def _prepare(self, root: duckdb.DuckDBPyConnection) -> None:
         """Load the extensions and attach the catalogs, once per database.
@@ -295,9 +296,13 @@ class DuckDBComputePlugin(ComputePlugin):
     def survives_disconnect_reason(self) -> str | None:  # type: ignore[override]
         return "an in-memory database" if self.config.in_memory else None
 
-    def cancel(self, context: QueryContext) -> None:
+    def cancel(self, context: QueryContext) -> bool:
         # interrupt() reaches only the connection object running the query: the pooled cursor.
-        context.dbapi_connection.interrupt()
+        # Read first: a statement that starts after the interrupt clears it (the core cancels again)
+        connection = context.dbapi_connection
+        busy = bool(getattr(connection, "busy", True))
+        connection.interrupt()
+        return busy
 
     def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader:
         reader: pa.RecordBatchReader = dbapi_cursor.to_arrow_reader(batch_size)

@@ -283,13 +283,17 @@ class PostgresComputePlugin(ComputePlugin):
         # URL-encoding must not look like one
         return f"{statement} {comment.replace('%', '%%') if context.sends_parameters else comment}"
 
-    def cancel(self, context: QueryContext) -> None:
+    def cancel(self, context: QueryContext) -> bool:
         dbapi_connection = context.dbapi_connection
+        # read first: a cancel request stops only a command in progress (between the FETCHes of
+        # a server-side cursor the session is idle in its transaction)
+        active = dbapi_connection.info.transaction_status == psycopg.pq.TransactionStatus.ACTIVE
         cancel_safe = getattr(dbapi_connection, "cancel_safe", None)  # psycopg >= 3.2
         if cancel_safe is not None:
             cancel_safe(timeout=CANCEL_TIMEOUT_S)
         else:
             dbapi_connection.cancel()
+        return bool(active)
 
     def arrow_type(self, column: Any, dbapi_cursor: Any) -> pa.DataType | None:
         return _postgres_copy.arrow_type(column.type_code, column.precision, column.scale)
