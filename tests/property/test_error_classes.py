@@ -24,7 +24,8 @@ WORDS = [
     "statement timeout", "canceling statement due to statement timeout", "Query timed out",
     "cancel", "canceled", "cancelled", "CANCELED_STATE", "query_canceled", "interrupted",
     "INTERRUPT Error: Interrupted!", "aborted", "deadline exceeded", "SQLSTATE: 57014",
-    "000604", "000630", "stopped", "Connection refused", "lost",
+    "000604", "000630", "stopped", "Connection refused", "lost", "Could not connect to server",
+    "Conflicting lock is held in /usr/bin/python3 (PID 42)",
 ]  # fmt: skip
 
 fragments = st.builds(
@@ -62,6 +63,7 @@ def test_duckdb_error_class_ignores_quoted_words(duckdb_plugin: ComputePlugin, f
         "SELECT * FROM {ident}",
         "SELECT CAST({literal} AS INT)",
         "SELECT error({literal})",
+        "SELECT * FROM read_csv({literal})",  # an IO error quoting the path
     ):
 
         def run(text: str, template: str = template) -> type[BaseException]:

@@ -178,8 +178,12 @@ class FloeDuckDBDialect(DuckDBEngineDialect):
 
 registry.register("duckdb.floe", __name__, "FloeDuckDBDialect")
 
-_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.+?) \(PID (?P<pid>\d+)\)")
-_UNREACHABLE = "Could not connect to server"
+# DuckDB's own wording at the start of the message, not words a quoted path or literal may contain
+_LOCK_HOLDER = re.compile(
+    r'^IO Error: Could not set lock on file ".*": '
+    r"Conflicting lock is held in (?P<exe>.+?) \(PID (?P<pid>\d+)\)"
+)
+_UNREACHABLE = re.compile(r"^(?:IO|HTTP) Error: Could not connect to server error for HTTP \w+ to '")
 _MISSING_EXTENSION = re.compile(
     r'Extension "[^"]*?(?P<file>\w+)\.duckdb_extension" not found|exists in the (?P<ext>\w+) extension'
 )
@@ -317,12 +321,12 @@ class DuckDBComputePlugin(ComputePlugin):
         if isinstance(exc, duckdb.InterruptException):
             # not our watchdog or cancel() (the core checks those first): Ctrl-C in this process
             return QueryCancelledError, f"interrupted: {message}"
-        if isinstance(exc, duckdb.IOException) and (holder := _LOCK_HOLDER.search(message)):
+        if isinstance(exc, duckdb.IOException) and (holder := _LOCK_HOLDER.match(message)):
             return ConnectionFailedError, (
                 f"the database file {self.config.database} is locked by another process "
                 f"(PID {holder['pid']}, {holder['exe']})"
             )
-        if isinstance(exc, duckdb.IOException | duckdb.HTTPException) and _UNREACHABLE in message:
+        if isinstance(exc, duckdb.IOException | duckdb.HTTPException) and _UNREACHABLE.match(message):
             return ConnectionFailedError, f"an attached catalog is unreachable: {message}"
         if missing := _MISSING_EXTENSION.search(str(exc)):
             name = missing["file"] or missing["ext"]

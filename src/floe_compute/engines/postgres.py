@@ -56,6 +56,7 @@ _UNSUPPORTED_LIMITS = {
 }
 _QUOTED = re.compile(r'"(?:[^"]|"")*"')
 _CONNECTION_LOST = {"57P01", "57P02", "57P03", "53300"}
+_STATEMENT_TIMEOUT = "canceling statement due to statement timeout"  # the server's text (lc_messages=C)
 
 
 class PostgresConfig(ComputeConfig):
@@ -314,7 +315,8 @@ class PostgresComputePlugin(ComputePlugin):
         if isinstance(exc, psycopg.errors.ConnectionTimeout):
             return ConnectionFailedError, f"{detail} (connect timeout {self._connect_timeout()}s)"
         if isinstance(exc, psycopg.errors.QueryCanceled):
-            if "statement timeout" in (primary or ""):
+            # the server's interrupt handler, not a function raising query_canceled with any words
+            if exc.diag.source_function == "ProcessInterrupts" and primary == _STATEMENT_TIMEOUT:
                 return QueryTimeoutError, detail
             return QueryCancelledError, f"cancelled on the server: {detail}"
         if sqlstate is None or sqlstate.startswith(("08", "28")) or sqlstate in _CONNECTION_LOST:
