@@ -154,13 +154,14 @@ class EngineHooks(abc.ABC):
     # -- stopping, on another thread ------------------------------------------------------------
 
     @abc.abstractmethod
-    def cancel(self, context: QueryContext) -> bool | None:  # TEMP
-        """Stop the query on the engine; True when a cancel request was sent to it.
+    def cancel(self, context: QueryContext) -> bool:
+        """Stop the query on the engine; True if a cancel request went to a statement the engine
+        runs, False if there was nothing to stop (so no message claims an engine cancel).
 
         Called from the watchdog or from ``cancel_query()``'s thread while the query's own thread
         may be blocked in the driver; possibly before the statement reached the driver
         (``context.cursor`` is None) and more than once until the query ends. Must be cheap and
-        idempotent. False means there was nothing to cancel yet: the core calls again shortly.
+        idempotent; the core repeats it until the query ends.
         """
 
     # -- results -------------------------------------------------------------------------------

@@ -116,7 +116,7 @@ class QueryLifecycle:
             raise error  # noqa: B904 - the cause is set by query_error
         context.connection = connection
         context.dbapi_connection = connection.connection.dbapi_connection
-        context.handle.bind(partial(hooks.cancel, context))  # type: ignore[arg-type]  # TEMP
+        context.handle.bind(partial(hooks.cancel, context))
         try:
             cursor = self._run(connection, statement, params, context, size)
         except BaseException as exc:

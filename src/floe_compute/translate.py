@@ -41,10 +41,11 @@ def query_error(hooks: EngineHooks, exc: BaseException | None, context: QueryCon
     ids = {"engine": hooks.name, "query_id": context.query_id, "statement": context.summary}
     error: QueryError | ConnectionFailedError
     # the engine's own statement timeout may fire before the watchdog: the same timeout for the caller
-    if state is QueryState.TIMED_OUT or (mapped and issubclass(mapped[0], QueryTimeoutError)):
+    engine_timeout = bool(mapped and issubclass(mapped[0], QueryTimeoutError))
+    if state is QueryState.TIMED_OUT or engine_timeout:
         elapsed = context.handle.elapsed
         limit = "the engine's statement timeout" if context.timeout is None else f"{context.timeout:g}s"
-        if state is QueryState.TIMED_OUT:
+        if state is QueryState.TIMED_OUT and (context.handle.cancel_sent or not engine_timeout):
             how = _how(exc, context)
         else:  # the engine's statement timeout stopped it, before the watchdog did
             how = " and was cancelled on the engine (by its own statement timeout)"
