@@ -15,6 +15,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,6 +23,8 @@ from google.cloud.bigquery import dbapi
 from google.cloud.bigquery.dbapi.cursor import Cursor
 from sqlalchemy.dialects import registry
 from sqlalchemy_bigquery.base import BigQueryDialect, BigQueryExecutionContext
+
+from floe_compute.context import query_context
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -38,21 +41,35 @@ def new_job_id(prefix: str) -> str:
     return f"{_JOB_ID_BAD.sub('_', prefix)[:200]}_{uuid.uuid4().hex[:12]}"
 
 
+@dataclass
+class BigQueryQuery:
+    """What a query's job calls and its ``cancel`` share (``context.state(BigQueryQuery)``)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stopped: bool = False
+    """Cancelled or timed out: no job may start, no waiting call goes on."""
+    job_id: str | None = None
+    """The query's job, once inserted."""
+    wake: threading.Event | None = None
+    """Wakes the query's thread out of a blocking client call."""
+    cancel_sent: str | None = None
+    """The job whose cancel was sent (once per job)."""
+
+
 class JobAbandoned(Exception):
     """The query was cancelled or timed out while a call to BigQuery was still running."""
 
 
-def _wait(state: dict[str, Any] | None, call: Callable[[], T]) -> T:
+def _wait(state: BigQueryQuery | None, call: Callable[[], T]) -> T:
     """Run one blocking client call so that ``cancel`` can wake the caller before it returns."""
     if state is None:
         return call()
-    lock = state.setdefault("lock", threading.Lock())
     woken = threading.Event()
     outcome: list[tuple[bool, Any]] = []
-    with lock:
-        if state.get("stopped"):
+    with state.lock:
+        if state.stopped:
             raise JobAbandoned("the query was stopped before this call to BigQuery")
-        state["wake"] = woken
+        state.wake = woken
 
     def run() -> None:
         try:
@@ -83,7 +100,7 @@ class JobCursor(Cursor):
 
     def __init__(self, connection: Any) -> None:
         super().__init__(connection)  # type: ignore[no-untyped-call]
-        self.state: dict[str, Any] | None = None
+        self.state: BigQueryQuery | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -167,7 +184,7 @@ class FloeBigQueryDialect(BigQueryDialect):  # type: ignore[misc]
         self.floe_job_config = floe_job_config
 
     def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
-        query = context.execution_options.get("floe_query") if context is not None else None
+        query = query_context(context)
         make_config = self.floe_job_config
         config = make_config(query) if make_config else self.create_job_config(None)
         if query is None or not isinstance(cursor, JobCursor):
@@ -176,12 +193,12 @@ class FloeBigQueryDialect(BigQueryDialect):  # type: ignore[misc]
         page = context.execution_options.get("yield_per")
         if page:
             cursor.arraysize = page  # one REST page per batch
-        state = query.engine_state
+        state = query.state(BigQueryQuery)
         new_id = new_job_id(query.query_id)
-        with state.setdefault("lock", threading.Lock()):
-            if state.get("stopped"):  # cancelled before the job existed: never start it
+        with state.lock:
+            if state.stopped:  # cancelled before the job existed: never start it
                 raise JobAbandoned(f"query {query.query_id} was stopped before its job was inserted")
-            state["job_id"] = new_id
+            state.job_id = new_id
         cursor.state = state
         cursor.execute(statement, parameters, job_id=new_id, job_config=config)
 

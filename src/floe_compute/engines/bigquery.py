@@ -38,7 +38,7 @@ from sqlalchemy.engine import URL
 
 from floe_compute.config import ComputeConfig, ResourceLimits, parse_url
 from floe_compute.context import QueryContext
-from floe_compute.engines._bigquery_jobs import JobCursor
+from floe_compute.engines._bigquery_jobs import BigQueryQuery, JobCursor
 from floe_compute.errors import (
     ComputeError,
     ConfigError,
@@ -284,13 +284,13 @@ class BigQueryComputePlugin(ComputePlugin):
         return job
 
     def cancel(self, context: QueryContext) -> bool:
-        state = context.engine_state
-        with state.setdefault("lock", threading.Lock()):
-            state["stopped"] = True
-            job_id, woken = state.get("job_id"), state.get("wake")
-            send = job_id is not None and state.get("cancel_sent") != job_id
+        state = context.state(BigQueryQuery)
+        with state.lock:
+            state.stopped = True
+            job_id, woken = state.job_id, state.wake
+            send = job_id is not None and state.cancel_sent != job_id
             if send:
-                state["cancel_sent"] = job_id
+                state.cancel_sent = job_id
         if woken is not None:
             woken.set()
         if send:

@@ -27,7 +27,7 @@ from sqlalchemy.engine.cursor import BufferedRowCursorFetchStrategy
 from sqlalchemy.sql import expression
 
 from floe_compute.config import ComputeConfig
-from floe_compute.context import QueryContext
+from floe_compute.context import QueryContext, query_context
 from floe_compute.engines import _postgres_copy, _postgres_values
 from floe_compute.errors import (
     ComputeError,
@@ -118,7 +118,7 @@ class _ExecutionContext(PGExecutionContext_psycopg):
     """Streams only what ``DECLARE ... CURSOR`` accepts; other statements use a plain cursor."""
 
     def create_server_side_cursor(self) -> Any:
-        query = self.execution_options.get("floe_query")
+        query = query_context(self)
         if query is None or not query.tags:
             return super().create_server_side_cursor()  # type: ignore[no-untyped-call]
         connection: psycopg.Connection[Any] = self._dbapi_connection.dbapi_connection  # type: ignore[assignment]
@@ -144,7 +144,7 @@ class _ExecutionContext(PGExecutionContext_psycopg):
 
     def post_exec(self) -> None:
         super().post_exec()  # type: ignore[no-untyped-call]
-        query = self.execution_options.get("floe_query")
+        query = query_context(self)
         cursor = self.cursor
         if not (self._is_server_side and query is not None and query.arrow):
             return

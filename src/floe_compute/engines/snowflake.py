@@ -15,20 +15,18 @@ import logging
 import math
 import re
 import uuid
-import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode
 
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 from snowflake.connector import errors as sf_errors
-from snowflake.sqlalchemy.snowdialect import SnowflakeDialect
-from sqlalchemy.dialects import registry
 from sqlalchemy.engine import URL
 
 from floe_compute.config import ComputeConfig
 from floe_compute.context import QueryContext
 from floe_compute.engines import _snowflake_arrow
+from floe_compute.engines._snowflake_dialect import SnowflakeQuery, Untrusted, untrusted
 from floe_compute.errors import (
     ComputeError,
     ConfigError,
@@ -46,7 +44,6 @@ __all__ = ["SnowflakeComputePlugin", "SnowflakeConfig"]
 
 ABORT_TIMEOUT_S = 2  # how long the watchdog waits for Snowflake to acknowledge an abort-request
 ABORT_ATTEMPTS = 3  # abort-requests a query gets before its session is given up
-QUERY_TAG_MAX = 2000  # Snowflake's limit on QUERY_TAG
 _ENDPOINT_KEYS = ("host", "port", "protocol")
 # the names of a few of Snowflake's codes whose message does not say what they are
 _KNOWN = {
@@ -158,73 +155,6 @@ def _query_value(url: URL, key: str) -> str | None:
     return (value if isinstance(value, str) else value[-1]) if value else None
 
 
-class _Untrusted(Exception):
-    """Ends a session whose abort failed: the core discards it, closing it ends what still runs."""
-
-
-_untrusted: weakref.WeakSet[Any] = weakref.WeakSet()  # driver connections awaiting an abort
-
-
-class FloeSnowflakeDialect(SnowflakeDialect):  # type: ignore[misc]
-    """``snowflake-sqlalchemy`` with per-statement parameters, and no foreign keys to nowhere."""
-
-    supports_statement_cache = False  # as the base dialect
-
-    @classmethod
-    def import_dbapi(cls) -> Any:
-        from snowflake import connector
-
-        return connector
-
-    def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
-        self._execute(cursor, statement, (parameters,), context)
-
-    def do_execute_no_params(self, cursor: Any, statement: str, context: Any = None) -> None:
-        self._execute(cursor, statement, (), context)
-
-    def _execute(self, cursor: Any, statement: str, parameters: tuple[Any, ...], context: Any) -> None:
-        query = context.execution_options.get("floe_query") if context is not None else None
-        if query is None:
-            cursor.execute(statement, *parameters)
-            return
-        # our own request id, so that cancel() can name this query in an abort-request
-        request_id = str(uuid.uuid4())
-        query.engine_state.update(request_id=request_id, sql=statement)
-        params = {"requestId": request_id, **statement_parameters(query)}
-        cursor.execute(statement, *parameters, _statement_params=params)
-
-    def do_rollback(self, dbapi_connection: Any) -> None:
-        # SQLAlchemy passes the pool's proxy; the cancel hook knows the driver's connection
-        if getattr(dbapi_connection, "dbapi_connection", dbapi_connection) in _untrusted:
-            raise _Untrusted("the abort-request for a query on this session failed")
-        super().do_rollback(dbapi_connection)
-
-    def _parse_fk_rows(self, rows: Any, same_schema_targets: Any) -> Any:
-        """Drop foreign keys that name no table (fakesnow answers ``SHOW IMPORTED KEYS`` so)."""
-        parsed = super()._parse_fk_rows(rows, same_schema_targets)
-        return {
-            table: [fk for fk in fks if fk.get("referred_table")] for table, fks in parsed.items() if table
-        }
-
-
-registry.register("snowflake.floe", __name__, "FloeSnowflakeDialect")
-
-
-def statement_parameters(context: QueryContext) -> dict[str, Any]:
-    """``STATEMENT_TIMEOUT_IN_SECONDS`` (whole seconds, rounded up) and ``QUERY_TAG`` (the tags and
-    the query id as JSON) for one query."""
-    params: dict[str, Any] = {}
-    if context.timeout is not None:
-        params["STATEMENT_TIMEOUT_IN_SECONDS"] = max(1, math.ceil(context.timeout))
-    tag = json.dumps({**context.tags, "query_id": context.query_id}, separators=(",", ":"))
-    if len(tag) > QUERY_TAG_MAX:
-        raise ConfigError(
-            f"tags: as Snowflake's QUERY_TAG they take {len(tag)} characters; the limit is {QUERY_TAG_MAX}"
-        )
-    params["QUERY_TAG"] = tag
-    return params
-
-
 class SnowflakeComputePlugin(ComputePlugin):
     """Snowflake with per-statement timeouts and tags, abort-request cancel and native Arrow."""
 
@@ -312,28 +242,28 @@ class SnowflakeComputePlugin(ComputePlugin):
         by the watchdog's repeats, a few times. A session whose query could not be aborted is
         discarded when the query ends (closing it ends what still runs in it).
         """
-        state = context.engine_state
-        request_id = state.get("request_id")
-        if request_id is None or state.get("aborted") == request_id:
+        state = context.state(SnowflakeQuery)
+        request_id = state.request_id
+        if request_id is None or state.aborted == request_id:
             return False  # not sent yet, or already aborted (that call said so)
-        attempts = state["abort_attempts"] = state.get("abort_attempts", 0) + 1
-        if attempts > ABORT_ATTEMPTS:
+        state.abort_attempts += 1
+        if state.abort_attempts > ABORT_ATTEMPTS:
             raise ConnectionFailedError(
                 f"snowflake: abort-request failed {ABORT_ATTEMPTS} times", engine=self.name
             )
         connection = context.dbapi_connection
-        _untrusted.add(connection)  # until Snowflake acknowledges the abort
+        untrusted.add(connection)  # until Snowflake acknowledges the abort
         reply = connection.rest.request(
             "/queries/v1/abort-request?" + urlencode({"requestId": str(uuid.uuid4())}),
-            {"sqlText": state.get("sql", ""), "requestId": request_id},
+            {"sqlText": state.sql, "requestId": request_id},
             timeout=ABORT_TIMEOUT_S,
             _no_retry=True,  # the connector answers {} for a failure instead of retrying
         )
         if not (isinstance(reply, dict) and reply.get("success")):
             message = (reply.get("message") if isinstance(reply, dict) else None) or "no acknowledgement"
             raise ConnectionFailedError(f"snowflake: abort-request failed: {message}", engine=self.name)
-        state["aborted"] = request_id
-        _untrusted.discard(connection)
+        state.aborted = request_id
+        untrusted.discard(connection)
         return True
 
     def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
@@ -343,7 +273,7 @@ class SnowflakeComputePlugin(ComputePlugin):
         return _snowflake_arrow.arrow_type(column)
 
     def classify_error(self, exc: Exception) -> tuple[type[ComputeError], str] | None:
-        if isinstance(exc, _Untrusted):
+        if isinstance(exc, Untrusted):
             return ConnectionFailedError, str(exc)
         if not isinstance(exc, sf_errors.Error):
             return None
