@@ -113,20 +113,23 @@ class QueryHandle:
         finally:
             self.cancel_sent = sent_before or sent
 
-    def _mark_stopped(self, state: QueryState) -> bool:
-        """Move a running query to ``state``; False if it was no longer running. The caller holds
-        the lock."""
-        if self.state is not QueryState.RUNNING:
-            return False
-        self.state = state
-        self._stopped_at = time.monotonic()
-        return True
-
-    def _stop(self, state: QueryState) -> bool:
-        with self._lock:
-            if not self._mark_stopped(state):
+    def _stop(self, state: QueryState, *, lock_wait: float = -1, background: bool = False) -> bool | None:
+        """The one state change of a stop: move a running query to ``state`` and cancel it on the
+        engine, here or (``background``) from a thread of its own. False if the query was no
+        longer running; None if its lock stayed busy for ``lock_wait`` seconds."""
+        if not self._lock.acquire(timeout=lock_wait):
+            return None
+        try:
+            if self.state is not QueryState.RUNNING:
                 return False
-            self._send()
+            self.state = state
+            self._stopped_at = time.monotonic()
+            if not background:
+                self._send()
+        finally:
+            self._lock.release()
+        if background:
+            self._send_in_background()
         watchdog.resend(self, 0)
         return True
 
@@ -160,20 +163,11 @@ class QueryHandle:
         """The deadline passed: mark it, and cancel on the engine in the background, so that the
         watchdog goes on to the next deadline. False if the query had already ended; None if its
         lock is busy (a cancel or the query's end in progress): the watchdog tries again shortly."""
-        if not self._lock.acquire(timeout=LOCK_WAIT_S):
-            return None
-        try:
-            if not self._mark_stopped(QueryState.TIMED_OUT):
-                return False
-        finally:
-            self._lock.release()
-        self._send_in_background()
-        watchdog.resend(self, 0)
-        return True
+        return self._stop(QueryState.TIMED_OUT, lock_wait=LOCK_WAIT_S, background=True)
 
     def cancel(self) -> bool:
         """Cancel on the engine at the caller's request. False if the query had already ended."""
-        return self._stop(QueryState.CANCELLED)
+        return self._stop(QueryState.CANCELLED) is True
 
     def settle(self) -> QueryState:
         """The statement has done all its work on the engine (it returns no rows): its deadline
