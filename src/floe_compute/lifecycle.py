@@ -88,39 +88,19 @@ class QueryLifecycle:
         arrow: bool,
     ) -> Started:
         """Run one statement on a pooled connection, up to its first row."""
-        hooks = self.hooks
-        check_params(sql, params, hooks.sql_dialect)
-        engine = self._engine()
-        context = prepare.new_context(hooks, sql, timeout, query_id, tags)
+        context, statement, size = self._register(sql, params, timeout, batch_size, query_id, tags)
         context.arrow = bool(arrow)
-        size = prepare.check_batch_size(batch_size)
-        statement = prepare.statement(hooks, sql, params, context)
-        if params:
-            context.bound_values = bound_texts(params)
-        self.running.add(context)
-        context.span = self.telemetry.query_started(context)
-        watchdog.watch(context.handle)
-        try:
-            if params and isinstance(statement, TextClause):
-                prepare.match_placeholders(hooks, engine.dialect, statement, params, context)
-            if context.handle.stopped:
-                raise StatementStopped
-            connection = self._checkout(context.handle)
-        except BaseException as exc:
-            context.handle.finish()
-            self.running.remove(context)
-            error = self.query_error(exc, context) if context.handle.stopped else exc
-            self.telemetry.query_finished(context, error, 0)
-            if error is exc:
-                raise
-            raise error  # noqa: B904 - the cause is set by query_error
+        connection = self._acquire(context, statement, params)
         context.connection = connection
         context.dbapi_connection = connection.connection.dbapi_connection
-        context.handle.bind(partial(hooks.cancel, context))
+        context.handle.bind(partial(self.hooks.cancel, context))
+        failure: BaseException | None = None
         try:
             cursor = self._run(connection, statement, params, context, size)
         except BaseException as exc:
-            raise self.fail(context, connection, exc, 0)  # noqa: B904 - chained by fail
+            failure = self.fail(context, connection, exc, 0)  # raised below: not chained to it
+        if failure is not None:
+            raise failure
         # a write has done its work on the engine: the deadline no longer applies, and the
         # transaction waits for close() (or the end of a `with` block) to commit; one stopped
         # just as it finished is rolled back, and its caller hears of it
@@ -128,6 +108,49 @@ class QueryLifecycle:
         if writes and context.handle.settle() is not QueryState.DONE:
             raise self.fail(context, connection, None, 0)
         return Started(context, connection, cursor, size, writes)
+
+    def _register(
+        self,
+        sql: str | Executable,
+        params: Params | None,
+        timeout: float | None,
+        batch_size: int | None,
+        query_id: str | None,
+        tags: Mapping[str, str] | None,
+    ) -> tuple[QueryContext, str | Executable, int | None]:
+        """Check the arguments, make the query's context, list it and arm its deadline."""
+        hooks = self.hooks
+        check_params(sql, params, hooks.sql_dialect)
+        self._engine()
+        context = prepare.new_context(hooks, sql, timeout, query_id, tags)
+        size = prepare.check_batch_size(batch_size)
+        statement = prepare.statement(hooks, sql, params, context)
+        if params:
+            context.bound_values = bound_texts(params)
+        self.running.add(context)
+        context.span = self.telemetry.query_started(context)
+        watchdog.watch(context.handle)
+        return context, statement, size
+
+    def _acquire(
+        self, context: QueryContext, statement: str | Executable, params: Params | None
+    ) -> Connection:
+        """A connection for a registered query; on failure the query ends unlisted."""
+        try:
+            if params and isinstance(statement, TextClause):
+                prepare.match_placeholders(self.hooks, self._engine().dialect, statement, params, context)
+            if context.handle.stopped:
+                raise StatementStopped
+            return self._checkout(context.handle)
+        except BaseException as exc:
+            context.handle.finish()
+            self.running.remove(context)
+            error = self.query_error(exc, context) if context.handle.stopped else exc
+            self.telemetry.query_finished(context, error, 0)
+            if error is exc:
+                raise
+            failure = error  # raised below: not chained to the driver's error
+        raise failure
 
     def _run(
         self,

@@ -115,12 +115,15 @@ class QueryResult(ArrowReading):
             cursor = self._cursor
             assert cursor is not None
             token = self._lifecycle.telemetry.enter(self._context)
+            failure: BaseException | None = None
             try:
                 rows = self._driver_fetchmany(cursor, size)
             except BaseException as exc:
-                raise self._fail(exc)  # noqa: B904 - chained by _fail
+                failure = self._fail(exc)  # raised below: not chained to the driver's error
             finally:
                 self._lifecycle.telemetry.leave(token)
+            if failure is not None:
+                raise failure
             if not rows:
                 self._end()
                 return []

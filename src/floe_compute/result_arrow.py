@@ -56,10 +56,13 @@ class ArrowReading:
             assert self._cursor is not None
             with self._lock:
                 self._check_running()
+                failure: BaseException | None = None
                 try:
                     native = self._hooks.arrow_reader(self._cursor.cursor, size)
                 except BaseException as exc:
-                    raise self._fail(exc)  # noqa: B904 - chained by _fail
+                    failure = self._fail(exc)  # raised below: not chained to the driver's error
+                if failure is not None:
+                    raise failure
         if native is not None:
             return pa.RecordBatchReader.from_batches(native.schema, self._native_batches(native))
         if self._connection is None and not self._exhausted:
@@ -79,12 +82,15 @@ class ArrowReading:
                     raise self._closed_error()
                 self._check_running()
                 token = self._lifecycle.telemetry.enter(self._context)
+                failure: BaseException | None = None
                 try:
                     batch = next(batches, None)
                 except BaseException as exc:
-                    raise self._fail(exc)  # noqa: B904 - chained by _fail
+                    failure = self._fail(exc)  # raised below: not chained to the driver's error
                 finally:
                     self._lifecycle.telemetry.leave(token)
+                if failure is not None:
+                    raise failure
                 if batch is None:
                     self._end()
                     return
@@ -96,10 +102,13 @@ class ArrowReading:
     ) -> Iterator[pa.RecordBatch]:
         rows = first or self.fetchmany(size)
         while rows:
+            failure: BaseException | None = None
             try:
                 batch = builder.build(rows)
             except ArrowConversionError as exc:  # a QueryError naming the column
-                raise self._fail(exc)  # noqa: B904 - chained by _fail
+                failure = self._fail(exc)
+            if failure is not None:
+                raise failure
             yield batch
             rows = self.fetchmany(size)
 
