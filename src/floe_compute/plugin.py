@@ -556,8 +556,8 @@ class ComputePlugin(abc.ABC):
         with self._lock:
             self._preempted.discard(query_id)
 
-    def _cancel_on_engine(self, context: QueryContext) -> None:
-        self.cancel(context)
+    def _cancel_on_engine(self, context: QueryContext) -> bool:
+        return self.cancel(context)
 
     def _before_cursor_execute(
         self,
@@ -799,10 +799,11 @@ class ComputePlugin(abc.ABC):
         ids = {"engine": self.name, "query_id": context.query_id, "statement": context.summary}
         error: QueryError | ConnectionFailedError
         # the engine's own statement timeout may fire before the watchdog: the same timeout for the caller
-        if state is QueryState.TIMED_OUT or (mapped and issubclass(mapped[0], QueryTimeoutError)):
+        engine_timeout = bool(mapped and issubclass(mapped[0], QueryTimeoutError))
+        if state is QueryState.TIMED_OUT or engine_timeout:
             elapsed = context.handle.elapsed
             limit = "the engine's statement timeout" if context.timeout is None else f"{context.timeout:g}s"
-            if state is QueryState.TIMED_OUT:
+            if state is QueryState.TIMED_OUT and (context.handle.cancel_sent or not engine_timeout):
                 how = _how(exc, context)
             else:  # the engine's statement timeout stopped it, before the watchdog did
                 how = " and was cancelled on the engine (by its own statement timeout)"
@@ -935,8 +936,9 @@ class ComputePlugin(abc.ABC):
         return statement
 
     @abc.abstractmethod
-    def cancel(self, context: QueryContext) -> None:
-        """Stop the query on the engine.
+    def cancel(self, context: QueryContext) -> bool:
+        """Stop the query on the engine; True if a cancel request went to a statement the engine
+        runs, False if there was nothing to stop (so no message claims an engine cancel).
 
         Called from the watchdog or from :meth:`cancel_query`'s thread while the query's own
         thread may be blocked in the driver; possibly before the statement reached the driver

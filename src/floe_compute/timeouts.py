@@ -51,7 +51,6 @@ class QueryHandle:
 
     __slots__ = (
         "_cancel",
-        "_cancel_worked",
         "_ended",
         "_ended_event",
         "_lock",
@@ -66,17 +65,17 @@ class QueryHandle:
         "timeout",
     )
 
-    def __init__(self, query_id: str, timeout: float | None, cancel: Callable[[], None] | None) -> None:
+    def __init__(self, query_id: str, timeout: float | None, cancel: Callable[[], bool] | None) -> None:
         self.query_id = query_id
         self.timeout = timeout
         self.started = time.monotonic()
         self.deadline = None if timeout is None else self.started + timeout
         self.state = QueryState.RUNNING
         self.cancel_sent = False
-        """Whether an engine cancel has been sent (False: the query was stopped before it ran)."""
+        """Whether an engine cancel has been sent to a statement the engine was running (False:
+        the query was stopped before it ran there, or when the engine had nothing left to stop)."""
         self.cancel_error: BaseException | None = None
         self._cancel = cancel
-        self._cancel_worked = False
         self._ended = False
         self._ended_event: threading.Event | None = None
         self._lock = threading.Lock()
@@ -92,7 +91,7 @@ class QueryHandle:
         """Timed out or cancelled: the statement must not start, or must stop."""
         return self.state is QueryState.TIMED_OUT or self.state is QueryState.CANCELLED
 
-    def bind(self, cancel: Callable[[], None]) -> None:
+    def bind(self, cancel: Callable[[], bool]) -> None:
         """Set how to cancel on the engine, once the query has a connection."""
         with self._lock:
             self._cancel = cancel
@@ -101,16 +100,18 @@ class QueryHandle:
         """Cancel on the engine; the caller holds the lock."""
         if self._cancel is None or self._ended:
             return
+        sent_before = self.cancel_sent
         # set first: the query's thread may see the engine's answer to it before _cancel() returns
         self.cancel_sent = True
+        sent = False
         try:
-            self._cancel()
-            self._cancel_worked = True
+            sent = self._cancel() is True  # False: the engine had nothing to stop
             self.cancel_error = None
-        except Exception as exc:
-            self.cancel_sent = self._cancel_worked  # the query may have just finished; nothing left to cancel
+        except Exception as exc:  # the query may have just finished; nothing left to cancel
             self.cancel_error = exc
             log.debug("cancel of query %s failed", self.query_id, exc_info=True)
+        finally:
+            self.cancel_sent = sent_before or sent
 
     def _mark_stopped(self, state: QueryState) -> bool:
         """Move a running query to ``state``; False if it was no longer running. The caller holds

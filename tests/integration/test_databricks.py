@@ -3,6 +3,7 @@ test shim): SQLAlchemy tooling, Arrow types, large results, errors without the t
 
 from __future__ import annotations
 
+import decimal
 import socket
 from typing import Any
 
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from databricks_fixtures import TOKEN, databricks_overrides, databricks_url_of, new_databricks_server
 
 from floe_compute import ComputePlugin, create_plugin
-from floe_compute.errors import ConnectionFailedError, QueryError
+from floe_compute.errors import ConfigError, ConnectionFailedError, QueryError, QueryTimeoutError
 
 pytest_plugins = ["databricks_fixtures"]
 pytestmark = [pytest.mark.databricks]
@@ -132,3 +133,62 @@ def test_a_restarted_server_is_reached_again(databricks_shim: None) -> None:
             assert stats.in_use == 0 and stats.connects >= 2
     finally:
         server.cleanup()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT timeout_ms FROM (SELECT 1 AS a)",  # an unknown column
+        "SELECT * FROM no_such_session_timeouts",  # a missing table
+        "SELECT raise_error('the upstream call timed out')",  # a message of the user's own
+    ],
+)
+def test_a_message_that_mentions_a_timeout_is_not_a_timeout(
+    plugin: ComputePlugin, caplog: pytest.LogCaptureFixture, sql: str
+) -> None:
+    """Only the statement's state (or the plugin's own deadline) makes a timeout: the words of
+    an identifier or a literal in the server's message never do (a caller retries timeouts)."""
+    with caplog.at_level("WARNING", logger="floe_compute"), pytest.raises(QueryError) as caught:
+        plugin.execute(sql, timeout=60).fetchall()
+    assert not isinstance(caught.value, QueryTimeoutError), caught.value
+    assert "time" in str(caught.value).lower()  # the server's message is kept
+    assert not [r for r in caplog.records if "timed out" in r.getMessage()]
+
+
+def test_the_servers_own_timeout_is_a_timeout(databricks_server: Any, databricks_url: str) -> None:
+    """Told by the statement's state (TIMEDOUT), asked of the server: a session timeout of its own
+    (here Spark's, set when the session opens) stops a query the plugin gave no deadline."""
+    overrides = databricks_overrides(databricks_server)
+    session = {**overrides["session_configuration"], overrides["timeout_setting"]: "1"}
+    slow = "SELECT id FROM range(0, 1000000000000, 1, 2) WHERE id * 2 = -1"
+    with (
+        create_plugin(databricks_url, **{**overrides, "session_configuration": session}) as plugin,
+        pytest.raises(QueryTimeoutError, match="its own statement timeout"),
+    ):
+        plugin.execute(slow).fetchall()
+
+
+def test_without_a_catalog_the_sessions_current_catalog_is_used(
+    databricks_server: Any, databricks_db: str
+) -> None:
+    url = f"databricks://token:{TOKEN}@127.0.0.1?http_path=/cliservice&schema={databricks_db}"
+    with create_plugin(url, **databricks_overrides(databricks_server)) as plugin:
+        plugin.execute("CREATE TABLE seen (id INT)").close()
+        inspector = sa.inspect(plugin.engine)
+        assert "seen" in inspector.get_table_names()
+        assert "seen" in inspector.get_table_names(schema=databricks_db)
+        assert [c["name"] for c in inspector.get_columns("seen")] == ["id"]
+        assert plugin.dbt_profile()["floe"]["outputs"]["dev"]["catalog"] == "spark_catalog"
+
+
+def test_decimals_are_bound_and_bytes_refused_up_front(plugin: ComputePlugin) -> None:
+    """The connector binds a Decimal natively; it has no binary parameter type (it would send the
+    bytes as something else and the statement would see NULL), so bytes are refused by name."""
+    sql = "SELECT :amount AS amount, :amount * 2 AS twice"
+    with plugin.execute(sql, {"amount": decimal.Decimal("1.10")}) as result:
+        assert result.fetchall() == [(decimal.Decimal("1.10"), decimal.Decimal("2.20"))]
+    with pytest.raises(ConfigError, match=r"parameter 'raw' is bytes.*unhex\(:raw\)") as caught:
+        plugin.execute("SELECT :raw AS raw", {"raw": b"\x00\x01'\xff"})
+    assert "\\x00" not in str(caught.value)  # never the value
+    with plugin.execute("SELECT 1") as result:  # the connection is fine
+        assert result.fetchall() == [(1,)]

@@ -242,3 +242,22 @@ def test_a_sequence_executes_as_a_query(pg_url: str) -> None:
             assert result.fetchall() == [(7,)]
         with plugin.execute(sa.Sequence("order_ids")) as result:
             assert result.fetchall() == [(8,)]
+
+
+def test_only_the_servers_own_statement_timeout_is_a_timeout(pg_url: str) -> None:
+    """The server's statement timeout (its interrupt handler) is a timeout; a function that raises
+    query_canceled with the same words is a cancel by the statement itself, not a timeout."""
+    raised = (
+        "DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = 'query_canceled', "
+        "MESSAGE = 'canceling statement due to statement timeout'; END $$"
+    )
+    with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}) as plugin:
+        with pytest.raises(QueryCancelledError) as caught:
+            plugin.execute(raised, timeout=60)
+        assert not isinstance(caught.value, QueryTimeoutError)
+    # no deadline of the plugin's: only the server's own statement timeout stops it
+    with (
+        create_plugin(pg_url, settings={"statement_timeout": 200}) as plugin,
+        pytest.raises(QueryTimeoutError, match="its own statement timeout"),
+    ):
+        plugin.execute("SELECT pg_sleep(10)").fetchall()

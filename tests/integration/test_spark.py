@@ -364,3 +364,30 @@ def test_a_cancel_at_any_moment_leaves_nothing_running(
         assert plugin.pool_stats().in_use == 0
         with plugin.execute("SELECT count(*) FROM range(1000)", timeout=60) as result:
             assert result.fetchall() == [(1000,)]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT CAST('TIMEDOUT' AS INT)",  # a literal the server's message quotes
+        "SELECT raise_error('upstream TIMEDOUT')",  # a message of the user's own
+        "SELECT timed_out FROM (SELECT 1 AS a)",  # an identifier the message names
+    ],
+)
+def test_a_message_that_mentions_a_timeout_is_not_a_timeout(spark_url: str, sql: str) -> None:
+    """Only the operation's state (or the plugin's own deadline) makes a timeout: an error whose
+    text quotes a literal or an identifier is an ordinary, permanent query error."""
+    with create_plugin(spark_url) as plugin, pytest.raises(QueryError) as caught:
+        plugin.execute(sql).fetchall()
+    assert not isinstance(caught.value, QueryTimeoutError), caught.value
+    assert "TIMEDOUT" in str(caught.value).upper().replace("_", "")  # the server's message is kept
+
+
+def test_bytes_and_decimal_parameters_are_bound(spark_url: str) -> None:
+    """As Spark SQL literals (X'..', ..BD), exact: PyHive decodes bytes as UTF-8 and refuses a Decimal."""
+    raw, amount = b"\x00\x01'\xff", decimal.Decimal("1.10")
+    tiny, big = decimal.Decimal("1E-7"), decimal.Decimal("-12345678901234567890.5")
+    sql = "SELECT :raw AS raw, :amount AS amount, :amount * 2 AS twice, :tiny AS tiny, :big AS big"
+    params = {"raw": raw, "amount": amount, "tiny": tiny, "big": big}
+    with create_plugin(spark_url) as plugin, plugin.execute(sql, params) as result:
+        assert result.fetchall() == [(raw, amount, decimal.Decimal("2.20"), tiny, big)]

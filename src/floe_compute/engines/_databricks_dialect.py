@@ -1,5 +1,6 @@
 """The Databricks SQLAlchemy dialect as the plugin uses it: plain tuples, the statement's cursor recorded
-for cancel, the query's tags as ``query_tags``, and a ``GetInfo`` ping."""
+for cancel, the query's tags as ``query_tags``, the state of a failed statement, the session's own
+catalog and schema when the URL names none, and a ``GetInfo`` ping."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ from databricks.sqlalchemy.base import DatabricksDialect
 from sqlalchemy.dialects import registry
 from sqlalchemy.engine.default import DefaultExecutionContext
 
+from floe_compute.errors import ConfigError
 from floe_compute.plugin import QueryContext
 
-__all__ = ["FloeDatabricksDialect"]
+__all__ = ["TIMED_OUT", "FloeDatabricksDialect"]
+
+TIMED_OUT = "floe_timed_out"
+"""Set on a connector error whose statement ended in ``TIMEDOUT_STATE`` (the server's statement
+timeout): the connector's error carries the state only in the text of its message."""
 
 
 class TupleCursor:
@@ -54,12 +60,27 @@ class FloeDatabricksDialect(DatabricksDialect):
         if query is None:
             cursor.execute(statement, parameters)
             return
+        _refuse_binary(parameters)
         # the connector publishes the statement's command id on this cursor before it blocks
-        query.engine_state["cursor"] = getattr(cursor, "cursor", cursor)
-        if query.tags:
-            cursor.execute(statement, parameters, query_tags=dict(query.tags))
-        else:
-            cursor.execute(statement, parameters)
+        query.engine_state["cursor"] = connector_cursor = getattr(cursor, "cursor", cursor)
+        try:
+            if query.tags:
+                cursor.execute(statement, parameters, query_tags=dict(query.tags))
+            else:
+                cursor.execute(statement, parameters)
+        except Exception as exc:
+            if _ended_in_timeout(connector_cursor):
+                setattr(exc, TIMED_OUT, True)
+            raise
+
+    def initialize(self, connection: Any) -> None:
+        """Without ``catalog`` (or ``schema``) in the URL, the session's current ones, read at the
+        first connect: the connector's dialect would otherwise render ``None`` in its statements."""
+        super().initialize(connection)
+        if self.catalog is None or self.schema is None:
+            catalog, schema = connection.exec_driver_sql("SELECT current_catalog(), current_database()").one()
+            self.catalog = self.catalog or catalog
+            self.schema = self.schema or schema
 
     def do_execute_no_params(self, cursor: Any, statement: str, context: Any = None) -> None:
         self.do_execute(cursor, statement, None, context)
@@ -81,6 +102,34 @@ class FloeDatabricksDialect(DatabricksDialect):
         except Exception:  # a restarted or unreachable endpoint: the pool opens a new session
             return False
         return bool(response.status.statusCode == types.TStatusCode.SUCCESS_STATUS)
+
+
+def _refuse_binary(parameters: Any) -> None:
+    """The connector has no binary parameter type: it would send ``bytes`` as something else."""
+    if not isinstance(parameters, dict):
+        return
+    for name, value in parameters.items():
+        if isinstance(value, bytes | bytearray | memoryview):
+            raise ConfigError(
+                f"databricks: parameter {name!r} is {type(value).__name__}, which the connector cannot "
+                f"bind (it has no binary parameter type): pass it as hex text and use unhex(:{name})",
+                engine="databricks",
+            )
+
+
+def _ended_in_timeout(cursor: Any) -> bool:
+    """Whether the cursor's failed statement ended in ``TIMEDOUT_STATE``, asked of the server."""
+    command = getattr(cursor, "active_command_id", None)
+    poll = getattr(getattr(cursor, "backend", None), "_poll_for_status", None)
+    if command is None or poll is None:  # never sent, or not the Thrift backend
+        return False
+    from databricks.sql.thrift_api.TCLIService import ttypes
+
+    try:
+        response = poll(command.to_thrift_handle())
+    except Exception:  # the statement's error is what the caller needs to hear about
+        return False
+    return bool(response.operationState == ttypes.TOperationState.TIMEDOUT_STATE)
 
 
 registry.register("databricks.floe_connector", __name__, "FloeDatabricksDialect")

@@ -7,7 +7,6 @@ Private to :mod:`floe_compute.engines.spark` (imported with it, never by the cor
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +19,8 @@ from sqlalchemy import text
 from sqlalchemy.dialects import registry
 from TCLIService import ttypes
 from thrift.transport import TTransport
+
+from floe_compute.engines._spark_literals import escape_args
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -40,11 +41,6 @@ now would cancel nothing and the job would start after it. The watchdog repeats 
 _State = ttypes.TOperationState
 _RUNNING = {_State.INITIALIZED_STATE, _State.RUNNING_STATE, _State.PENDING_STATE}
 _STOPPED = {_State.CANCELED_STATE, _State.TIMEDOUT_STATE}
-# "org.apache.hive...HiveSQLException: Error running query: [CLASS] org.apache...AnalysisException: ..."
-_WRAPPER = re.compile(
-    r"^\s*(?:Error running query:|[\w$]+(?:\.[\w$]+)+(?:Exception|Error):"
-    r"|\[[A-Z0-9_.]+\](?=\s+[\w$]+(?:\.[\w$]+)+(?:Exception|Error):))\s*"
-)
 
 
 class SparkConnection(hive.Connection):  # type: ignore[misc]
@@ -67,11 +63,17 @@ class SparkConnection(hive.Connection):  # type: ignore[misc]
 
 
 class SparkCursor(hive.Cursor):  # type: ignore[misc]
-    """Fetches a whole server batch per ``fetchmany`` (PyHive pops rows one at a time)."""
+    """Fetches a whole server batch per ``fetchmany`` (PyHive pops rows one at a time), and binds
+    bytes and decimals."""
 
     arraysize: int
     _operationHandle: Any
     _floe_state: dict[str, Any] | None = None
+
+    def execute(self, operation: str, parameters: Any = None, **kwargs: Any) -> None:
+        if parameters is not None:
+            operation, parameters = operation % escape_args(parameters), None
+        super().execute(operation, parameters, **kwargs)
 
     def _reset_state(self) -> None:
         state, self._floe_state = self._floe_state, None
@@ -342,17 +344,6 @@ class Canceller:
             self._close_operation(handle)
         with self._lock:
             self._close()
-
-
-def first_line(message: str) -> str:
-    """Spark's message without the wrapper text, the exception class and the JVM stack trace."""
-    text = message.strip()
-    while match := _WRAPPER.match(text):
-        text = text[match.end() :]
-    for line in text.splitlines():
-        if line.strip() and not line.lstrip().startswith(("at ", "== ")):
-            return line.strip()
-    return message.strip().splitlines()[0] if message.strip() else "unknown error"
 
 
 def arrow_schema(columns: list[Any]) -> pa.Schema:

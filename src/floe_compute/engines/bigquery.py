@@ -281,7 +281,7 @@ class BigQueryComputePlugin(ComputePlugin):
             job.labels = job_labels(context.tags, context.query_id)
         return job
 
-    def cancel(self, context: QueryContext) -> None:
+    def cancel(self, context: QueryContext) -> bool:
         state = context.engine_state
         with state.setdefault("lock", threading.Lock()):
             state["stopped"] = True
@@ -295,6 +295,7 @@ class BigQueryComputePlugin(ComputePlugin):
             threading.Thread(
                 target=self._cancel_job, args=(job_id,), name="floe-bigquery-cancel", daemon=True
             ).start()
+        return send  # no job yet (the woken caller never submits it), or its cancel already sent
 
     def _cancel_job(self, job_id: str) -> None:
         """``jobs.cancel``, tried again after a failed request (the query's caller has already

@@ -21,9 +21,9 @@ from pydantic import ConfigDict, Field, SecretStr, model_validator
 from sqlalchemy.engine import URL, Connection
 
 from floe_compute.config import ComputeConfig, url_query_fields
-from floe_compute.engines._databricks_dialect import FloeDatabricksDialect
+from floe_compute.engines._databricks_dialect import TIMED_OUT, FloeDatabricksDialect
 from floe_compute.engines._databricks_oauth import ClientCredentials
-from floe_compute.engines._hiveserver2 import sqlstate_class
+from floe_compute.engines._hiveserver2 import server_message, sqlstate_class
 from floe_compute.errors import ComputeError, ConnectionFailedError, QueryError, QueryTimeoutError
 from floe_compute.plugin import ComputePlugin, QueryContext
 
@@ -133,20 +133,8 @@ class DatabricksConfig(ComputeConfig):
         return tuple(s.get_secret_value() for s in found if s is not None)
 
 
-_JAVA_PREFIX = re.compile(r"(?:[\w$]+\.)+[\w$]*(?:Exception|Error): ?|Error running query: ")
-_SQLSTATE = re.compile(r"SQLSTATE: ([0-9A-Z]{2})")
-_ERROR_CLASS = re.compile(r"\[[A-Z][A-Z0-9_.]*\] \S")
-
-
-def server_message(text: str) -> str:
-    """The line of a server error that says what went wrong (``[ERROR_CLASS] message``), without
-    the Java exception names a HiveServer2 endpoint puts in front of it and its stack trace."""
-    lines = [_JAVA_PREFIX.sub("", line.strip()) for line in text.strip().splitlines()]
-    lines = [line for line in lines if line and not line.startswith("at ")]
-    for line in lines:
-        if _ERROR_CLASS.match(line):
-            return line
-    return lines[0] if lines else ""
+# the server's message ends with its SQLSTATE ("... SQLSTATE: 42703"), or with it and a position
+_SQLSTATE = re.compile(r"SQLSTATE: ([0-9A-Z]{5})(?:;[^;]*)?$")
 
 
 class DatabricksComputePlugin(ComputePlugin):
@@ -224,13 +212,14 @@ class DatabricksComputePlugin(ComputePlugin):
         sent[setting] = seconds
         dbapi._floe_sent = sent
 
-    def cancel(self, context: QueryContext) -> None:
+    def cancel(self, context: QueryContext) -> bool:
         """``cursor.cancel()`` (a Thrift ``CancelOperation`` for the statement's command id), which
         the connector allows from another thread while ``execute()`` waits for the statement."""
         cursor = context.engine_state.get("cursor")
         if cursor is None or cursor.active_command_id is None:
-            return  # not on the server yet: the core stops it before it is sent, or cancels again
+            return False  # not on the server yet: the core stops it before it is sent, or cancels again
         cursor.cancel()
+        return True
 
     def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
         """The connector's own Arrow tables (``fetchmany_arrow``), as one batch stream."""
@@ -263,25 +252,44 @@ class DatabricksComputePlugin(ComputePlugin):
             message = message.replace(secret, "***")
         if isinstance(exc, db_exc.RequestError | db_exc.SessionAlreadyClosedError | db_exc.InterfaceError):
             return ConnectionFailedError, message
-        if "TIMEDOUT" in message or "timed out" in message.lower() or "timeout" in message.lower():
+        # the statement's state says whether the server's own timeout stopped it: never the
+        # message, which may quote an identifier or a literal of the statement
+        if getattr(exc, TIMED_OUT, False):
             return QueryTimeoutError, message
         return QueryError, message
 
     # -- dbt --------------------------------------------------------------------------------
 
+    def _session_namespace(self) -> tuple[str, str]:
+        """The catalog and schema statements run in: the configured ones, else the session's
+        current ones, which the dialect reads at the first connect."""
+        config = self.config
+        if config.catalog and config.db_schema:
+            return config.catalog, config.db_schema
+        dialect: Any = self.engine.dialect
+        if dialect.catalog is None or dialect.schema is None:
+            try:
+                self.engine.connect().close()
+            except Exception as exc:
+                doing = "reading the session's catalog (catalog= and schema= in the URL skip this): "
+                doing += "cannot connect"
+                raise self._connection_error(exc, doing) from exc
+        return config.catalog or dialect.catalog, config.db_schema or dialect.schema
+
     def dbt_target(self) -> dict[str, Any]:
         config = self.config
+        # dbt-databricks would pick hive_metastore, not the session's catalog the plugin uses
+        catalog, schema = self._session_namespace()
         target: dict[str, Any] = {
             "type": "databricks",
             "host": config.host,
             "http_path": config.http_path or "",
-            "schema": config.db_schema or "default",
+            "catalog": catalog,
+            "schema": schema,
             "threads": config.pool.size,
             "connect_retries": 0,
             "connect_timeout": max(1, math.ceil(config.timeouts.connect)),
         }
-        if config.catalog:
-            target["catalog"] = config.catalog
         if config.token is not None:
             # the profile never holds the secret: dbt reads it from the environment
             target["token"] = f"{{{{ env_var('{config.dbt_token_env}') }}}}"

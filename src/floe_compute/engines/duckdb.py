@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import duckdb
-from duckdb_engine import ConnectionWrapper, DuckDBIdentifierPreparer
 from duckdb_engine import Dialect as DuckDBEngineDialect
+from duckdb_engine import DuckDBIdentifierPreparer
 from pydantic import Field, model_validator
 from sqlalchemy import text
 from sqlalchemy.dialects import registry
@@ -26,6 +26,7 @@ from sqlalchemy.engine.reflection import ReflectionDefaults
 
 from floe_compute.config import ComputeConfig, display_url, format_size, parse_size
 from floe_compute.engines import _duckdb_extensions as extensions
+from floe_compute.engines._duckdb_connection import Connection as DuckDBConnection
 from floe_compute.engines._duckdb_extensions import IcebergCatalog
 from floe_compute.errors import (
     ComputeError,
@@ -190,8 +191,12 @@ class FloeDuckDBDialect(DuckDBEngineDialect):
 
 registry.register("duckdb.floe", __name__, "FloeDuckDBDialect")
 
-_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.+?) \(PID (?P<pid>\d+)\)")
-_UNREACHABLE = "Could not connect to server"
+# DuckDB's own wording at the start of the message, not words a quoted path or literal may contain
+_LOCK_HOLDER = re.compile(
+    r'^IO Error: Could not set lock on file ".*": '
+    r"Conflicting lock is held in (?P<exe>.+?) \(PID (?P<pid>\d+)\)"
+)
+_UNREACHABLE = re.compile(r"^(?:IO|HTTP) Error: Could not connect to server error for HTTP \w+ to '")
 _MISSING_EXTENSION = re.compile(
     r'Extension "[^"]*?(?P<file>\w+)\.duckdb_extension" not found|exists in the (?P<ext>\w+) extension'
 )
@@ -268,7 +273,7 @@ class DuckDBComputePlugin(ComputePlugin):
         except BaseException:
             self.on_dispose()
             raise
-        return {"creator": lambda: ConnectionWrapper(root.cursor())}
+        return {"creator": lambda: DuckDBConnection(root.cursor())}
 
     def _prepare(self, root: duckdb.DuckDBPyConnection) -> None:
         """Load the extensions and attach the catalogs, once per database.
@@ -308,9 +313,13 @@ class DuckDBComputePlugin(ComputePlugin):
     def survives_disconnect_reason(self) -> str | None:  # type: ignore[override]
         return "an in-memory database" if self.config.in_memory else None
 
-    def cancel(self, context: QueryContext) -> None:
+    def cancel(self, context: QueryContext) -> bool:
         # interrupt() reaches only the connection object running the query: the pooled cursor.
-        context.dbapi_connection.interrupt()
+        # Read first: a statement that starts after the interrupt clears it (the core cancels again)
+        connection = context.dbapi_connection
+        busy = bool(getattr(connection, "busy", True))
+        connection.interrupt()
+        return busy
 
     def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader:
         reader: pa.RecordBatchReader = dbapi_cursor.to_arrow_reader(batch_size)
@@ -325,12 +334,12 @@ class DuckDBComputePlugin(ComputePlugin):
         if isinstance(exc, duckdb.InterruptException):
             # not our watchdog or cancel() (the core checks those first): Ctrl-C in this process
             return QueryCancelledError, f"interrupted: {message}"
-        if isinstance(exc, duckdb.IOException) and (holder := _LOCK_HOLDER.search(message)):
+        if isinstance(exc, duckdb.IOException) and (holder := _LOCK_HOLDER.match(message)):
             return ConnectionFailedError, (
                 f"the database file {self.config.database} is locked by another process "
                 f"(PID {holder['pid']}, {holder['exe']})"
             )
-        if isinstance(exc, duckdb.IOException | duckdb.HTTPException) and _UNREACHABLE in message:
+        if isinstance(exc, duckdb.IOException | duckdb.HTTPException) and _UNREACHABLE.match(message):
             return ConnectionFailedError, f"an attached catalog is unreachable: {message}"
         if missing := _MISSING_EXTENSION.search(str(exc)):
             name = missing["file"] or missing["ext"]

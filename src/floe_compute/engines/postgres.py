@@ -56,6 +56,7 @@ _UNSUPPORTED_LIMITS = {
 }
 _QUOTED = re.compile(r'"(?:[^"]|"")*"')
 _CONNECTION_LOST = {"57P01", "57P02", "57P03", "53300"}
+_STATEMENT_TIMEOUT = "canceling statement due to statement timeout"  # the server's text (lc_messages=C)
 
 
 class PostgresConfig(ComputeConfig):
@@ -289,13 +290,17 @@ class PostgresComputePlugin(ComputePlugin):
         # URL-encoding must not look like one
         return f"{statement} {comment.replace('%', '%%') if context.sends_parameters else comment}"
 
-    def cancel(self, context: QueryContext) -> None:
+    def cancel(self, context: QueryContext) -> bool:
         dbapi_connection = context.dbapi_connection
+        # read first: a cancel request stops only a command in progress (between the FETCHes of
+        # a server-side cursor the session is idle in its transaction)
+        active = dbapi_connection.info.transaction_status == psycopg.pq.TransactionStatus.ACTIVE
         cancel_safe = getattr(dbapi_connection, "cancel_safe", None)  # psycopg >= 3.2
         if cancel_safe is not None:
             cancel_safe(timeout=CANCEL_TIMEOUT_S)
         else:
             dbapi_connection.cancel()
+        return bool(active)
 
     def arrow_type(self, column: Any, dbapi_cursor: Any) -> pa.DataType | None:
         return _postgres_copy.arrow_type(column.type_code, column.precision, column.scale)
@@ -318,7 +323,8 @@ class PostgresComputePlugin(ComputePlugin):
         if isinstance(exc, psycopg.errors.ConnectionTimeout):
             return ConnectionFailedError, f"{detail} (connect timeout {self._connect_timeout()}s)"
         if isinstance(exc, psycopg.errors.QueryCanceled):
-            if "statement timeout" in (primary or ""):
+            # the server's interrupt handler, not a function raising query_canceled with any words
+            if exc.diag.source_function == "ProcessInterrupts" and primary == _STATEMENT_TIMEOUT:
                 return QueryTimeoutError, detail
             return QueryCancelledError, f"cancelled on the server: {detail}"
         if sqlstate is None or sqlstate.startswith(("08", "28")) or sqlstate in _CONNECTION_LOST:

@@ -302,7 +302,7 @@ class SnowflakeComputePlugin(ComputePlugin):
         der, pkcs8 = serialization.Encoding.DER, serialization.PrivateFormat.PKCS8
         return key.private_bytes(der, pkcs8, serialization.NoEncryption())
 
-    def cancel(self, context: QueryContext) -> None:
+    def cancel(self, context: QueryContext) -> bool:
         """Send ``abort-request`` for the query's request id (nothing while it has none yet).
 
         Once Snowflake has acknowledged it, repeated calls do nothing; a failed one is tried again
@@ -312,7 +312,7 @@ class SnowflakeComputePlugin(ComputePlugin):
         state = context.engine_state
         request_id = state.get("request_id")
         if request_id is None or state.get("aborted") == request_id:
-            return
+            return False  # not sent yet, or already aborted (that call said so)
         attempts = state["abort_attempts"] = state.get("abort_attempts", 0) + 1
         if attempts > ABORT_ATTEMPTS:
             raise ConnectionFailedError(
@@ -331,6 +331,7 @@ class SnowflakeComputePlugin(ComputePlugin):
             raise ConnectionFailedError(f"snowflake: abort-request failed: {message}", engine=self.name)
         state["aborted"] = request_id
         _untrusted.discard(connection)
+        return True
 
     def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
         return _snowflake_arrow.reader(dbapi_cursor, batch_size, self.engine.dialect.normalize_name)

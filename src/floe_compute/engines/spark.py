@@ -27,7 +27,7 @@ from TCLIService import ttypes
 from thrift.transport import TSocket, TTransport
 
 from floe_compute.config import ComputeConfig, url_query_fields
-from floe_compute.engines._hiveserver2 import sqlstate_class
+from floe_compute.engines._hiveserver2 import server_message, sqlstate_class
 from floe_compute.engines._spark_thrift import (
     FETCH_START_S,
     LOST,
@@ -35,7 +35,6 @@ from floe_compute.engines._spark_thrift import (
     SparkConnection,
     SparkCursor,
     arrow_schema,
-    first_line,
     state_lock,
     to_batch,
 )
@@ -237,20 +236,21 @@ class SparkComputePlugin(ComputePlugin):
         finally:
             cursor.close()
 
-    def cancel(self, context: QueryContext) -> None:
+    def cancel(self, context: QueryContext) -> bool:
         state = context.engine_state
         with state_lock(state):
             handle = state.get("operation")
             if handle is None:  # not on the server yet: the query's thread cancels it on arrival
                 state["cancel_requested"] = True
-                return
+                return False
             executed = state.get("executed", False)
             fetch_started = state.get("fetch_started")
             if executed and fetch_started and time.monotonic() - fetch_started < FETCH_START_S:
-                return  # its job may not be submitted yet; the watchdog calls again shortly
+                return False  # its job may not be submitted yet; the watchdog calls again shortly
             if not executed:
                 state["settle"] = True
         self._canceller.cancel(handle, executed=executed)
+        return True
 
     def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
         """Arrow batches typed by the schema the server reports, built from the row batches."""
@@ -286,10 +286,12 @@ class SparkComputePlugin(ComputePlugin):
             state = getattr(response, "operationState", None)
             name = _State._VALUES_TO_NAMES.get(state, "unknown") if state is not None else None
             message = f"the operation ended in state {name}" if name else str(exc).splitlines()[0]
-        detail = first_line(message)
+        detail = server_message(message) or "unknown error"
         if kind := sqlstate_class(sqlstate):
             detail += f" ({kind})"
-        if "TIMEDOUT" in message or getattr(response, "operationState", None) == _State.TIMEDOUT_STATE:
+        # the operation's state says whether the server's own timeout stopped it: never the
+        # message, which may quote an identifier or a literal of the statement
+        if getattr(response, "operationState", None) == _State.TIMEDOUT_STATE:
             return QueryTimeoutError, detail
         if isinstance(exc, hive_exc.OperationalError) and status is not None and not message.strip():
             return ConnectionFailedError, detail

@@ -1,0 +1,63 @@
+"""duckdb-engine's connection wrapper, knowing whether DuckDB has a statement to interrupt.
+
+``interrupt()`` on a DuckDB connection stops its running statement or the result still streaming
+from it; on an idle connection it does nothing (the next statement clears the flag). Cancel reports
+which of the two it was, so that no message claims an engine cancel that stopped nothing.
+
+Private to :mod:`floe_compute.engines.duckdb`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from duckdb_engine import ConnectionWrapper, CursorWrapper
+
+
+class Connection(ConnectionWrapper):
+    busy = False
+    """A statement executes, or its result still streams from DuckDB."""
+
+    def cursor(self) -> Cursor:
+        return Cursor(self._ConnectionWrapper__c, self)
+
+
+class Cursor(CursorWrapper):
+    def __init__(self, c: Any, connection: Connection) -> None:
+        super().__init__(c, connection)
+        self._duckdb = c
+        self._owner = connection
+
+    def execute(self, statement: str, parameters: Any = None, context: Any = None) -> None:
+        self._owner.busy = True
+        try:
+            super().execute(statement, parameters, context)
+        except BaseException:
+            self._owner.busy = False
+            raise
+        if self._duckdb.description is None:  # no rows: nothing is left in DuckDB
+            self._owner.busy = False
+
+    def executemany(self, statement: str, parameters: Any = None, context: Any = None) -> None:
+        self._owner.busy = True
+        try:
+            super().executemany(statement, parameters, context)
+        finally:
+            self._owner.busy = False
+
+    def fetchone(self) -> Any:
+        row = self._duckdb.fetchone()
+        if row is None:
+            self._owner.busy = False
+        return row
+
+    def fetchmany(self, size: int | None = None) -> list[Any]:
+        rows: list[Any] = super().fetchmany(size)
+        if len(rows) < (size or 1):  # DuckDB returns fewer rows only at the end
+            self._owner.busy = False
+        return rows
+
+    def fetchall(self) -> list[Any]:
+        rows: list[Any] = self._duckdb.fetchall()
+        self._owner.busy = False
+        return rows
