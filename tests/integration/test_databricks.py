@@ -155,6 +155,19 @@ def test_a_message_that_mentions_a_timeout_is_not_a_timeout(
     assert not [r for r in caplog.records if "timed out" in r.getMessage()]
 
 
+def test_the_servers_own_timeout_is_a_timeout(databricks_server: Any, databricks_url: str) -> None:
+    """Told by the statement's state (TIMEDOUT), asked of the server: a session timeout of its own
+    (here Spark's, set when the session opens) stops a query the plugin gave no deadline."""
+    overrides = databricks_overrides(databricks_server)
+    session = {**overrides["session_configuration"], overrides["timeout_setting"]: "1"}
+    slow = "SELECT id FROM range(0, 1000000000000, 1, 2) WHERE id * 2 = -1"
+    with (
+        create_plugin(databricks_url, **{**overrides, "session_configuration": session}) as plugin,
+        pytest.raises(QueryTimeoutError, match="its own statement timeout"),
+    ):
+        plugin.execute(slow).fetchall()
+
+
 def test_without_a_catalog_the_sessions_current_catalog_is_used(
     databricks_server: Any, databricks_db: str
 ) -> None:

@@ -272,7 +272,8 @@ class DatabricksComputePlugin(ComputePlugin):
             try:
                 self.engine.connect().close()
             except Exception as exc:
-                doing = "cannot read the session's catalog (or set catalog= and schema= in the URL)"
+                doing = "reading the session's catalog (catalog= and schema= in the URL skip this): "
+                doing += "cannot connect"
                 raise self.connection_error(exc, doing) from exc
         return config.catalog or dialect.catalog, config.db_schema or dialect.schema
 
