@@ -63,7 +63,6 @@ class QueryContext:
     arrow: bool = False
     """The caller will read Arrow batches (``execute(..., arrow=True)``): an engine whose Arrow
     path must be chosen before the statement runs (PostgreSQL's COPY) starts that path."""
-    engine_state: dict[str, Any] = field(default_factory=dict)  # TEMP until engines move to state()
     _state: Any = None
     _state_lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from floe_compute import ComputePlugin, create_plugin
+from floe_compute.engines._databricks_dialect import DatabricksQuery
 from floe_compute.testing import ComputePluginContract
 
 pytest_plugins = ["databricks_fixtures"]
@@ -58,7 +59,7 @@ class TestDatabricksThroughSpark(ComputePluginContract):
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 context = plugin._running.get(query_id)
-                cursor = context.engine_state.get("cursor") if context else None
+                cursor = context.state(DatabricksQuery).cursor if context else None
                 command = getattr(cursor, "active_command_id", None)
                 if command is not None:
                     ours = command.to_thrift_handle()

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from floe_compute import ComputePlugin, create_plugin
+from floe_compute.engines._spark_query import SparkQuery
 from floe_compute.testing import ComputePluginContract
 
 pytest_plugins = ["spark_fixtures"]
@@ -63,7 +64,7 @@ class TestSpark(ComputePluginContract):
         with contextlib.closing(self._server.connect()) as admin:
             while time.monotonic() < deadline:
                 context = plugin._running.get(query_id)
-                operation = context.engine_state.get("operation") if context else None
+                operation = context.state(SparkQuery).operation if context else None
                 if operation is not None:
                     if self._server.ui_url and running_jobs_of(self._server, {job_group(operation)}):
                         return

@@ -26,6 +26,7 @@ from floe_compute import (
     QueryTimeoutError,
     create_plugin,
 )
+from floe_compute.engines._spark_query import SparkQuery
 
 pytest_plugins = ["spark_fixtures"]
 pytestmark = [pytest.mark.spark]
@@ -234,7 +235,7 @@ def test_a_restarted_server_is_reached_again() -> None:
 
             def on_server() -> bool:
                 context = plugin._running.get(query_id)
-                return context is not None and context.engine_state.get("operation") is not None
+                return context is not None and context.state(SparkQuery).operation is not None
 
             thread = threading.Thread(target=run)
             thread.start()
@@ -329,13 +330,13 @@ def test_a_cancel_at_any_moment_leaves_nothing_running(
     behind keeps both cores of local[2] busy, and every later query waits behind it)."""
     run = uuid.uuid4().hex[:8]
     delays = (0.0, 0.05, 0.15, 0.3, 0.6)
-    states: list[dict[str, Any]] = []  # what each query's cancel knew: its operation handle
+    states: list[SparkQuery] = []  # what each query's cancel knew: its operation handle
     with create_plugin(spark_url, pool={"size": 2, "max_overflow": 0}) as plugin:
         plugin.execute("SELECT 1").close()  # the session is open and set up
         begin_query = plugin.begin_query
 
         def recording(connection: Any, context: Any) -> None:
-            states.append(context.engine_state)
+            states.append(context.state(SparkQuery))
             begin_query(connection, context)
 
         plugin.begin_query = recording  # type: ignore[method-assign]
@@ -355,7 +356,7 @@ def test_a_cancel_at_any_moment_leaves_nothing_running(
         # operations cancelled while they executed are closed a few seconds later (late shuffle
         # stages); then no job of these queries may be running
         wait_for(lambda: not plugin._canceller._pending, "the cancelled operations to be closed", 30)
-        groups = {job_group(state["operation"]) for state in states if state.get("operation")}
+        groups = {job_group(state.operation) for state in states if state.operation is not None}
         wait_for(
             lambda: not running_jobs_of(spark_server, groups),
             "no job of the cancelled queries to be running",

@@ -4,16 +4,26 @@ catalog and schema when the URL names none, and a ``GetInfo`` ping."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from databricks.sqlalchemy.base import DatabricksDialect
 from sqlalchemy.dialects import registry
 from sqlalchemy.engine.default import DefaultExecutionContext
 
-from floe_compute.context import QueryContext
+from floe_compute.context import query_context
 from floe_compute.errors import ConfigError
 
-__all__ = ["TIMED_OUT", "FloeDatabricksDialect"]
+__all__ = ["TIMED_OUT", "DatabricksQuery", "FloeDatabricksDialect"]
+
+
+@dataclass
+class DatabricksQuery:
+    """What a query's statement and the engine's ``cancel`` share (``context.state(...)``)."""
+
+    cursor: Any = None
+    """The connector's cursor, which publishes the statement's command id before it blocks."""
+
 
 TIMED_OUT = "floe_timed_out"
 """Set on a connector error whose statement ended in ``TIMEDOUT_STATE`` (the server's statement
@@ -56,13 +66,13 @@ class FloeDatabricksDialect(DatabricksDialect):
     execution_ctx_cls = _ExecutionContext
 
     def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
-        query: QueryContext | None = context.execution_options.get("floe_query") if context else None
+        query = query_context(context)
         if query is None:
             cursor.execute(statement, parameters)
             return
         _refuse_binary(parameters)
         # the connector publishes the statement's command id on this cursor before it blocks
-        query.engine_state["cursor"] = connector_cursor = getattr(cursor, "cursor", cursor)
+        query.state(DatabricksQuery).cursor = connector_cursor = getattr(cursor, "cursor", cursor)
         try:
             if query.tags:
                 cursor.execute(statement, parameters, query_tags=dict(query.tags))

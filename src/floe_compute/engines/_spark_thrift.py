@@ -20,12 +20,13 @@ from sqlalchemy.dialects import registry
 from TCLIService import ttypes
 from thrift.transport import TTransport
 
+from floe_compute.context import query_context
 from floe_compute.engines._spark_literals import escape_args
+from floe_compute.engines._spark_query import SparkQuery
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from floe_compute.context import QueryContext
 
 CANCEL_TIMEOUT_S = 2.0
 """How long a cancel request may block (the watchdog waits for it)."""
@@ -68,7 +69,7 @@ class SparkCursor(hive.Cursor):  # type: ignore[misc]
 
     arraysize: int
     _operationHandle: Any
-    _floe_state: dict[str, Any] | None = None
+    _floe_state: SparkQuery | None = None
 
     def execute(self, operation: str, parameters: Any = None, **kwargs: Any) -> None:
         if parameters is not None:
@@ -77,7 +78,7 @@ class SparkCursor(hive.Cursor):  # type: ignore[misc]
 
     def _reset_state(self) -> None:
         state, self._floe_state = self._floe_state, None
-        if state is not None and state.get("settle") and self._connection.canceller is not None:
+        if state is not None and state.settle and self._connection.canceller is not None:
             # cancelled while executing: close later, when late shuffle stages have started
             handle, self._operationHandle = self._operationHandle, None
             if handle is not None:
@@ -98,12 +99,12 @@ class SparkCursor(hive.Cursor):  # type: ignore[misc]
         )
         state = self._floe_state
         if state is not None:  # a cancel now waits until this fetch's job has started
-            state["fetch_started"] = time.monotonic()
+            state.fetch_started = time.monotonic()
         try:
             response = self._connection.client.FetchResults(request)
         finally:
             if state is not None:
-                state["fetch_started"] = None
+                state.fetch_started = None
         hive._check_status(response)
         if not response.results.columns:  # an INSERT's result: a schema, but no columns of data
             self._state = self._STATE_FINISHED
@@ -133,31 +134,31 @@ class SparkCursor(hive.Cursor):  # type: ignore[misc]
         self._rownumber += len(rows)
         return rows
 
-    def run(self, statement: str, parameters: Any, state: dict[str, Any]) -> None:
+    def run(self, statement: str, parameters: Any, state: SparkQuery) -> None:
         """Execute asynchronously and wait, publishing the operation handle for cancel."""
         with lost_as_operational_error():
             self._run(statement, parameters, state)
 
-    def _run(self, statement: str, parameters: Any, state: dict[str, Any]) -> None:
+    def _run(self, statement: str, parameters: Any, state: SparkQuery) -> None:
         self.execute(statement, parameters, async_=True)
         self._floe_state = state
-        with state_lock(state):
-            state["operation"] = self._operationHandle
-            cancelled = state.get("cancel_requested", False)
+        with state.lock:
+            state.operation = self._operationHandle
+            cancelled = state.cancel_requested
             if cancelled:
-                state["settle"] = True
+                state.settle = True
         if cancelled:  # cancel came before the server knew the statement: this thread sends it
             self.cancel()
         while True:
             started = time.monotonic()
             status = self.poll(get_progress_update=False)
             if status.operationState == _State.FINISHED_STATE:
-                with state_lock(state):
-                    state["executed"] = True
+                with state.lock:
+                    state.executed = True
                 return
             if status.operationState not in _RUNNING:
                 if status.operationState in _STOPPED:  # by us or by the server's own timeout
-                    state["settle"] = True
+                    state.settle = True
                 raise hive_exc.OperationalError(status)
             if time.monotonic() - started < 0.01:  # a server without long polling
                 time.sleep(0.05)
@@ -192,11 +193,6 @@ def lost_as_operational_error() -> Iterator[None]:
         raise hive_exc.OperationalError(f"{_LOST_MESSAGE}: {exc or type(exc).__name__}") from exc
 
 
-def state_lock(state: dict[str, Any]) -> threading.Lock:
-    lock: threading.Lock = state.setdefault("lock", threading.Lock())  # setdefault is atomic
-    return lock
-
-
 class FloeSparkDialect(HiveDialect):  # type: ignore[misc]
     """PyHive's ``hive`` dialect, fixed for Spark, running the plugin's statements asynchronously."""
 
@@ -216,12 +212,12 @@ class FloeSparkDialect(HiveDialect):  # type: ignore[misc]
         self._execute(cursor, statement, None, context)
 
     def _execute(self, cursor: Any, statement: str, parameters: Any, context: Any) -> None:
-        query: QueryContext | None = context.execution_options.get("floe_query") if context else None
+        query = query_context(context)
         if query is None or query.cursor is not cursor or not isinstance(cursor, SparkCursor):
             with lost_as_operational_error():
                 cursor.execute(statement, parameters)
         else:
-            cursor.run(statement, parameters, query.engine_state)
+            cursor.run(statement, parameters, query.state(SparkQuery))
 
     def do_ping(self, dbapi_connection: Any) -> bool:
         """``GetInfo`` on the session: one round trip, and no statement for Spark to plan."""

@@ -22,7 +22,7 @@ from sqlalchemy.engine import URL, Connection
 
 from floe_compute.config import ComputeConfig, url_query_fields
 from floe_compute.context import QueryContext
-from floe_compute.engines._databricks_dialect import TIMED_OUT, FloeDatabricksDialect
+from floe_compute.engines._databricks_dialect import TIMED_OUT, DatabricksQuery, FloeDatabricksDialect
 from floe_compute.engines._databricks_oauth import ClientCredentials
 from floe_compute.engines._hiveserver2 import server_message, sqlstate_class
 from floe_compute.errors import ComputeError, ConnectionFailedError, QueryError, QueryTimeoutError
@@ -216,7 +216,7 @@ class DatabricksComputePlugin(ComputePlugin):
     def cancel(self, context: QueryContext) -> bool:
         """``cursor.cancel()`` (a Thrift ``CancelOperation`` for the statement's command id), which
         the connector allows from another thread while ``execute()`` waits for the statement."""
-        cursor = context.engine_state.get("cursor")
+        cursor = context.state(DatabricksQuery).cursor
         if cursor is None or cursor.active_command_id is None:
             return False  # not on the server yet: the core stops it before it is sent, or cancels again
         cursor.cancel()

@@ -29,6 +29,7 @@ from thrift.transport import TSocket, TTransport
 from floe_compute.config import ComputeConfig, url_query_fields
 from floe_compute.context import QueryContext
 from floe_compute.engines._hiveserver2 import server_message, sqlstate_class
+from floe_compute.engines._spark_query import SparkQuery
 from floe_compute.engines._spark_thrift import (
     FETCH_START_S,
     LOST,
@@ -36,7 +37,6 @@ from floe_compute.engines._spark_thrift import (
     SparkConnection,
     SparkCursor,
     arrow_schema,
-    state_lock,
     to_batch,
 )
 from floe_compute.errors import ComputeError, ConnectionFailedError, QueryError, QueryTimeoutError
@@ -237,18 +237,17 @@ class SparkComputePlugin(ComputePlugin):
             cursor.close()
 
     def cancel(self, context: QueryContext) -> bool:
-        state = context.engine_state
-        with state_lock(state):
-            handle = state.get("operation")
+        state = context.state(SparkQuery)
+        with state.lock:
+            handle = state.operation
             if handle is None:  # not on the server yet: the query's thread cancels it on arrival
-                state["cancel_requested"] = True
+                state.cancel_requested = True
                 return False
-            executed = state.get("executed", False)
-            fetch_started = state.get("fetch_started")
+            executed, fetch_started = state.executed, state.fetch_started
             if executed and fetch_started and time.monotonic() - fetch_started < FETCH_START_S:
                 return False  # its job may not be submitted yet; the watchdog calls again shortly
             if not executed:
-                state["settle"] = True
+                state.settle = True
         self._canceller.cancel(handle, executed=executed)
         return True
 
