@@ -12,8 +12,8 @@ import itertools
 import operator
 import threading
 import warnings
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.engine.cursor import CursorFetchStrategy
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from floe_compute.lifecycle import QueryLifecycle
 
 __all__ = ["QueryResult"]
+
+T = TypeVar("T")
 
 Row = tuple[Any, ...]
 
@@ -114,21 +116,24 @@ class QueryResult(ArrowReading):
             self._check_running()
             cursor = self._cursor
             assert cursor is not None
-            token = self._lifecycle.telemetry.enter(self._context)
-            failure: BaseException | None = None
-            try:
-                rows = self._driver_fetchmany(cursor, size)
-            except BaseException as exc:
-                failure = self._fail(exc)  # raised below: not chained to the driver's error
-            finally:
-                self._lifecycle.telemetry.leave(token)
-            if failure is not None:
-                raise failure
+            rows = self._call_driver(lambda: self._driver_fetchmany(cursor, size))
             if not rows:
                 self._end()
                 return []
             self._deliver(len(rows))
             return rows
+
+    def _call_driver(self, call: Callable[[], T]) -> T:
+        """One driver call of a fetch, the query's span current; a failure ends the query, and its
+        error is raised outside the driver's ``except`` (so it does not chain the driver's text)."""
+        token = self._lifecycle.telemetry.enter(self._context)
+        try:
+            return call()
+        except BaseException as exc:
+            failure = self._fail(exc)
+        finally:
+            self._lifecycle.telemetry.leave(token)
+        raise failure
 
     @staticmethod
     def _driver_fetchmany(cursor: CursorResult[Any], size: int) -> list[Row]:

@@ -4,8 +4,8 @@ the row batches with the engine's column types."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from floe_compute.arrow import ArrowConversionError, RowBatchBuilder
 
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from floe_compute.lifecycle import QueryLifecycle
 
 __all__ = ["ArrowReading"]
+
+T = TypeVar("T")
 
 Row = tuple[Any, ...]
 
@@ -45,6 +47,7 @@ class ArrowReading:
         def _closed_error(self) -> BaseException: ...
         def _end(self) -> None: ...
         def _deliver(self, count: int) -> None: ...
+        def _call_driver(self, call: Callable[[], T]) -> T: ...
 
     def arrow_batches(self, batch_size: int | None = None) -> pa.RecordBatchReader:
         """A standard ``pyarrow.RecordBatchReader`` over the rest of the result."""
@@ -56,13 +59,8 @@ class ArrowReading:
             assert self._cursor is not None
             with self._lock:
                 self._check_running()
-                failure: BaseException | None = None
-                try:
-                    native = self._hooks.arrow_reader(self._cursor.cursor, size)
-                except BaseException as exc:
-                    failure = self._fail(exc)  # raised below: not chained to the driver's error
-                if failure is not None:
-                    raise failure
+                cursor = self._cursor.cursor
+                native = self._call_driver(lambda: self._hooks.arrow_reader(cursor, size))
         if native is not None:
             return pa.RecordBatchReader.from_batches(native.schema, self._native_batches(native))
         if self._connection is None and not self._exhausted:
@@ -81,16 +79,7 @@ class ArrowReading:
                 if self._connection is None:
                     raise self._closed_error()
                 self._check_running()
-                token = self._lifecycle.telemetry.enter(self._context)
-                failure: BaseException | None = None
-                try:
-                    batch = next(batches, None)
-                except BaseException as exc:
-                    failure = self._fail(exc)  # raised below: not chained to the driver's error
-                finally:
-                    self._lifecycle.telemetry.leave(token)
-                if failure is not None:
-                    raise failure
+                batch = self._call_driver(lambda: next(batches, None))
                 if batch is None:
                     self._end()
                     return
