@@ -9,23 +9,16 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import duckdb
-from duckdb_engine import Dialect as DuckDBEngineDialect
-from duckdb_engine import DuckDBIdentifierPreparer
 from pydantic import Field, model_validator
-from sqlalchemy import text
-from sqlalchemy.dialects import registry
-from sqlalchemy.dialects.postgresql.base import PGIdentifierPreparer
-from sqlalchemy.engine import URL, Connection
-from sqlalchemy.engine.interfaces import ReflectedPrimaryKeyConstraint
-from sqlalchemy.engine.reflection import ReflectionDefaults
+from sqlalchemy.engine import URL
 
 from floe_compute.config import ComputeConfig, display_url
 from floe_compute.context import QueryContext
+from floe_compute.engines import _duckdb_dialect  # noqa: F401  (registers duckdb.floe)
 from floe_compute.engines import _duckdb_extensions as extensions
 from floe_compute.engines._duckdb_connection import Connection as DuckDBConnection
 from floe_compute.engines._duckdb_extensions import IcebergCatalog
@@ -135,63 +128,6 @@ def _refuse_host(url: URL) -> None:
     )
 
 
-class _IdentifierPreparer(DuckDBIdentifierPreparer):
-    """duckdb-engine's quoting rules, without its constructor's query for DuckDB's reserved words.
-
-    That query runs on ``duckdb``'s module-level default connection, and so opens a second
-    in-memory database in the process (its memory, its threads, and a tenth of a short CLI
-    query's run). :meth:`FloeDuckDBDialect.initialize` reads the words from the plugin's own
-    database instead, at the first connect, before any statement is compiled.
-    """
-
-    def __init__(self, dialect: Any, **kwargs: Any) -> None:
-        PGIdentifierPreparer.__init__(self, dialect, **kwargs)
-        # its own set: duckdb-engine adds DuckDB's words to PostgreSQL's shared class-level set
-        self.reserved_words = set(self.reserved_words)
-
-
-class FloeDuckDBDialect(DuckDBEngineDialect):
-    """duckdb-engine, with primary keys reflected from ``duckdb_constraints()``.
-
-    duckdb-engine inherits PostgreSQL's ``pg_constraint`` query, whose column numbering DuckDB does
-    not match, so ``inspect().get_pk_constraint()`` comes back empty.
-    """
-
-    supports_statement_cache = False  # as duckdb-engine's own dialect
-    preparer = _IdentifierPreparer
-
-    def initialize(self, connection: Connection) -> None:
-        super().initialize(connection)
-        reserved = connection.exec_driver_sql(
-            "SELECT keyword_name FROM duckdb_keywords() WHERE keyword_category = 'reserved'"
-        ).scalars()
-        self.identifier_preparer.reserved_words.update(reserved)
-        self.identifier_preparer._strings.clear()  # nothing quoted yet; never stale either way
-
-    def get_multi_pk_constraint(  # type: ignore[override]  # the two supertypes disagree
-        self,
-        connection: Connection,
-        *,
-        schema: str | None = None,
-        filter_names: Collection[str] | None = None,
-        **kw: Any,
-    ) -> Iterable[tuple[tuple[str | None, str], ReflectedPrimaryKeyConstraint]]:
-        rows = connection.execute(
-            text(
-                "SELECT table_name, constraint_name, constraint_column_names "
-                "FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY' "
-                "AND schema_name = coalesce(:schema, current_schema())"
-            ),
-            {"schema": schema},
-        ).all()
-        keys: dict[str, ReflectedPrimaryKeyConstraint] = {
-            table: {"constrained_columns": list(columns), "name": name} for table, name, columns in rows
-        }
-        tables = filter_names if filter_names is not None else self.get_table_names(connection, schema)
-        return [((schema, t), keys.get(t) or ReflectionDefaults.pk_constraint()) for t in tables]
-
-
-registry.register("duckdb.floe", __name__, "FloeDuckDBDialect")
 
 # DuckDB's own wording at the start of the message, not words a quoted path or literal may contain
 _LOCK_HOLDER = re.compile(
