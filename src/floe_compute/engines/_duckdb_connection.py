@@ -13,6 +13,10 @@ from typing import Any
 
 from duckdb_engine import ConnectionWrapper, CursorWrapper
 
+STATEMENT_ATTRIBUTE = "floe_statement"
+"""Set on DuckDB's error to the statement that raised it, for an error that must name what the
+statement wrote (an Iceberg commit the catalog refused names no table)."""
+
 
 class Connection(ConnectionWrapper):
     busy = False
@@ -32,8 +36,9 @@ class Cursor(CursorWrapper):
         self._owner.busy = True
         try:
             super().execute(statement, parameters, context)
-        except BaseException:
+        except BaseException as exc:
             self._owner.busy = False
+            setattr(exc, STATEMENT_ATTRIBUTE, statement)
             raise
         if self._duckdb.description is None:  # no rows: nothing is left in DuckDB
             self._owner.busy = False

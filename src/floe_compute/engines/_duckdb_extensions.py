@@ -20,7 +20,8 @@ from urllib.parse import unquote, urlsplit
 import duckdb
 from pydantic import Field, SecretStr, SerializationInfo, field_serializer, field_validator, model_validator
 
-from floe_compute.config import ConfigModel
+from floe_compute.config import ConfigModel, display_url
+from floe_compute.engines._duckdb_storage import S3Storage
 from floe_compute.errors import ConfigError, redact
 
 __all__ = [
@@ -155,6 +156,9 @@ class IcebergCatalog(ConfigModel):
     """Attach the catalog read-only."""
     options: dict[Identifier, str | int | bool] = Field(default_factory=dict)
     """More ATTACH options, such as ``access_delegation_mode``."""
+    s3: S3Storage | None = None
+    """The keys for the catalog's S3 storage (give ``scope``: DuckDB picks keys by path); default:
+    the credentials the catalog vends with each table, else the target's ``s3``."""
 
     @field_validator("endpoint", "oauth2_server_uri")
     @classmethod
@@ -178,9 +182,18 @@ class IcebergCatalog(ConfigModel):
         return f"floe_{self.name.lower()}_secret"
 
     @property
+    def s3_secret_name(self) -> str:
+        return f"floe_{self.name.lower()}_s3_secret"
+
+    @property
+    def display_endpoint(self) -> str:
+        return display_url(self.endpoint)
+
+    @property
     def secrets(self) -> tuple[str, ...]:
         in_endpoint = urlsplit(self.endpoint).password
         found = [s.get_secret_value() for s in self.sensitive().values()]
+        found += list(self.s3.secrets) if self.s3 else []
         return tuple(found + ([unquote(in_endpoint), in_endpoint] if in_endpoint else []))
 
     def __repr_args__(self) -> Any:
