@@ -111,7 +111,9 @@ class S3Storage(ConfigModel):
 # DuckDB's wording: "HTTP GET error reading '<url>' in region '<r>' (HTTP 403 Forbidden)", and
 # "Could not connect to server error for HTTP HEAD to '<url>'"
 _HTTP_STATUS = re.compile(r"error (?:reading|writing|on) '(?P<url>[^']+)'.*?\(HTTP (?P<status>\d{3})")
-_UNREACHABLE = re.compile(r"Could not connect to server error for HTTP \w+ to '(?P<url>[^']+)'")
+_UNREACHABLE = re.compile(
+    r"Could not (?:connect to server|resolve hostname) error for HTTP \w+ to '(?P<url>[^']+)'"
+)
 _CATALOG_REQUEST = re.compile(r"(?:HTTP \w+ to|Request to) '(?P<url>https?://[^']+)'")
 _COMMIT_CONFLICT = re.compile(r"Failed to commit Iceberg transaction: .*\(Conflict_409\)", re.S)
 
