@@ -343,22 +343,8 @@ class DuckDBComputePlugin(ComputePlugin):
             directory = {"extension_directory": str(config.extension_path)}
             with duckdb.connect(config={**directory, "autoinstall_known_extensions": False}) as con:
                 extensions.install_and_load(con, config.all_extensions, load=False)
-        if config.attach:
-            target["secrets"] = [
-                {"type": "iceberg", "name": c.secret_name}
-                | c.secret_params({k: f"{{{{ env_var('{c.dbt_env_var(k)}') }}}}" for k in c.sensitive()})
-                for c in config.attach
-                if c.sensitive()
-            ]
-            target["attach"] = [
-                {"path": c.warehouse, "alias": c.name, "type": "iceberg", "read_only": c.read_only}
-                | ({"secret": c.secret_name} if c.sensitive() else {})
-                | {"options": c.attach_options()}
-                for c in config.attach
-            ]
-        return target
+        return target | extensions.dbt_lake(config.attach, config.s3_secrets())
 
     def dbt_env(self) -> dict[str, str]:
-        """The environment a dbt process needs for :meth:`dbt_profile`: the catalogs' secrets."""
-        catalogs = self.config.attach
-        return {c.dbt_env_var(k): s.get_secret_value() for c in catalogs for k, s in c.sensitive().items()}
+        """The environment a dbt process needs for :meth:`dbt_profile`: the lake's secrets."""
+        return extensions.dbt_lake_env(self.config.attach, self.config.s3_secrets())
