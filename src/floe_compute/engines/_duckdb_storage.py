@@ -135,8 +135,11 @@ def _bucket(url: str, storages: list[S3Storage]) -> str | None:
 
 
 def _catalog(url: str, catalogs: list[Any]) -> Any:
+    """The attached catalog ``url`` belongs to (DuckDB's messages drop an endpoint's userinfo)."""
     for catalog in catalogs:
-        if url.startswith(catalog.endpoint + "/") or url == catalog.endpoint:
+        split = urlsplit(catalog.endpoint)
+        bare = split._replace(netloc=split.netloc.rpartition("@")[2]).geturl()
+        if url.startswith(bare + "/") or url == bare:
             return catalog
     return None
 
