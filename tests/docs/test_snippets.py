@@ -30,7 +30,15 @@ from typing import Any
 import pytest
 
 # the session fixtures a block may ask for, shared with the integration tests
-from iceberg_fixtures import client_secret, extension_dir, iceberg_table, rest_catalog  # noqa: F401
+from iceberg_fixtures import (  # noqa: F401
+    client_secret,
+    extension_dir,
+    iceberg_table,
+    rest_catalog,
+    s3_rest_catalog,
+    s3_server,
+    s3_table,
+)
 from postgres_fixtures import pg_server, pg_url  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,6 +166,21 @@ def _iceberg_rest(request: pytest.FixtureRequest, cwd: Path) -> dict[str, str]:
     }
 
 
+def _iceberg_s3(request: pytest.FixtureRequest, cwd: Path) -> dict[str, str]:
+    """The same table on S3 (moto): ``S3_ENDPOINT``, ``S3_KEY_ID``, ``S3_SECRET_KEY``; its
+    ``ICEBERG_S3_METADATA``; and ``LAKE_ENDPOINT``/``LAKE_CLIENT_SECRET`` of a REST catalog over it."""
+    server = request.getfixturevalue("s3_server")
+    catalog = request.getfixturevalue("s3_rest_catalog")
+    return _extension_cache(request) | {
+        "S3_ENDPOINT": server.endpoint,
+        "S3_KEY_ID": server.keys.key_id,
+        "S3_SECRET_KEY": server.keys.secret_key,
+        "ICEBERG_S3_METADATA": request.getfixturevalue("s3_table").metadata_location,
+        "LAKE_ENDPOINT": catalog.url,
+        "LAKE_CLIENT_SECRET": request.getfixturevalue("client_secret"),
+    }
+
+
 def _metrics_port(request: pytest.FixtureRequest, cwd: Path) -> dict[str, str]:
     """``METRICS_PORT``: a free port for a metrics endpoint."""
     return {"METRICS_PORT": str(_free_port())}
@@ -211,6 +234,7 @@ RESOURCES: dict[str, Callable[[pytest.FixtureRequest, Path], dict[str, str]]] = 
     "warehouse": _warehouse,
     "iceberg": _iceberg,
     "iceberg-rest": _iceberg_rest,
+    "iceberg-s3": _iceberg_s3,
     "metrics-port": _metrics_port,
     "otlp-collector": _otlp_collector,
 }
@@ -218,6 +242,7 @@ MARKS = {
     "postgres": [pytest.mark.postgres],
     "iceberg": [pytest.mark.iceberg, pytest.mark.xdist_group("iceberg")],
     "iceberg-rest": [pytest.mark.iceberg, pytest.mark.xdist_group("iceberg")],
+    "iceberg-s3": [pytest.mark.iceberg, pytest.mark.xdist_group("iceberg")],
 }
 
 

@@ -69,3 +69,45 @@ def lake(rest_catalog: Any, client_secret: str) -> dict[str, Any]:
         "client_id": CLIENT_ID,
         "client_secret": client_secret,
     }
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[Any]:
+    """moto's S3 API on 127.0.0.1, checking signatures: a bucket ``lake`` and one user's keys."""
+    require(importlib.util.find_spec("moto") is not None, "moto not installed (uv sync)")
+    from fixtures.s3 import MotoS3Server
+
+    with MotoS3Server() as server:
+        server.prepare(("lake",))
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_table(tmp_path_factory: pytest.TempPathFactory, s3_server: Any) -> IcebergTableFixture:
+    """ns.events as :func:`iceberg_table`, written by pyiceberg to ``s3://lake/warehouse``."""
+    require(importlib.util.find_spec("pyiceberg") is not None, "pyiceberg not installed")
+    properties = s3_server.pyiceberg_properties(s3_server.keys)
+    return build_iceberg_table(
+        tmp_path_factory.mktemp("iceberg-s3"), warehouse="s3://lake/warehouse", properties=properties
+    )
+
+
+@pytest.fixture(scope="session")
+def s3_rest_catalog(s3_table: IcebergTableFixture, client_secret: str) -> Iterator[Any]:
+    """The REST catalog over the S3 table's catalog (it reads the metadata from S3 itself)."""
+    from fixtures.iceberg_rest import IcebergRestServer
+
+    with IcebergRestServer(s3_table.catalog(), client_id=CLIENT_ID, client_secret=client_secret) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_settings(s3_server: Any) -> dict[str, Any]:
+    """The ``s3`` section a user writes for the moto server."""
+    return {
+        "endpoint": s3_server.endpoint,
+        "region": "us-east-1",
+        "url_style": "path",
+        "key_id": s3_server.keys.key_id,
+        "secret_key": s3_server.keys.secret_key,
+    }

@@ -164,7 +164,9 @@ def test_catalog_going_down_after_attach_is_a_connection_error(
             assert plugin.execute(COUNT).fetchall() == [(iceberg_table.rows, iceberg_table.checksum)]
             server.terminate()
             server.wait(timeout=10)
-            with pytest.raises(ConnectionFailedError, match=f"catalog is unreachable.*{endpoint}"):
+            with pytest.raises(
+                ConnectionFailedError, match=f"Iceberg catalog 'lake' at {endpoint} is unreachable"
+            ):
                 plugin.execute(COUNT)
             assert plugin.execute("SELECT 1").fetchall() == [(1,)]
     finally:

@@ -20,7 +20,8 @@ from urllib.parse import unquote, urlsplit
 import duckdb
 from pydantic import Field, SecretStr, SerializationInfo, field_serializer, field_validator, model_validator
 
-from floe_compute.config import ConfigModel
+from floe_compute.config import ConfigModel, display_url
+from floe_compute.engines._duckdb_storage import S3Storage
 from floe_compute.errors import ConfigError, redact
 
 __all__ = [
@@ -155,6 +156,9 @@ class IcebergCatalog(ConfigModel):
     """Attach the catalog read-only."""
     options: dict[Identifier, str | int | bool] = Field(default_factory=dict)
     """More ATTACH options, such as ``access_delegation_mode``."""
+    s3: S3Storage | None = None
+    """The keys for the catalog's S3 storage (give ``scope``: DuckDB picks keys by path); default:
+    the credentials the catalog vends with each table, else the target's ``s3``."""
 
     @field_validator("endpoint", "oauth2_server_uri")
     @classmethod
@@ -178,9 +182,18 @@ class IcebergCatalog(ConfigModel):
         return f"floe_{self.name.lower()}_secret"
 
     @property
+    def s3_secret_name(self) -> str:
+        return f"floe_{self.name.lower()}_s3_secret"
+
+    @property
+    def display_endpoint(self) -> str:
+        return display_url(self.endpoint)
+
+    @property
     def secrets(self) -> tuple[str, ...]:
         in_endpoint = urlsplit(self.endpoint).password
         found = [s.get_secret_value() for s in self.sensitive().values()]
+        found += list(self.s3.secrets) if self.s3 else []
         return tuple(found + ([unquote(in_endpoint), in_endpoint] if in_endpoint else []))
 
     def __repr_args__(self) -> Any:
@@ -228,3 +241,53 @@ class IcebergCatalog(ConfigModel):
     def dbt_env_var(self, key: str) -> str:
         """dbt hides ``DBT_ENV_SECRET_*`` variables from its logs and allows them only in profiles."""
         return f"DBT_ENV_SECRET_FLOE_{self.name.upper()}_{key.upper()}"
+
+
+def _env_ref(name: str) -> str:
+    return f"{{{{ env_var('{name}') }}}}"
+
+
+def _s3_env_var(prefix: str, key: str) -> str:
+    return f"DBT_ENV_SECRET_{prefix}_{key.upper()}"
+
+
+def _s3_prefix(secret_name: str) -> str:
+    """``floe_lake_s3_secret`` -> ``FLOE_LAKE_S3``: the env var names of one s3 section."""
+    return secret_name.removesuffix("_secret").upper()
+
+
+def dbt_lake(catalogs: tuple[IcebergCatalog, ...], storages: list[tuple[str, S3Storage]]) -> dict[str, Any]:
+    """dbt-duckdb's ``secrets`` and ``attach`` for the catalogs and s3 sections: every credential
+    an ``env_var()`` (named ``DBT_ENV_SECRET_*``, which dbt scrubs from its logs)."""
+    secrets: list[dict[str, Any]] = [
+        {"type": "iceberg", "name": c.secret_name}
+        | c.secret_params({k: _env_ref(c.dbt_env_var(k)) for k in c.sensitive()})
+        for c in catalogs
+        if c.sensitive()
+    ]
+    for name, storage in storages:
+        refs = {k: _env_ref(_s3_env_var(_s3_prefix(name), k)) for k in storage.sensitive()}
+        params = storage.secret_params(refs)
+        secrets.append(
+            {"type": "s3", "name": name}
+            | {k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()}
+        )
+    attach = [
+        {"path": c.warehouse, "alias": c.name, "type": "iceberg", "read_only": c.read_only}
+        | ({"secret": c.secret_name} if c.sensitive() else {})
+        | {"options": c.attach_options()}
+        for c in catalogs
+    ]
+    return ({"secrets": secrets} if secrets else {}) | ({"attach": attach} if attach else {})
+
+
+def dbt_lake_env(
+    catalogs: tuple[IcebergCatalog, ...], storages: list[tuple[str, S3Storage]]
+) -> dict[str, str]:
+    """The values of the ``env_var()`` references :func:`dbt_lake` writes."""
+    env = {c.dbt_env_var(k): s.get_secret_value() for c in catalogs for k, s in c.sensitive().items()}
+    for name, storage in storages:
+        env |= {
+            _s3_env_var(_s3_prefix(name), k): s.get_secret_value() for k, s in storage.sensitive().items()
+        }
+    return env

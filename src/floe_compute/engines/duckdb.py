@@ -9,26 +9,21 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import duckdb
-from duckdb_engine import Dialect as DuckDBEngineDialect
-from duckdb_engine import DuckDBIdentifierPreparer
 from pydantic import Field, model_validator
-from sqlalchemy import text
-from sqlalchemy.dialects import registry
-from sqlalchemy.dialects.postgresql.base import PGIdentifierPreparer
-from sqlalchemy.engine import URL, Connection
-from sqlalchemy.engine.interfaces import ReflectedPrimaryKeyConstraint
-from sqlalchemy.engine.reflection import ReflectionDefaults
+from sqlalchemy.engine import URL
 
-from floe_compute.config import ComputeConfig, display_url
+from floe_compute.config import ComputeConfig
 from floe_compute.context import QueryContext
+from floe_compute.engines import _duckdb_dialect  # noqa: F401  (registers duckdb.floe)
 from floe_compute.engines import _duckdb_extensions as extensions
+from floe_compute.engines._duckdb_connection import STATEMENT_ATTRIBUTE
 from floe_compute.engines._duckdb_connection import Connection as DuckDBConnection
 from floe_compute.engines._duckdb_extensions import IcebergCatalog
+from floe_compute.engines._duckdb_storage import S3Storage, describe_storage_error, written_tables
 from floe_compute.errors import (
     ComputeError,
     ConfigError,
@@ -43,7 +38,7 @@ from floe_compute.units import format_size, parse_size
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["DuckDBComputePlugin", "DuckDBConfig", "IcebergCatalog"]
+__all__ = ["DuckDBComputePlugin", "DuckDBConfig", "IcebergCatalog", "S3Storage"]
 
 log = logging.getLogger("floe_compute")
 
@@ -66,6 +61,8 @@ class DuckDBConfig(ComputeConfig):
     """Where the extension files are installed (dbt reads them there too); default: a user cache."""
     attach: tuple[IcebergCatalog, ...] = ()
     """Iceberg REST catalogs attached when the database opens; visible to every pooled connection."""
+    s3: S3Storage | None = None
+    """S3 (or an S3 API) keys and endpoint, for ``s3://`` paths: a DuckDB secret made at connect."""
 
     @model_validator(mode="before")
     @classmethod
@@ -99,7 +96,22 @@ class DuckDBConfig(ComputeConfig):
         names = [c.name.lower() for c in self.attach]
         if len(names) != len(set(names)):
             raise ValueError("attach: catalog names must be unique")
+        scopes = [s.scope for s in self.storages]
+        if len(scopes) != len(set(scopes)):
+            raise ValueError(
+                "s3: give each s3 section its own scope (s3://bucket/prefix): DuckDB picks keys by path"
+            )
         return self
+
+    @property
+    def storages(self) -> list[S3Storage]:
+        """Every ``s3`` section: the target's, then each attached catalog's."""
+        return [s for s in (self.s3, *(c.s3 for c in self.attach)) if s is not None]
+
+    def s3_secrets(self) -> list[tuple[str, S3Storage]]:
+        """The DuckDB secret name of each ``s3`` section."""
+        named = [(c.s3_secret_name, c.s3) for c in self.attach if c.s3 is not None]
+        return ([("floe_s3_secret", self.s3)] if self.s3 else []) + named
 
     @property
     def in_memory(self) -> bool:
@@ -107,12 +119,14 @@ class DuckDBConfig(ComputeConfig):
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return super().secrets + tuple(s for c in self.attach for s in c.secrets)
+        in_s3 = self.s3.secrets if self.s3 else ()
+        return super().secrets + in_s3 + tuple(s for c in self.attach for s in c.secrets)
 
     @property
     def all_extensions(self) -> tuple[str, ...]:
         """The extensions to load: the configured ones, what they need, and what ``attach`` needs."""
         needed = [*self.extensions, *(["iceberg", "httpfs"] if self.attach else [])]
+        needed += [name for storage in self.storages for name in storage.extensions]
         return extensions.with_dependencies(needed)
 
     @property
@@ -135,70 +149,11 @@ def _refuse_host(url: URL) -> None:
     )
 
 
-class _IdentifierPreparer(DuckDBIdentifierPreparer):
-    """duckdb-engine's quoting rules, without its constructor's query for DuckDB's reserved words.
-
-    That query runs on ``duckdb``'s module-level default connection, and so opens a second
-    in-memory database in the process (its memory, its threads, and a tenth of a short CLI
-    query's run). :meth:`FloeDuckDBDialect.initialize` reads the words from the plugin's own
-    database instead, at the first connect, before any statement is compiled.
-    """
-
-    def __init__(self, dialect: Any, **kwargs: Any) -> None:
-        PGIdentifierPreparer.__init__(self, dialect, **kwargs)
-        # its own set: duckdb-engine adds DuckDB's words to PostgreSQL's shared class-level set
-        self.reserved_words = set(self.reserved_words)
-
-
-class FloeDuckDBDialect(DuckDBEngineDialect):
-    """duckdb-engine, with primary keys reflected from ``duckdb_constraints()``.
-
-    duckdb-engine inherits PostgreSQL's ``pg_constraint`` query, whose column numbering DuckDB does
-    not match, so ``inspect().get_pk_constraint()`` comes back empty.
-    """
-
-    supports_statement_cache = False  # as duckdb-engine's own dialect
-    preparer = _IdentifierPreparer
-
-    def initialize(self, connection: Connection) -> None:
-        super().initialize(connection)
-        reserved = connection.exec_driver_sql(
-            "SELECT keyword_name FROM duckdb_keywords() WHERE keyword_category = 'reserved'"
-        ).scalars()
-        self.identifier_preparer.reserved_words.update(reserved)
-        self.identifier_preparer._strings.clear()  # nothing quoted yet; never stale either way
-
-    def get_multi_pk_constraint(  # type: ignore[override]  # the two supertypes disagree
-        self,
-        connection: Connection,
-        *,
-        schema: str | None = None,
-        filter_names: Collection[str] | None = None,
-        **kw: Any,
-    ) -> Iterable[tuple[tuple[str | None, str], ReflectedPrimaryKeyConstraint]]:
-        rows = connection.execute(
-            text(
-                "SELECT table_name, constraint_name, constraint_column_names "
-                "FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY' "
-                "AND schema_name = coalesce(:schema, current_schema())"
-            ),
-            {"schema": schema},
-        ).all()
-        keys: dict[str, ReflectedPrimaryKeyConstraint] = {
-            table: {"constrained_columns": list(columns), "name": name} for table, name, columns in rows
-        }
-        tables = filter_names if filter_names is not None else self.get_table_names(connection, schema)
-        return [((schema, t), keys.get(t) or ReflectionDefaults.pk_constraint()) for t in tables]
-
-
-registry.register("duckdb.floe", __name__, "FloeDuckDBDialect")
-
 # DuckDB's own wording at the start of the message, not words a quoted path or literal may contain
 _LOCK_HOLDER = re.compile(
     r'^IO Error: Could not set lock on file ".*": '
     r"Conflicting lock is held in (?P<exe>.+?) \(PID (?P<pid>\d+)\)"
 )
-_UNREACHABLE = re.compile(r"^(?:IO|HTTP) Error: Could not connect to server error for HTTP \w+ to '")
 _MISSING_EXTENSION = re.compile(
     r'Extension "[^"]*?(?P<file>\w+)\.duckdb_extension" not found|exists in the (?P<ext>\w+) extension'
 )
@@ -288,24 +243,29 @@ class DuckDBComputePlugin(ComputePlugin):
         if config.extension_path is not None:
             config.extension_path.mkdir(parents=True, exist_ok=True)
             extensions.install_and_load(root, config.all_extensions)
+        for name, storage in config.s3_secrets():
+            scope = storage.scope or "every s3:// path"
+            self._run_hidden(root, [storage.create_secret_sql(name)], f"create the S3 secret for {scope}")
         for catalog in config.attach:
-            where = f"Iceberg catalog {catalog.name!r} at {display_url(catalog.endpoint)}"
-            failure: ConnectionFailedError | None = None
-            try:
-                secret_sql = catalog.create_secret_sql()
-                if secret_sql is not None:
-                    root.execute(secret_sql)
-                root.execute(catalog.attach_sql())
-            except duckdb.Error as exc:
-                # the driver's error may quote the statement, and so the secret: chain a scrubbed
-                # copy, and raise outside this block so that the original is not the __context__
-                failure = ConnectionFailedError(
-                    f"duckdb: cannot attach {where}: {self.scrub(_first_line(exc))}", engine=self.name
-                )
-                failure.__cause__ = self.driver_cause(_scrubbed(exc, self.scrub))
-            if failure is not None:
-                raise failure
+            where = f"Iceberg catalog {catalog.name!r} at {catalog.display_endpoint}"
+            statements = [catalog.create_secret_sql(), catalog.attach_sql()]
+            self._run_hidden(root, [sql for sql in statements if sql is not None], f"attach {where}")
             log.info("duckdb: attached %s", where)
+
+    def _run_hidden(self, root: duckdb.DuckDBPyConnection, statements: list[str], doing: str) -> None:
+        """Run statements that hold credentials: the driver's error may quote them, so the error
+        chains a scrubbed copy, raised outside the ``except`` so the original is not its context."""
+        failure: ConnectionFailedError | None = None
+        try:
+            for sql in statements:
+                root.execute(sql)
+        except duckdb.Error as exc:
+            failure = ConnectionFailedError(
+                f"duckdb: cannot {doing}: {self.scrub(_first_line(exc))}", engine=self.name
+            )
+            failure.__cause__ = self.driver_cause(_scrubbed(exc, self.scrub))
+        if failure is not None:
+            raise failure
 
     def on_dispose(self) -> None:
         root, self._root = self._root, None
@@ -342,8 +302,15 @@ class DuckDBComputePlugin(ComputePlugin):
                 f"the database file {self.config.database} is locked by another process "
                 f"(PID {holder['pid']}, {holder['exe']})"
             )
-        if isinstance(exc, duckdb.IOException | duckdb.HTTPException) and _UNREACHABLE.match(message):
-            return ConnectionFailedError, f"an attached catalog is unreachable: {message}"
+        if isinstance(exc, duckdb.IOException | duckdb.HTTPException | duckdb.TransactionException) and (
+            found := describe_storage_error(str(exc), self.config.storages, list(self.config.attach))
+        ):
+            kind, text = found
+            if kind == "conflict":
+                tables = written_tables(getattr(exc, STATEMENT_ATTRIBUTE, ""), self.config.attach)
+                text = f"{text} (writing {', '.join(tables)})" if tables else text
+            cls = QueryError if kind in ("conflict", "query") else ConnectionFailedError
+            return cls, f"{text}: {message}"
         if missing := _MISSING_EXTENSION.search(str(exc)):
             name = missing["file"] or missing["ext"]
             return QueryError, (
@@ -376,22 +343,8 @@ class DuckDBComputePlugin(ComputePlugin):
             directory = {"extension_directory": str(config.extension_path)}
             with duckdb.connect(config={**directory, "autoinstall_known_extensions": False}) as con:
                 extensions.install_and_load(con, config.all_extensions, load=False)
-        if config.attach:
-            target["secrets"] = [
-                {"type": "iceberg", "name": c.secret_name}
-                | c.secret_params({k: f"{{{{ env_var('{c.dbt_env_var(k)}') }}}}" for k in c.sensitive()})
-                for c in config.attach
-                if c.sensitive()
-            ]
-            target["attach"] = [
-                {"path": c.warehouse, "alias": c.name, "type": "iceberg", "read_only": c.read_only}
-                | ({"secret": c.secret_name} if c.sensitive() else {})
-                | {"options": c.attach_options()}
-                for c in config.attach
-            ]
-        return target
+        return target | extensions.dbt_lake(config.attach, config.s3_secrets())
 
     def dbt_env(self) -> dict[str, str]:
-        """The environment a dbt process needs for :meth:`dbt_profile`: the catalogs' secrets."""
-        catalogs = self.config.attach
-        return {c.dbt_env_var(k): s.get_secret_value() for c in catalogs for k, s in c.sensitive().items()}
+        """The environment a dbt process needs for :meth:`dbt_profile`: the lake's secrets."""
+        return extensions.dbt_lake_env(self.config.attach, self.config.s3_secrets())
