@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from floe_compute.pool import PoolStats
     from floe_compute.registry import create_plugin, list_plugins
     from floe_compute.result import QueryResult
+    from floe_compute.result_helpers import MultipleResultsFound, NoResultFound
 
 _LAZY = {
     "AsyncQueryResult": "floe_compute.aio",
@@ -67,6 +68,8 @@ _LAZY = {
     "create_plugin": "floe_compute.registry",
     "list_plugins": "floe_compute.registry",
     "QueryResult": "floe_compute.result",
+    "MultipleResultsFound": "floe_compute.result_helpers",
+    "NoResultFound": "floe_compute.result_helpers",
 }
 
 
@@ -104,6 +107,8 @@ __all__ = [
     "HealthMonitor",
     "HealthState",
     "HealthStatus",
+    "MultipleResultsFound",
+    "NoResultFound",
     "PluginNotFoundError",
     "PoolConfig",
     "PoolExhaustedError",
