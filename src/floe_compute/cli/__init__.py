@@ -93,13 +93,20 @@ def _run(args: argparse.Namespace, interrupts: Interrupts) -> int:
         code: int = args.func(args)
         return code
     except KeyboardInterrupt:
-        error("interrupted")
+        error(_interrupted(args))
         return EXIT_INTERRUPTED
     except Exception as exc:
         if interrupts.seen:
-            error("interrupted")
+            error(_interrupted(args))
             return EXIT_INTERRUPTED
         return failure(exc)
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """What Ctrl-C did: a query that had started was cancelled on the engine before the exit."""
+    if getattr(args, "query_started", False):
+        return "interrupted; the query was cancelled on the engine"
+    return "interrupted"
 
 
 def run() -> NoReturn:

@@ -33,16 +33,35 @@ def _plugin(args: argparse.Namespace) -> ComputePlugin:
     return plugin
 
 
-def _read_sql(sql: str) -> str:
-    if sql == "-":
+def _read_sql(sql: str | None, file: str | None) -> str:
+    """The statement: the SQL argument, ``-`` (stdin) or ``--file``; a SQL argument that names an
+    existing file (``floe-compute query URL q.sql``) gets a hint instead of a syntax error."""
+    import os
+
+    if sql is not None and file is not None:
+        raise UsageError("give either SQL or --file FILE, not both")
+    if file is not None:
+        if file == "-":
+            sql = sys.stdin.read()
+        else:
+            try:
+                with open(file, encoding="utf-8") as handle:
+                    sql = handle.read()
+            except OSError as exc:
+                raise UsageError(f"--file {file}: cannot read it ({exc.strerror or exc})") from None
+    elif sql == "-":
         sql = sys.stdin.read()
+    elif sql is not None and not any(c.isspace() for c in sql.strip()) and os.path.isfile(sql):
+        raise UsageError(f"{sql!r} is a file, not a statement; to run the SQL in it: --file {sql}")
+    if sql is None:
+        raise UsageError("no statement: give SQL, '-' (stdin) or --file FILE")
     if not sql.strip():
         raise UsageError("the SQL statement is empty")
     return sql
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    sql = _read_sql(args.sql)
+    sql = _read_sql(args.sql, args.file)
     out: TextIO = sys.stdout
     show_progress = args.progress if args.progress is not None else isatty(sys.stderr)
     with _plugin(args) as compute:
@@ -55,6 +74,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         shared = progress if progress is not None and progress.tty and isatty(out) else None
         lock = shared.lock if shared is not None else contextlib.nullcontext()
         try:
+            args.query_started = True  # Ctrl-C from here on cancels a query on the engine
             with compute.execute(sql, timeout=args.timeout, batch_size=args.batch_size) as result:
                 writer = WRITERS[args.format](out, unique_columns(result.columns))
                 try:
