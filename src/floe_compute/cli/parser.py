@@ -114,6 +114,17 @@ def _add_query(sub: Subcommands, target: argparse.ArgumentParser) -> None:
         "leave it out for the target's timeouts.query (no deadline unless the target sets one)",
     )
     query.add_argument(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="write to FILE instead of stdout (parquet needs a file or a pipe, not a terminal)",
+    )
+    query.add_argument(
+        "--all",
+        action="store_true",
+        help="on a terminal, show every row of a table (default there: a screenful)",
+    )
+    query.add_argument(
         "--batch-size",
         type=_positive_int,
         metavar="N",
