@@ -64,6 +64,7 @@ bench: env spark-env
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/postgres_load.py
 	$(PY) benchmarks/startup.py
+	$(PY) benchmarks/cli_export.py
 	$(PY) benchmarks/asyncio_heartbeat.py
 	$(PY) benchmarks/postgres_arrow.py
 	-$(MAKE) fakesnow  # without it the Snowflake bench says it is skipped
