@@ -100,7 +100,7 @@ def main() -> int:
                 f"CLI {cli_wall:6.2f} s (cpu {cli_cpu:6.2f} s, {cli_rss:5.0f} MB)  "
                 f"ratio {ratio:4.2f}x  {verdict}"
             )
-            print(f"  {'':8} CLI peak RSS for {args.rows // 10:,} rows: {small[2]:5.0f} MB (memory stays flat)")
+            print(f"  {'':8} CLI peak RSS for {args.rows // 10:,} rows: {small[2]:5.0f} MB (stays flat)")
     return 1 if failed else 0
 
 
