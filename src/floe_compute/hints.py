@@ -86,7 +86,7 @@ def install_hint(error: BaseException, engine: str) -> str | None:
         how = f"this is a clone: run `uv sync --extra {extra}` or `pip install -e '.[{extra}]'`"
         how += f" (the {DISTRIBUTION}[{extra}] extra)"
     else:
-        how = f"install {DISTRIBUTION}[{extra}]: pip install '{DISTRIBUTION}[{extra}]'"
+        how = f"install {DISTRIBUTION}[{extra}] (the extra that adds it)"
     return f"the {engine} engine needs {missing}, not installed here; {how}"
 
 

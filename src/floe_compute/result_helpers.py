@@ -42,7 +42,7 @@ def _import(module: str) -> Any:
         return importlib.import_module(module)
     except ImportError as exc:
         raise ImportError(
-            f"{module} is not installed: pip install 'floe-compute[{module}]' (or pip install {module})"
+            f"{module} is not installed: install floe-compute[{module}] (the extra that adds it) or {module}"
         ) from exc
 
 

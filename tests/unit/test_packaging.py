@@ -83,3 +83,27 @@ def test_a_users_strict_mypy_accepts_the_library(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_make_demo_installs_only_what_the_demo_uses() -> None:
+    """``make demo`` syncs the core, the iceberg extra and pyiceberg: no dev tools, no other
+    engine's driver, no dbt (the full environment is ``make env`` / ``make test``)."""
+    makefile = (ROOT / "Makefile").read_text()
+    (line,) = [x for x in makefile.splitlines() if x.startswith("DEMO_SYNC :=")]
+    flags = line.split(":=", 1)[1].split()
+    done = subprocess.run(
+        [_uv(), "export", "--frozen", "--no-hashes", "--project", str(ROOT), *flags],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    names = {
+        row.split("==")[0].strip().lower()
+        for row in done.stdout.splitlines()
+        if row and not row.startswith(("#", " ", "-e"))
+    }
+    assert {"duckdb", "pyiceberg", "duckdb-extension-iceberg", "pyarrow"} <= names
+    unwanted = {"pytest", "dbt-core", "psycopg", "snowflake-connector-python", "pandas", "mypy", "pyhive"}
+    assert names.isdisjoint(unwanted), sorted(names & unwanted)
+    assert "$(VENV)/.demo-synced" in makefile.split("\ndemo:", 1)[1].splitlines()[0]
