@@ -5,13 +5,18 @@ from __future__ import annotations
 import os
 import threading
 from importlib.metadata import EntryPoint, PackageNotFoundError, distribution, entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from floe_compute.config import ComputeConfig, parse_url
 from floe_compute.errors import ConfigError, PluginNotFoundError
 from floe_compute.hints import install_hint, nearest
 from floe_compute.manifest import load_manifest, merge_overrides
 from floe_compute.plugin import ComputePlugin
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from floe_compute.overrides import ComputeOverrides
 
 __all__ = ["DEFAULT_URL", "ENTRY_POINT_GROUP", "create_plugin", "get_plugin_class", "list_plugins"]
 
@@ -136,8 +141,29 @@ def _path_url(path: str | os.PathLike[str]) -> str | None:
     return f"{DEFAULT_URL.split(':', 1)[0]}:///{text}"
 
 
+Target = str | os.PathLike[str] | ComputeConfig | None
+
+
+@overload
 def create_plugin(
-    url_or_target: str | os.PathLike[str] | ComputeConfig | None = None,
+    url_or_target: Target = None,
+    *,
+    manifest: str | os.PathLike[str] | None = None,
+    **overrides: Unpack[ComputeOverrides],
+) -> ComputePlugin: ...
+
+
+@overload
+def create_plugin(  # an engine's own fields (DuckDB's extensions, Snowflake's warehouse)
+    url_or_target: Target = None,
+    *,
+    manifest: str | os.PathLike[str] | None = None,
+    **overrides: Any,
+) -> ComputePlugin: ...
+
+
+def create_plugin(
+    url_or_target: Target = None,
     *,
     manifest: str | os.PathLike[str] | None = None,
     **overrides: Any,
