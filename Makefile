@@ -44,7 +44,14 @@ spark-env: $(SPARK_ENV)/.synced
 tools: fakesnow dbt-snowflake spark-env
 
 
-demo: env
+# only what the demo uses: the core, the iceberg extra and the demo group (pyiceberg); no dev tools,
+# no other engine's driver, no dbt environment. --inexact keeps what `make env` may have installed.
+DEMO_SYNC := --extra iceberg --no-default-groups --group demo
+$(VENV)/.demo-synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --inexact $(DEMO_SYNC)
+	touch $@
+
+demo: $(VENV)/.demo-synced
 	$(PY) examples/demo.py
 
 test: env tools
@@ -64,6 +71,7 @@ bench: env spark-env
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/postgres_load.py
 	$(PY) benchmarks/startup.py
+	$(PY) benchmarks/cli_export.py
 	$(PY) benchmarks/asyncio_heartbeat.py
 	$(PY) benchmarks/postgres_arrow.py
 	-$(MAKE) fakesnow  # without it the Snowflake bench says it is skipped

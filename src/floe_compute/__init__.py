@@ -10,6 +10,8 @@ TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name): typing i
 if TYPE_CHECKING:
     from typing import Any
 
+    __version__: str
+
     from floe_compute.aio import AsyncQueryResult
     from floe_compute.config import (
         ComputeConfig,
@@ -36,8 +38,7 @@ if TYPE_CHECKING:
     from floe_compute.pool import PoolStats
     from floe_compute.registry import create_plugin, list_plugins
     from floe_compute.result import QueryResult
-
-__version__ = "0.1.0"
+    from floe_compute.result_helpers import MultipleResultsFound, NoResultFound
 
 _LAZY = {
     "AsyncQueryResult": "floe_compute.aio",
@@ -67,11 +68,18 @@ _LAZY = {
     "create_plugin": "floe_compute.registry",
     "list_plugins": "floe_compute.registry",
     "QueryResult": "floe_compute.result",
+    "MultipleResultsFound": "floe_compute.result_helpers",
+    "NoResultFound": "floe_compute.result_helpers",
 }
 
 
 def __getattr__(name: str) -> Any:
     """Import each name on first use (PEP 562), so that a CLI's ``--help`` stays instant."""
+    if name == "__version__":  # one source: the installed distribution's metadata
+        from importlib.metadata import version
+
+        globals()[name] = value = version("floe-compute")
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'floe_compute' has no attribute {name!r}")
@@ -99,6 +107,8 @@ __all__ = [
     "HealthMonitor",
     "HealthState",
     "HealthStatus",
+    "MultipleResultsFound",
+    "NoResultFound",
     "PluginNotFoundError",
     "PoolConfig",
     "PoolExhaustedError",

@@ -21,6 +21,8 @@ from collections.abc import AsyncIterator, Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from floe_compute.result_helpers import AsyncResultHelpers
+
 if TYPE_CHECKING:
     from types import TracebackType
 
@@ -142,11 +144,11 @@ async def _stop(workers: Workers, running: RunningQueries, query_id: str, future
         await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(waited)), CANCEL_GRACE_S)
 
 
-class AsyncQueryResult:
+class AsyncQueryResult(AsyncResultHelpers):
     """A :class:`~floe_compute.QueryResult` for asyncio: every fetch runs on a worker thread."""
 
     def __init__(self, result: QueryResult, workers: Workers) -> None:
-        self._result = result
+        self._result: QueryResult = result
         self._workers = workers
 
     @property

@@ -36,6 +36,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from floe_compute.errors import ConfigError, is_secret_key, redact
+from floe_compute.hints import did_you_mean as _did_you_mean
 from floe_compute.manifest import load_manifest, merge_overrides
 from floe_compute.units import MAX_SECONDS, Seconds, check_size, check_timeout, shown_value
 
@@ -131,7 +132,7 @@ class ConfigModel(BaseModel):
         try:
             return super().model_validate(obj, **kwargs)
         except ValidationError as exc:
-            raise ConfigError(validation_message(exc, f"invalid {cls.__name__}")) from None
+            raise ConfigError(validation_message(exc, f"invalid {cls.__name__}", cls)) from None
 
 
 class PoolConfig(ConfigModel):
@@ -382,12 +383,14 @@ def url_query_fields(data: Any, names: Iterable[str]) -> tuple[dict[str, Any], d
 _SECRET_FIELDS = ("password", "url", "secret", "token", "credential")
 
 
-def validation_message(error: ValidationError, title: str) -> str:
+def validation_message(error: ValidationError, title: str, model: type[BaseModel] | None = None) -> str:
     """One readable line per invalid field, naming the field; secret inputs are never echoed."""
     lines = []
     for item in error.errors():
         field = ".".join(str(p) for p in item["loc"]) or "config"
         message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden" and model is not None:
+            message += _did_you_mean(model, item["loc"])
         shown = ""
         if not any(s in field.lower() for s in _SECRET_FIELDS) and item["type"] != "missing":
             value = item.get("input")

@@ -9,6 +9,7 @@ skipped when the query already ended its transaction.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +43,14 @@ class DeadlinePool(QueuePool):
     a query's deadline or cancel can end its wait without changing the pool's ``pool.timeout``."""
 
     _until = threading.local()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # SQLAlchemy names a pool's logger after its class's module, which would put its INFO
+        # lines ("Pool disposed", "Pool recreating") under floe_compute: keep them under
+        # sqlalchemy.pool, where users (and echo_pool) expect them
+        if not kwargs.get("echo"):
+            self.logger = logging.getLogger("sqlalchemy.pool.impl.QueuePool")
 
     @property
     def _timeout(self) -> float:

@@ -5,18 +5,27 @@ from __future__ import annotations
 import os
 import threading
 from importlib.metadata import EntryPoint, PackageNotFoundError, distribution, entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from floe_compute.config import ComputeConfig, parse_url
 from floe_compute.errors import ConfigError, PluginNotFoundError
+from floe_compute.hints import install_hint, nearest
 from floe_compute.manifest import load_manifest, merge_overrides
 from floe_compute.plugin import ComputePlugin
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from floe_compute.overrides import ComputeOverrides
 
 __all__ = ["DEFAULT_URL", "ENTRY_POINT_GROUP", "create_plugin", "get_plugin_class", "list_plugins"]
 
 ENTRY_POINT_GROUP = "floe.computes"
 DISTRIBUTION = "floe-compute"
 DEFAULT_URL = "duckdb:///:memory:"
+FILE_SUFFIXES = (".duckdb", ".db")
+"""A path with one of these suffixes (or a ``pathlib.Path``) opens a file of the default engine,
+as ``duckdb.connect(path)`` and ``ibis.connect("x.duckdb")`` do."""
 
 _lock = threading.Lock()
 _classes: dict[str, type[ComputePlugin]] = {}
@@ -58,7 +67,7 @@ def _load(name: str, ep: EntryPoint) -> type[ComputePlugin] | None:
         try:
             cls = ep.load()
         except Exception as exc:  # a missing optional driver must not hide other plugins
-            _broken[name] = f"{type(exc).__name__}: {exc}"
+            _broken[name] = install_hint(exc, name) or f"failed to load: {type(exc).__name__}: {exc}"
             return None
         if not (isinstance(cls, type) and issubclass(cls, ComputePlugin)):
             _broken[name] = f"{ep.value} is not a ComputePlugin subclass"
@@ -72,7 +81,7 @@ def _discover() -> dict[str, type[ComputePlugin]]:
     found = {}
     for name, ep in _entry_points().items():
         cls = _load(name, ep)
-        if cls is not None:
+        if cls is not None and name not in cls.schemes[1:]:  # an alias (postgres) is not listed
             found[name] = cls
     return found
 
@@ -93,34 +102,80 @@ def get_plugin_class(scheme_or_name: str) -> type[ComputePlugin]:
         cls = _load(scheme_or_name, point)
         if cls is not None:
             return cls
-    hint = (
-        f" (plugin {scheme_or_name!r} failed to load: {_broken[scheme_or_name]})"
-        if scheme_or_name in _broken
-        else ""
-    )
-    installed = sorted(_entry_points())
+    installed = sorted(name for name in _entry_points() if name not in _broken)
+    if scheme_or_name in _broken:  # installed, but its driver is missing: say how to install it
+        raise PluginNotFoundError(
+            f"no usable compute plugin for {scheme_or_name!r}: {_broken[scheme_or_name]}",
+            available=installed,
+        )
+    close = nearest(scheme_or_name, installed)
+    suggestion = f" (did you mean {close}://?)" if close else ""
     raise PluginNotFoundError(
-        f"no compute plugin for {scheme_or_name!r}{hint}; installed: "
+        f"no compute plugin for {scheme_or_name!r}{suggestion}; installed: "
         + (", ".join(f"{name}://" for name in installed) or "none"),
         available=installed,
     )
 
 
 def _build(cls: type[ComputePlugin], fields: dict[str, Any]) -> ComputePlugin:
-    return cls(cls.config_class.model_validate(fields))
+    return cls(cls.config_class.model_validate(_canonical_scheme(cls, fields)))
+
+
+def _canonical_scheme(cls: type[ComputePlugin], fields: dict[str, Any]) -> dict[str, Any]:
+    """An alias scheme (``postgres://``, after ``schemes[0]``) rewritten to the engine's own."""
+    try:
+        url = parse_url(fields.get("url"))
+    except ValueError:
+        return fields  # the config's validation reports it
+    backend, plus, driver = url.drivername.partition("+")
+    if backend == cls.schemes[0] or backend not in cls.schemes:
+        return fields
+    return {**fields, "url": url.set(drivername=cls.schemes[0] + plus + driver)}
+
+
+def _path_url(path: str | os.PathLike[str]) -> str | None:
+    """The default engine's URL for a database file, or None for a text that is not a path."""
+    text = os.fspath(path)
+    if not isinstance(path, os.PathLike) and ("://" in text or not text.lower().endswith(FILE_SUFFIXES)):
+        return None
+    return f"{DEFAULT_URL.split(':', 1)[0]}:///{text}"
+
+
+Target = str | os.PathLike[str] | ComputeConfig | None
+
+
+@overload
+def create_plugin(
+    url_or_target: Target = None,
+    *,
+    manifest: str | os.PathLike[str] | None = None,
+    **overrides: Unpack[ComputeOverrides],
+) -> ComputePlugin: ...
+
+
+@overload
+def create_plugin(  # an engine's own fields (DuckDB's extensions, Snowflake's warehouse)
+    url_or_target: Target = None,
+    *,
+    manifest: str | os.PathLike[str] | None = None,
+    **overrides: Any,
+) -> ComputePlugin: ...
 
 
 def create_plugin(
-    url_or_target: str | ComputeConfig | None = None,
+    url_or_target: Target = None,
     *,
     manifest: str | os.PathLike[str] | None = None,
     **overrides: Any,
 ) -> ComputePlugin:
     """A plugin for a URL, a config, or a manifest target; keyword overrides win over all three.
 
-    With nothing given, the embedded default: DuckDB in memory. The plugin is not connected yet:
-    use it as a context manager or call ``connect()``.
+    With nothing given, the embedded default: DuckDB in memory; a ``pathlib.Path`` or a path
+    ending in ``.duckdb`` or ``.db``: that DuckDB file. The plugin is not connected yet: use it as
+    a context manager or call ``connect()``.
     """
+    if manifest is None and isinstance(url_or_target, str | os.PathLike):
+        url_or_target = _path_url(url_or_target) or os.fspath(url_or_target)
     if isinstance(url_or_target, ComputeConfig):
         cls = _class_for_config(url_or_target)
         fields = merge_overrides(url_or_target.model_dump(exclude_unset=True), overrides)

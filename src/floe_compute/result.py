@@ -20,6 +20,7 @@ from sqlalchemy.engine.cursor import CursorFetchStrategy
 
 from floe_compute.errors import QueryError, ResourceLimitError
 from floe_compute.result_arrow import ArrowReading
+from floe_compute.result_helpers import ResultHelpers
 from floe_compute.timeouts import QueryHandle
 
 if TYPE_CHECKING:
@@ -35,8 +36,8 @@ T = TypeVar("T")
 Row = tuple[Any, ...]
 
 
-class QueryResult(ArrowReading):
-    """Rows (tuples) or Arrow batches of one statement, fetched lazily.
+class QueryResult(ArrowReading, ResultHelpers):
+    """Rows (plain tuples; ``mappings()`` for dicts) or Arrow batches of one statement, fetched lazily.
 
     The deadline of the query keeps running while the caller iterates: it covers everything from
     ``execute()`` until the result is exhausted or closed. The connection goes back to the pool when

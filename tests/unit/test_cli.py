@@ -229,10 +229,8 @@ def test_usage_errors_exit_2(args: list[str], message: str, capsys: pytest.Captu
 
 
 def test_missing_or_empty_sql_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_:
-        main(["query", "duckdb:///:memory:"])
-    assert exit_.value.code == 2
-    assert "SQL" in capsys.readouterr().err
+    assert main(["query", "duckdb:///:memory:"]) == 2  # SQL is optional only with --file
+    assert_one_line_error(capsys.readouterr().err, "SQL", "--file")
     assert main(["query", "duckdb:///:memory:", "   "]) == 2
     assert_one_line_error(capsys.readouterr().err, "empty")
 

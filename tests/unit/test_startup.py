@@ -147,7 +147,7 @@ def test_the_console_script_collects_garbage_again_once_the_plugin_exists() -> N
         class SpiedWriter(cli.WRITERS["csv"]):
             def batch(self, rows):
                 seen["streaming"].append(gc.isenabled())
-                super().batch(rows)
+                return super().batch(rows)
 
         registry.create_plugin = spied_create_plugin
         cli.WRITERS["csv"] = SpiedWriter

@@ -2,7 +2,8 @@
 
 ::
 
-    floe-compute query URL "SQL" [--format table|csv|jsonl] [--timeout S] [--batch-size N]
+    floe-compute query URL ["SQL" | --file FILE] [--format table|csv|tsv|json|jsonl|parquet]
+                      [--output FILE] [--all] [--timeout S] [--batch-size N]
     floe-compute health URL [--json]
     floe-compute dbt-profile URL [--profile NAME] [--target NAME]
     floe-compute plugins [--json]
@@ -19,7 +20,8 @@ output pipe closed (as ``SIGPIPE``). Errors are one line on stderr (``floe-compu
 never a traceback.
 
 ``--format jsonl`` writes one JSON object per row. Values JSON cannot hold are written as ``null``
-(a float NaN, Infinity or -Infinity); other non-JSON values (dates, decimals) as strings. Duplicate
+(a float NaN, Infinity or -Infinity); other non-JSON values (dates, decimals) as strings. CSV, TSV
+and Parquet are written from Arrow batches by pyarrow's writers (see ``output.py``). Duplicate
 column names are made unique in every format, as pandas does: ``SELECT 1 a, 2 a`` has columns ``a``
 and ``a_1``.
 """
@@ -93,13 +95,20 @@ def _run(args: argparse.Namespace, interrupts: Interrupts) -> int:
         code: int = args.func(args)
         return code
     except KeyboardInterrupt:
-        error("interrupted")
+        error(_interrupted(args))
         return EXIT_INTERRUPTED
     except Exception as exc:
         if interrupts.seen:
-            error("interrupted")
+            error(_interrupted(args))
             return EXIT_INTERRUPTED
         return failure(exc)
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """What Ctrl-C did: a query that had started was cancelled on the engine before the exit."""
+    if getattr(args, "query_started", False):
+        return "interrupted; the query was cancelled on the engine"
+    return "interrupted"
 
 
 def run() -> NoReturn:

@@ -7,16 +7,18 @@ import argparse
 import contextlib
 import sys
 
-from floe_compute.cli.output import WRITERS, unique_columns
+from floe_compute.cli.output import BINARY_FORMATS, WRITERS, unique_columns
 from floe_compute.cli.progress import Progress, isatty
 from floe_compute.cli.runtime import EXIT_ERROR, EXIT_OK, UsageError, started
 from floe_compute.errors import ConfigError
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any, TextIO
 
     from floe_compute.plugin import ComputePlugin
+    from floe_compute.result import QueryResult
 
 __all__ = ["cmd_config", "cmd_dbt_profile", "cmd_health", "cmd_plugins", "cmd_query"]
 
@@ -33,17 +35,75 @@ def _plugin(args: argparse.Namespace) -> ComputePlugin:
     return plugin
 
 
-def _read_sql(sql: str) -> str:
-    if sql == "-":
+def _read_sql(sql: str | None, file: str | None) -> str:
+    """The statement: the SQL argument, ``-`` (stdin) or ``--file``; a SQL argument that names an
+    existing file (``floe-compute query URL q.sql``) gets a hint instead of a syntax error."""
+    import os
+
+    if sql is not None and file is not None:
+        raise UsageError("give either SQL or --file FILE, not both")
+    if file is not None:
+        if file == "-":
+            sql = sys.stdin.read()
+        else:
+            try:
+                with open(file, encoding="utf-8") as handle:
+                    sql = handle.read()
+            except OSError as exc:
+                raise UsageError(f"--file {file}: cannot read it ({exc.strerror or exc})") from None
+    elif sql == "-":
         sql = sys.stdin.read()
+    elif sql is not None and not any(c.isspace() for c in sql.strip()) and os.path.isfile(sql):
+        raise UsageError(f"{sql!r} is a file, not a statement; to run the SQL in it: --file {sql}")
+    if sql is None:
+        raise UsageError("no statement: give SQL, '-' (stdin) or --file FILE")
     if not sql.strip():
         raise UsageError("the SQL statement is empty")
     return sql
 
 
+def _page(args: argparse.Namespace, out: TextIO) -> int | None:
+    """Rows a table shows: a screenful on a terminal (unless ``--all``), otherwise every row."""
+    if args.format != "table" or args.all or not isatty(out):
+        return None
+    import shutil
+
+    return max(10, shutil.get_terminal_size().lines - 4)
+
+
+def _open_output(args: argparse.Namespace) -> TextIO:
+    if args.output is None or args.output == "-":
+        if args.format in BINARY_FORMATS and isatty(sys.stdout):
+            raise UsageError(f"{args.format} is binary: write it to a file with --output FILE")
+        return sys.stdout
+    try:
+        return open(args.output, "w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise UsageError(f"--output {args.output}: cannot write it ({exc.strerror or exc})") from None
+
+
+def _batches(result: QueryResult, arrow: bool, size: int | None) -> Iterator[Any]:
+    """The result as Arrow record batches (for pyarrow's writers) or as row batches."""
+    if not result.columns:
+        return
+    if arrow:
+        yield from result.arrow_batches(size)
+        return
+    while rows := result.fetchmany(size):
+        yield rows
+
+
 def cmd_query(args: argparse.Namespace) -> int:
-    sql = _read_sql(args.sql)
-    out: TextIO = sys.stdout
+    sql = _read_sql(args.sql, args.file)
+    out = _open_output(args)
+    try:
+        return _query(args, sql, out)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+
+
+def _query(args: argparse.Namespace, sql: str, out: TextIO) -> int:
     show_progress = args.progress if args.progress is not None else isatty(sys.stderr)
     with _plugin(args) as compute:
         # started before execute(), so a long-running statement shows it is alive before any row
@@ -55,22 +115,25 @@ def cmd_query(args: argparse.Namespace) -> int:
         shared = progress if progress is not None and progress.tty and isatty(out) else None
         lock = shared.lock if shared is not None else contextlib.nullcontext()
         try:
+            args.query_started = True  # Ctrl-C from here on cancels a query on the engine
             with compute.execute(sql, timeout=args.timeout, batch_size=args.batch_size) as result:
-                writer = WRITERS[args.format](out, unique_columns(result.columns))
+                writer = WRITERS[args.format](out, unique_columns(result.columns), _page(args, out))
                 try:
-                    while rows := result.fetchmany(args.batch_size):
+                    for batch in _batches(result, writer.arrow, args.batch_size):
                         with lock:
                             if shared is not None:
                                 shared.clear()
-                            writer.batch(rows)
-                            out.flush()
+                            wanted = writer.batch(batch)
+                            writer.flush()
                         if progress is not None:
                             progress.rows = result.rowcount
+                        if not wanted:  # a full page: the rest is not read
+                            break
                     with lock:
                         if shared is not None:
                             shared.clear()
                         writer.finish(result.rowcount)
-                        out.flush()
+                        writer.flush()
                 except BaseException:
                     # stop the query on the engine before the connection goes back to the pool
                     result.cancel()

@@ -17,13 +17,19 @@ __all__ = ["build_parser"]
 
 
 def _seconds(text: str) -> float:
-    """Seconds as the library takes them: finite, positive, at most 7 days."""
+    """Seconds as the library takes them: finite, positive, at most 7 days. The error says how to
+    write what was probably meant: no deadline (``0``, ``none``) or a unit (``5s``)."""
     from floe_compute.units import check_timeout
 
     try:
         value = check_timeout(text, "--timeout")
     except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("--timeout: ")) from None
+        message = str(exc).removeprefix("--timeout: ")
+        if text.strip().lower() in ("0", "0.0", "none", "inf", "off", "never"):
+            message += "; for no deadline, leave out --timeout (the target's timeouts.query, if any, applies)"
+        else:
+            message += "; write seconds as a plain number, such as 5 or 0.5 (not 5s)"
+        raise argparse.ArgumentTypeError(message) from None
     assert value is not None
     return value
 
@@ -83,17 +89,40 @@ def _add_query(sub: Subcommands, target: argparse.ArgumentParser) -> None:
         help="run a statement and stream its rows to stdout",
         description="Run one statement and stream its rows to stdout as they arrive.",
     )
-    query.add_argument("sql", metavar="SQL", help="the statement; '-' reads it from stdin")
     query.add_argument(
-        "--format", "-f", choices=sorted(WRITERS), default="table", help="output format (default: table)"
+        "sql", metavar="SQL", nargs="?", help="the statement; '-' reads it from stdin (or use --file)"
+    )
+    query.add_argument(
+        "--file",
+        metavar="FILE",
+        help="read the statement from FILE ('-': stdin), as psql -f, duckdb -f and sqlite3 .read do",
+    )
+    query.add_argument(
+        "--format",
+        "-f",
+        choices=sorted(WRITERS),
+        default="table",
+        help="output format (default: table). Unlike psql's -f FILE, -f is --format here, as it has "
+        "been since the first release (scripts use -f csv); for a SQL file use --file",
     )
     query.add_argument(
         "--timeout",
         "-t",
         type=_seconds,
         metavar="S",
-        help="cancel the query after S seconds, counting execution and streaming "
-        "(default: the target's timeouts.query)",
+        help="cancel the query after S seconds (a number: 5, 0.5), counting execution and streaming; "
+        "leave it out for the target's timeouts.query (no deadline unless the target sets one)",
+    )
+    query.add_argument(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="write to FILE instead of stdout (parquet needs a file or a pipe, not a terminal)",
+    )
+    query.add_argument(
+        "--all",
+        action="store_true",
+        help="on a terminal, show every row of a table (default there: a screenful)",
     )
     query.add_argument(
         "--batch-size",

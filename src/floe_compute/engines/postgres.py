@@ -230,7 +230,7 @@ class PostgresComputePlugin(ComputePlugin):
     """PostgreSQL with a pre-pinged QueuePool, server-side cursors and server-side cancel."""
 
     name = "postgresql"
-    schemes = ("postgresql",)
+    schemes = ("postgresql", "postgres")  # postgres:// as libpq and Heroku-style URLs write it
     config_class = PostgresConfig
     db_system = "postgresql"
     sql_dialect = "postgres"

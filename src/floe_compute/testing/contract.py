@@ -15,6 +15,7 @@ from floe_compute.testing.contract_commit import CommitContract
 from floe_compute.testing.contract_endings import EndingsContract
 from floe_compute.testing.contract_parameters import ParameterContract
 from floe_compute.testing.contract_pool import PoolContract
+from floe_compute.testing.contract_result_helpers import ResultHelpersContract
 from floe_compute.testing.contract_results import ResultsContract
 from floe_compute.testing.contract_secrets import SecretsContract
 from floe_compute.testing.contract_stopping import StoppingContract
@@ -24,6 +25,7 @@ __all__ = ["ComputePluginContract"]
 
 class ComputePluginContract(
     ResultsContract,
+    ResultHelpersContract,
     StoppingContract,
     PoolContract,
     EndingsContract,
