@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from fixtures.spark import SparkNotInstalledError, SparkThriftServer  # noqa: E402
 from fixtures.spark_connect import SparkConnectCluster  # noqa: E402
 
-from floe_compute import create_plugin  # noqa: E402
+from floe_compute import ComputePlugin, create_plugin  # noqa: E402
 
 QUERY = "SELECT id, id * 2, cast(id AS string) FROM range({rows})"
 TO_ARROW_RATIO_MAX = 1.10
@@ -51,8 +51,12 @@ def best_of(cases: dict[str, Callable[[], int]], rows: int, repeat: int) -> dict
     return best
 
 
+PLUGINS: list[ComputePlugin] = []
+
+
 def plugin_arrow(url: str, sql: str) -> Callable[[], int]:
     plugin = create_plugin(url, pool={"size": 1})
+    PLUGINS.append(plugin)  # closed before its server stops
 
     def run() -> int:
         with plugin.execute(sql) as result:
@@ -65,7 +69,10 @@ def thrift(rows: int, repeat: int) -> float:
     with SparkThriftServer() as server:
         run = plugin_arrow(server.url(), QUERY.format(rows=rows))
         run()  # warm-up: the first query compiles and plans for seconds
-        return best_of({"thrift": run}, rows, repeat)["thrift"]
+        try:
+            return best_of({"thrift": run}, rows, repeat)["thrift"]
+        finally:
+            PLUGINS.pop().disconnect()
 
 
 def connect(server: SparkConnectCluster, rows: int, repeat: int) -> dict[str, float]:
@@ -86,6 +93,7 @@ def connect(server: SparkConnectCluster, rows: int, repeat: int) -> dict[str, fl
         return best_of(cases, rows, repeat)
     finally:
         spark.stop()
+        PLUGINS.pop().disconnect()
 
 
 MEMORY_SCRIPT = """

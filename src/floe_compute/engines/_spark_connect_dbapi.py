@@ -178,7 +178,9 @@ class Connection:
             return
         self.closed = True
         try:
-            self.session.client.release_session()  # the server drops its temp views and state
+            with warnings.catch_warnings():  # pyspark warns when its retries give up
+                warnings.simplefilter("ignore", UserWarning)
+                self.session.client.release_session()  # the server drops its temp views and state
         except Exception:  # the server is gone, and the session with it
             pass
         finally:

@@ -67,9 +67,10 @@ class SparkConnectConfig(ComputeConfig):
         except ValueError:
             return data
         database, _, rest = (url.database or "").partition(";")
+        if rest or url.database == "":  # sc://host:port/ has no database either
+            data = {**data, "url": url._replace(database=database or None)}  # set() ignores None
         if rest:
             pairs = dict(p.partition("=")[::2] for p in rest.split(";") if p)
-            data = {**data, "url": url._replace(database=database or None)}  # set() ignores None
             if "token" in pairs:
                 data.setdefault("password", pairs.pop("token"))
             for key in _PARAMS:
