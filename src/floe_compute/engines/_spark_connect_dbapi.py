@@ -325,7 +325,8 @@ class Cursor:
         stream, self._stream, self._pending, self._rows = self._stream, None, None, []
         self.description = self.arrow_schema = None
         if stream is not None and self.tag is not None and not self.connection.closed:
-            with contextlib.suppress(Exception):  # the server is gone: so is the operation
+            with contextlib.suppress(Exception), warnings.catch_warnings():  # the server is gone
+                warnings.simplefilter("ignore", UserWarning)  # pyspark's: its retries gave up
                 self.connection.session.interruptTag(self.tag)
             close = getattr(stream, "close", None)
             if close is not None:
