@@ -202,11 +202,26 @@ def test_connect_fails_within_the_connect_timeout_naming_host_and_port() -> None
 def test_a_restarted_server_is_reached_again() -> None:
     """On a lone Connect server of its own (the shared cluster serves other tests meanwhile)."""
     server = new_connect_server()
+    outcome: dict[str, BaseException] = {}
     try:
         with create_plugin(server.url(), pool={"size": 2, "max_overflow": 0}) as plugin:
             with plugin.execute("SELECT 1") as result:
                 assert result.fetchall() == [(1,)]
+
+            def run() -> None:
+                try:
+                    plugin.execute(ENDLESS_COUNT, query_id="inflight").fetchall()
+                except BaseException as exc:
+                    outcome["error"] = exc
+
+            thread = threading.Thread(target=run)
+            thread.start()
+            wait_for(lambda: running(server, "floe-query-inflight"), "the in-flight query's job")
             server.stop_connect()
+            thread.join(60)
+            error = outcome.get("error")
+            assert isinstance(error, ConnectionFailedError), outcome
+            assert "UNAVAILABLE" in str(error) and "Rendezvous" not in str(error)  # not gRPC's repr
             server.start_connect()
             with plugin.execute("SELECT 42") as result:  # pre-ping found the old session gone
                 assert result.fetchall() == [(42,)]

@@ -75,6 +75,21 @@ __all__ = [
     "Warning", "apilevel", "connect", "paramstyle", "threadsafety", "to_dbapi_error",
 ]  # fmt: skip
 
+
+def _quiet_retries() -> None:
+    """pyspark warns as its retries give up, then raises the error this module reports: the
+    warning says nothing more. A filter (catch_warnings() is not thread-safe), set again by each
+    connection in case the application reset the filters since the import (pytest does per test)."""
+    warnings.filterwarnings(
+        "ignore",
+        message=r"\[RETRIES_EXCEEDED\]",
+        category=UserWarning,
+        module=r"pyspark\.sql\.connect\.client",
+    )
+
+
+_quiet_retries()
+
 apilevel = "2.0"
 threadsafety = 1  # a connection (one Spark session) serves one statement at a time
 paramstyle = "named"  # Spark SQL's own named parameter markers: ``:name``
@@ -118,6 +133,7 @@ class Connection:
         database: str | None = None,
         retries: int = 3,
     ) -> None:
+        _quiet_retries()
         for name in _QUIET_LOGGERS:
             quiet = logging.getLogger(name)
             if quiet.level == logging.NOTSET:
@@ -159,9 +175,7 @@ class Connection:
     def ping(self) -> bool:
         """One config RPC: no statement for Spark to plan, no job."""
         try:
-            with warnings.catch_warnings():  # pyspark warns when its retries give up
-                warnings.simplefilter("ignore", UserWarning)
-                self.session.conf.get("spark.sql.session.timeZone")
+            self.session.conf.get("spark.sql.session.timeZone")
         except Exception:
             return False
         return not self.session.client.is_closed
@@ -178,9 +192,7 @@ class Connection:
             return
         self.closed = True
         try:
-            with warnings.catch_warnings():  # pyspark warns when its retries give up
-                warnings.simplefilter("ignore", UserWarning)
-                self.session.client.release_session()  # the server drops its temp views and state
+            self.session.client.release_session()  # the server drops its temp views and state
         except Exception:  # the server is gone, and the session with it
             pass
         finally:
@@ -325,8 +337,7 @@ class Cursor:
         stream, self._stream, self._pending, self._rows = self._stream, None, None, []
         self.description = self.arrow_schema = None
         if stream is not None and self.tag is not None and not self.connection.closed:
-            with contextlib.suppress(Exception), warnings.catch_warnings():  # the server is gone
-                warnings.simplefilter("ignore", UserWarning)  # pyspark's: its retries gave up
+            with contextlib.suppress(Exception):  # the server is gone: so is the operation
                 self.connection.session.interruptTag(self.tag)
             close = getattr(stream, "close", None)
             if close is not None:

@@ -89,14 +89,20 @@ def to_dbapi_error(exc: BaseException) -> Error:
     code = getattr(exc, "_grpc_status_code", None)
     if isinstance(exc, grpc.RpcError):
         code = exc.code() if callable(getattr(exc, "code", None)) else None
+    error_class = sqlstate = None
     if isinstance(exc, PySparkException):
         error_class, sqlstate = exc.getCondition(), exc.getSqlState()
-        message = exc.getMessage() if error_class else str(exc)
+    if isinstance(exc, PySparkException) and error_class:
+        message = exc.getMessage()
+    elif isinstance(code, grpc.StatusCode):
+        # a transport error: pyspark's message is the repr of the gRPC call (it keeps the call
+        # as __context__); its details say what happened
+        rpc = exc if isinstance(exc, grpc.RpcError) else exc.__context__
+        details = getattr(rpc, "details", None)
+        found = details() if isinstance(rpc, grpc.RpcError) and callable(details) else None
+        message = f"{found or 'no details'} (gRPC {code.name})"
     else:
-        error_class = sqlstate = None
-        details = getattr(exc, "details", None)
-        found = details() if isinstance(exc, grpc.RpcError) and callable(details) else None
-        message = str(found or exc) or type(exc).__name__
+        message = str(exc) or type(exc).__name__
     message = message.split(_STACK, 1)[0].strip()
     kind: type[Error] = DatabaseError
     if code in _GONE or (error_class or "").startswith("INVALID_HANDLE.SESSION"):
