@@ -226,5 +226,12 @@ def test_a_restarted_server_is_reached_again() -> None:
             with plugin.execute("SELECT 42") as result:  # pre-ping found the old session gone
                 assert result.fetchall() == [(42,)]
             assert plugin.pool_stats().in_use == 0
+            # the pre-ping is an RPC, not a statement: no SQL execution on the (lone) server
+            executions = len(server.sql_executions())
+            assert executions >= 1  # the statements above are listed: the guard below is not vacuous
+            for _ in range(3):
+                with plugin.engine.connect():  # each checkout pings
+                    pass
+            assert len(server.sql_executions()) == executions
     finally:
         server.cleanup()
