@@ -77,6 +77,7 @@ bench: env spark-env
 	-$(MAKE) fakesnow  # without it the Snowflake bench says it is skipped
 	$(PY) benchmarks/snowflake_bench.py
 	$(PY) benchmarks/spark.py
+	$(PY) benchmarks/spark_connect.py
 	$(PY) benchmarks/bigquery_bench.py
 
 # the documentation site, into site/; --strict: a warning (a broken link, say) fails the build

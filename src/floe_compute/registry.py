@@ -210,10 +210,13 @@ def _class_for_url(url: Any) -> type[ComputePlugin]:
     if url is None:
         raise ConfigError("url: missing; every target needs a url such as 'duckdb:///:memory:'")
     try:
-        backend = parse_url(url).get_backend_name()
+        parsed = parse_url(url)
     except ValueError as exc:
         raise ConfigError(f"url: {exc}") from None
-    return get_plugin_class(backend)
+    # a plugin may claim a backend+driver of its own (``spark+connect`` beside ``spark``)
+    if "+" in parsed.drivername and _entry_point(parsed.drivername) is not None:
+        return get_plugin_class(parsed.drivername)
+    return get_plugin_class(parsed.get_backend_name())
 
 
 def _claimed_scheme(text: str) -> bool:

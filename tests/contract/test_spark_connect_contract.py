@@ -1,0 +1,69 @@
+"""The contract suite, unchanged, on a Spark Connect server driving a real standalone cluster (a
+master and two workers; a fresh database per test)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from floe_compute import ComputePlugin, create_plugin
+from floe_compute.testing import ComputePluginContract
+
+pytest_plugins = ["spark_connect_fixtures"]
+pytestmark = [pytest.mark.spark_connect]
+
+
+class TestSparkConnect(ComputePluginContract):
+    # a statement's first rows come after Spark plans it and its executors (other JVMs, two
+    # loaded cores) run a task
+    late_deadline = 10.0
+    commits_each_statement = True  # no transactions: a statement is written when it runs
+    writes_return_rows = False  # Spark SQL has no INSERT ... RETURNING
+    statements_per_thread = 10  # each statement is a gRPC stream to a JVM on two shared cores
+
+    # 10^12 rows scanned for nothing: hours for two one-core executors
+    slow_query = "SELECT id FROM range(0, 1000000000000, 1, 2) WHERE id * 2 = -1"
+
+    def series_query(self, n: int) -> str:
+        return f"SELECT id AS i, concat('row ', CAST(id AS STRING)) AS label FROM range({n})"
+
+    def endless_query(self) -> str:
+        return "SELECT id AS i FROM range(0, 10000000000, 1, 100000)"
+
+    def secret_overrides(self) -> dict[str, Any]:
+        """The token, sent as a bearer token (the test server, without authentication, accepts
+        any); without TLS only to a loopback address, which the test server is."""
+        return {"password": self.secret}
+
+    @pytest.fixture
+    def compute_factory(self, connect_url: str) -> Any:
+        def make(**overrides: Any) -> ComputePlugin:
+            return create_plugin(connect_url, **overrides)
+
+        return make
+
+    @pytest.fixture(autouse=True)
+    def _keep_cluster(self, connect_cluster: Any) -> None:
+        self._cluster = connect_cluster
+
+    def wait_until_running_on_engine(self, plugin: ComputePlugin, query_id: str) -> None:
+        """A job tagged with the query's id runs on the cluster."""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            for job in self._cluster.jobs():
+                if job["status"] == "RUNNING" and any(
+                    t.endswith(f"_floe-query-{query_id}") for t in job["jobTags"]
+                ):
+                    return
+            time.sleep(0.05)
+        raise AssertionError(f"no job of {query_id} ever ran on the cluster")
+
+    def test_engine_works_with_sqlalchemy_inspect(self, plugin: ComputePlugin) -> None:
+        """The shared test without its PRIMARY KEY: Spark's session catalog refuses constraints."""
+        plugin.execute("CREATE TABLE contract_inspect (id INTEGER, name VARCHAR(20))").close()
+        inspector = sa.inspect(plugin.engine)
+        assert "contract_inspect" in inspector.get_table_names()
+        assert [c["name"] for c in inspector.get_columns("contract_inspect")] == ["id", "name"]
