@@ -62,8 +62,8 @@ test-fast: env tools
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
 
 lint: env
-	$(VENV)/bin/ruff check src tests benchmarks fixtures examples docs
-	$(VENV)/bin/ruff format --check src tests benchmarks fixtures examples docs
+	$(VENV)/bin/ruff check src tests benchmarks fixtures examples docs monitoring
+	$(VENV)/bin/ruff format --check src tests benchmarks fixtures examples docs monitoring
 	$(VENV)/bin/mypy --strict src
 	$(VENV)/bin/lint-imports  # the layers in pyproject.toml [tool.importlinter]
 

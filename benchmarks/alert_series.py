@@ -140,7 +140,8 @@ def scrape(url: str) -> dict[str, float]:
     for family in text_string_to_metric_families(page):
         for sample in family.samples:
             if sample.name.startswith(PREFIXES) and not sample.name.endswith("_created"):
-                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                # an empty label is no label to Prometheus, which stores the series without it
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()) if v)
                 samples[f"{sample.name}{{{labels}}}"] = float(sample.value)
     return samples
 
