@@ -99,3 +99,15 @@ def test_a_fresh_load_run_fires_the_same_alerts(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     replay = promtool("test", "rules", output.name, cwd=tmp_path)
     assert replay.returncode == 0, replay.stdout + replay.stderr
+
+
+def test_the_docs_show_the_rules_as_they_are() -> None:
+    """docs/health-and-metrics.md names every alert, and its example is the rule file's own."""
+    docs = (ROOT / "docs" / "health-and-metrics.md").read_text()
+    section = docs.split("### Alerts and a dashboard", 1)[1]
+    example = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])[0]
+    rules = {
+        r["alert"]: r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if "alert" in r
+    }
+    assert {k: v for k, v in rules[example["alert"]].items() if k != "annotations"} == example
+    assert all(f"`{name}`" in section for name in rules)
