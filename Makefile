@@ -78,6 +78,7 @@ bench: env spark-env
 	$(PY) benchmarks/snowflake_bench.py
 	$(PY) benchmarks/spark.py
 	$(PY) benchmarks/bigquery_bench.py
+	$(PY) benchmarks/plots.py  # PNG plots next to the JSON in bench-results/
 
 # the documentation site, into site/; --strict: a warning (a broken link, say) fails the build
 docs: env
