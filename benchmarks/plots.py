@@ -89,14 +89,16 @@ def plot(engines: dict[str, list[Ratio]], results: Path) -> list[Path]:
 
     written = []
     for engine, ratios in engines.items():
-        figure, ax = plt.subplots(figsize=(7, 0.6 + 0.45 * len(ratios)))
+        figure, ax = plt.subplots(figsize=(8.5, 1.0 + 0.45 * len(ratios)))
         _bars(ax, ratios, f"{engine}: plugin wall time / raw driver's (target: black tick)")
         figure.tight_layout()
         written.append(results / f"{engine}-ratios.png")
         figure.savefig(written[-1], dpi=80)
         plt.close(figure)
     heights = [len(ratios) + 1 for ratios in engines.values()]
-    figure, axes = plt.subplots(len(engines), 1, figsize=(7.5, 0.5 * sum(heights) + 0.8), squeeze=False)
+    size = (8.5, 0.45 * sum(heights) + 0.8)
+    grid = {"height_ratios": heights}
+    figure, axes = plt.subplots(len(engines), 1, figsize=size, squeeze=False, gridspec_kw=grid)
     for ax, (engine, ratios) in zip(axes[:, 0], engines.items(), strict=True):
         _bars(ax, ratios, engine)
     axes[-1, 0].set_xlabel("plugin wall time / raw driver's (1.0 = as fast; black tick: the target)")
