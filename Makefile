@@ -62,8 +62,8 @@ test-fast: env tools
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
 
 lint: env
-	$(VENV)/bin/ruff check src tests benchmarks fixtures examples docs
-	$(VENV)/bin/ruff format --check src tests benchmarks fixtures examples docs
+	$(VENV)/bin/ruff check src tests benchmarks fixtures examples docs monitoring
+	$(VENV)/bin/ruff format --check src tests benchmarks fixtures examples docs monitoring
 	$(VENV)/bin/mypy --strict src
 	$(VENV)/bin/lint-imports  # the layers in pyproject.toml [tool.importlinter]
 
@@ -79,6 +79,7 @@ bench: env spark-env
 	$(PY) benchmarks/spark.py
 	$(PY) benchmarks/spark_connect.py
 	$(PY) benchmarks/bigquery_bench.py
+	$(PY) benchmarks/plots.py  # PNG plots next to the JSON in bench-results/
 
 # the documentation site, into site/; --strict: a warning (a broken link, say) fails the build
 docs: env

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fixtures.bigquery import BigQueryEmulator, EmulatorNotInstalledError  # noqa: E402
+from plots import save_ratios  # noqa: E402
 
 PROJECT = "floe-bench"
 PAGE = 10_000
@@ -88,6 +89,7 @@ def main() -> int:
         overshoot_ms, cancel_ms = timeout_overshoot(emulator, args.timeouts)
     ratio = best["plugin"] / best["raw"]
     verdict = "PASS" if ratio <= RATIO_MAX else "FAIL"
+    save_ratios("bigquery", [("Arrow batches / client to_arrow_iterable", ratio, RATIO_MAX)])
     print(
         f"bigquery (emulator, {args.rows} rows, pages of {PAGE}): plugin arrow_batches "
         f"{best['plugin']:.3f}s, client to_arrow_iterable {best['raw']:.3f}s, "

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fixtures.snowflake import ABORT_REQUEST, FakesnowNotInstalledError, FakesnowServer, LongQueries  # noqa: E402
+from plots import save_ratios  # noqa: E402
 
 ARROW_RATIO_MAX = 1.10
 TIMEOUT_OVERSHOOT_P95_MAX_MS = 100.0
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         raw, ours = min(raw_times), min(plugin_times)
         ratio = ours / raw
         ok = ratio <= ARROW_RATIO_MAX
+        save_ratios("snowflake", [("Arrow batches / connector Arrow loop", ratio, ARROW_RATIO_MAX)])
         failed |= not ok
         print(f"snowflake (fakesnow), {args.rows:,} rows x 3 columns as Arrow, best of {args.repeat}:")
         print(f"  connector fetch_arrow_batches loop  {raw:7.3f} s")

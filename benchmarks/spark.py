@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fixtures.spark import SparkNotInstalledError, SparkThriftServer  # noqa: E402
+from plots import save_ratios  # noqa: E402
 
 from floe_compute import QueryTimeoutError, create_plugin  # noqa: E402
 
@@ -93,6 +94,11 @@ def throughput(server: SparkThriftServer, rows: int, repeat: int) -> bool:
         print(f"  {name:<18} {wall:7.2f} s {rows / wall:>12,.0f} rows/s")
     ratio = best["plugin rows"] / best["pyhive fetchmany"]
     ok = ratio <= ROWS_RATIO_MAX
+    arrow = best["plugin arrow"] / best["pyhive fetchmany"]
+    save_ratios(
+        "spark",
+        [("rows / PyHive fetchmany", ratio, ROWS_RATIO_MAX), ("Arrow / PyHive fetchmany", arrow, 0.0)],
+    )
     print(f"  {'PASS' if ok else 'FAIL'} plugin rows / PyHive fetchmany: {ratio:.2f}x (<= {ROWS_RATIO_MAX}x)")
     return ok
 
