@@ -49,16 +49,31 @@ _SESSION = "SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL extra_float_digits = 1; 
 class CopySource(_postgres_values.NamesColumn, psycopg.ServerCursor):
     """A server-side cursor that can hand its query over to a COPY before it runs.
 
-    ``execute(..., arrow=True)`` makes the dialect call :meth:`start_copy` right after the
-    ``DECLARE`` (which planned the query and described its columns, without running it): the
-    portal is closed and the same statement runs as a COPY. Rows asked of the cursor afterwards
-    come from the COPY's Arrow batches.
+    The ``DECLARE`` plans the query and describes its columns without running it; nothing is
+    fetched at ``execute()``. If the first read asks for Arrow (or ``execute(..., arrow=True)``
+    said it would), :meth:`copy_unread` closes the portal and the same statement runs as a COPY,
+    so it still runs once. Rows asked of the cursor afterwards come from the COPY's Arrow batches.
     """
 
-    __slots__ = ("floe_copy", "floe_description", "floe_source")
+    __slots__ = ("floe_copy", "floe_description", "floe_fetched", "floe_source")
 
     floe_source: tuple[str, Any] | None
     """The statement and parameters as sent, recorded by the dialect's ``do_execute``."""
+
+    def copy_unread(self) -> bool:
+        """Stream the query through a COPY unless a ``FETCH`` ran it already: True if it now
+        streams from one (started here or before)."""
+        if getattr(self, "floe_copy", None) is not None:
+            return True
+        if getattr(self, "floe_fetched", False) or self.closed:
+            return False
+        columns = self.description or ()
+        types = [arrow_type(c.type_code, c.precision, c.scale) for c in columns]
+        return self.start_copy(types, [c.name for c in columns])
+
+    def _fetch_gen(self, num: int | None) -> Any:
+        self.floe_fetched = True  # the portal ran: a COPY now would run the query again
+        return (yield from super()._fetch_gen(num))
 
     def start_copy(self, arrow_types: Sequence[pa.DataType | None], names: Sequence[str]) -> bool:
         """Run the declared query as a COPY instead; False (nothing done) when the CSV parser

@@ -97,6 +97,7 @@ class _CommentedServerCursor(_postgres_copy.CopySource):
 
     def _fetch_gen(self, num: int | None) -> Any:
         # psycopg's own _fetch_gen (3.2-3.3), with the comment appended to the FETCH
+        self.floe_fetched = True
         if self.closed:
             raise psycopg.InterfaceError("the cursor is closed")
         if not self._described:
@@ -144,21 +145,19 @@ class _ExecutionContext(PGExecutionContext_psycopg):
 
     def post_exec(self) -> None:
         super().post_exec()  # type: ignore[no-untyped-call]
-        query = query_context(self)
         cursor = self.cursor
-        if not (self._is_server_side and query is not None and query.arrow):
+        if not (self._is_server_side and isinstance(cursor, _postgres_copy.CopySource)):
             return
-        if isinstance(cursor, _postgres_copy.CopySource):
-            columns = cursor.description or ()
-            types = [_postgres_copy.arrow_type(c.type_code, c.precision, c.scale) for c in columns]
-            if cursor.start_copy(types, [c.name for c in columns]):
-                # SQLAlchemy would FETCH a first row from the declared portal, which is closed
-                self.cursor_fetch_strategy = _FetchStrategy(cursor, self.execution_options)
+        # SQLAlchemy would FETCH a first row now: that runs the query, and the first read
+        # must still be free to take the COPY instead
+        self.cursor_fetch_strategy = _FetchStrategy(cursor, self.execution_options)
+        query = query_context(self)
+        if query is not None and query.arrow:
+            cursor.copy_unread()
 
 
 class _FetchStrategy(BufferedRowCursorFetchStrategy):
-    """Nothing fetched at execute() (the COPY is started); ``fetchmany(n)`` hands over the
-    cursor's own list."""
+    """Nothing fetched at execute(); ``fetchmany(n)`` hands over the cursor's own list."""
 
     def __init__(self, dbapi_cursor: Any, execution_options: Any) -> None:
         super().__init__(dbapi_cursor, execution_options, initial_buffer=collections.deque())
@@ -307,6 +306,9 @@ class PostgresComputePlugin(ComputePlugin):
         return _postgres_copy.arrow_type(column.type_code, column.precision, column.scale)
 
     def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
+        """The COPY stream when nothing was fetched yet (the first read chose Arrow)."""
+        if isinstance(dbapi_cursor, _postgres_copy.CopySource) and not dbapi_cursor.copy_unread():
+            return None
         return _postgres_copy.copy_reader(dbapi_cursor, batch_size)
 
     def classify_error(self, exc: Exception) -> tuple[type[ComputeError], str] | None:
