@@ -396,3 +396,14 @@ def test_errors_still_surface_at_execute(hint: bool, copy_plugin: ComputePlugin)
     with pytest.raises(QueryError, match="no_such_table"):
         copy_plugin.execute("SELECT * FROM no_such_table", arrow=hint)
     assert copy_plugin.pool_stats().in_use == 0
+
+
+def test_a_result_closed_unread_still_ran_its_statement(hint: bool, copy_plugin: ComputePlugin) -> None:
+    # nothing is fetched at execute(): closing the result without reading it still runs the
+    # statement (to its first row, as a read of one row would), so a SELECT called for its effect works
+    with copy_plugin.execute("CREATE SEQUENCE IF NOT EXISTS unread_seq") as created:
+        created.fetchall()
+    with copy_plugin.execute("SELECT setval('unread_seq', 42)", arrow=hint):
+        pass
+    with copy_plugin.execute("SELECT last_value FROM unread_seq") as result:
+        assert result.fetchall() == [(42,)]

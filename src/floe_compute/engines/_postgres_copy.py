@@ -35,13 +35,15 @@ from floe_compute.engines import _postgres_values
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["CopySource", "arrow_type", "copy_reader", "stop"]
+__all__ = ["CopySource", "arrow_type", "copy_reader", "declared", "settle", "stop"]
 
 CANCEL_TIMEOUT_S = 1.0
 _CSV_COLUMN = re.compile(r"CSV column #(\d+)")
 _ACTIVE: dict[int, _CopyStream] = {}
 """The unfinished COPY of each connection (by ``id()``), for :func:`stop`."""
 _ACTIVE_LOCK = threading.Lock()
+_DECLARED: dict[int, CopySource] = {}
+"""The declared cursor of each connection (by ``id()``), for :func:`settle` (under ``_ACTIVE_LOCK``)."""
 _SESSION = "SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL extra_float_digits = 1; "
 """The text forms the CSV parser expects, whatever the session set (ends with the transaction)."""
 
@@ -152,6 +154,24 @@ def _conversion_error(exc: Exception, schema: pa.Schema) -> Exception:
     field = schema.field(int(found.group(1)))
     infinite = "'infinity'" in str(exc) or "'-infinity'" in str(exc)
     return ArrowConversionError(field.name, field.type, _postgres_values.INFINITY_HINT if infinite else "")
+
+
+def declared(cursor: CopySource) -> None:
+    """Remember the cursor just declared on its connection, for :func:`settle`."""
+    with _ACTIVE_LOCK:
+        _DECLARED[id(cursor.connection)] = cursor
+
+
+def settle(connection: Any, *, run_unread: bool) -> None:
+    """Before the transaction ends: a cursor nobody read runs to its first row if ``run_unread``
+    (the statement of a result closed unread has run, as it did when ``execute()`` fetched one row)."""
+    connection = getattr(connection, "dbapi_connection", connection)
+    with _ACTIVE_LOCK:
+        cursor = _DECLARED.pop(id(connection), None)
+    if not run_unread or cursor is None or cursor.connection is not connection or cursor.closed:
+        return
+    if not getattr(cursor, "floe_fetched", False) and getattr(cursor, "floe_copy", None) is None:
+        cursor.scroll(1)  # a MOVE: runs the query up to its first row, fetches nothing
 
 
 def stop(connection: Any) -> None:

@@ -151,6 +151,7 @@ class _ExecutionContext(PGExecutionContext_psycopg):
         # SQLAlchemy would FETCH a first row now: that runs the query, and the first read
         # must still be free to take the COPY instead
         self.cursor_fetch_strategy = _FetchStrategy(cursor, self.execution_options)
+        _postgres_copy.declared(cursor)
         query = query_context(self)
         if query is not None and query.arrow:
             cursor.copy_unread()
@@ -196,10 +197,12 @@ class FloePsycopgDialect(PGDialect_psycopg):
         super().do_execute_no_params(cursor, statement, context)  # type: ignore[no-untyped-call]
 
     def do_rollback(self, dbapi_connection: Any) -> None:
+        _postgres_copy.settle(dbapi_connection, run_unread=False)
         _postgres_copy.stop(dbapi_connection)  # a result closed in the middle of its COPY
         super().do_rollback(dbapi_connection)  # type: ignore[no-untyped-call]
 
     def do_commit(self, dbapi_connection: Any) -> None:
+        _postgres_copy.settle(dbapi_connection, run_unread=True)
         _postgres_copy.stop(dbapi_connection)
         super().do_commit(dbapi_connection)  # type: ignore[no-untyped-call]
 
