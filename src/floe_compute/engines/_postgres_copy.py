@@ -57,7 +57,7 @@ class CopySource(_postgres_values.NamesColumn, psycopg.ServerCursor):
     so it still runs once. Rows asked of the cursor afterwards come from the COPY's Arrow batches.
     """
 
-    __slots__ = ("floe_copy", "floe_description", "floe_fetched", "floe_source")
+    __slots__ = ("floe_copy", "floe_description", "floe_ended", "floe_fetched", "floe_source")
 
     floe_source: tuple[str, Any] | None
     """The statement and parameters as sent, recorded by the dialect's ``do_execute``."""
@@ -74,8 +74,24 @@ class CopySource(_postgres_values.NamesColumn, psycopg.ServerCursor):
         return self.start_copy(types, [c.name for c in columns])
 
     def _fetch_gen(self, num: int | None) -> Any:
+        if getattr(self, "floe_ended", False):
+            return []  # the last FETCH came back short: the portal is at its end, no round trip
         self.floe_fetched = True  # the portal ran: a COPY now would run the query again
+        rows = yield from self._fetch_portal(num)
+        if num is None or len(rows) < num:
+            self.floe_ended = True
+        return rows
+
+    def _fetch_portal(self, num: int | None) -> Any:
         return (yield from super()._fetch_gen(num))
+
+    def close(self) -> None:
+        """A portal read to its end is dropped by the end of its transaction, which follows: no
+        ``CLOSE`` round trip of its own."""
+        if getattr(self, "floe_ended", False) and getattr(self, "floe_copy", None) is None:
+            psycopg.Cursor.close(self)  # the client side only
+            return
+        super().close()
 
     def start_copy(self, arrow_types: Sequence[pa.DataType | None], names: Sequence[str]) -> bool:
         """Run the declared query as a COPY instead; False (nothing done) when the CSV parser

@@ -11,6 +11,7 @@ whole streamed result).
 from __future__ import annotations
 
 import collections
+import itertools
 import math
 import re
 from collections.abc import Mapping
@@ -53,6 +54,7 @@ _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 _QUOTED = re.compile(r'"(?:[^"]|"")*"')
 _CONNECTION_LOST = {"57P01", "57P02", "57P03", "53300"}
 _STATEMENT_TIMEOUT = "canceling statement due to statement timeout"  # the server's text (lc_messages=C)
+_CURSOR_NUMBERS = itertools.count(1)
 
 
 class PostgresConfig(ComputeConfig):
@@ -95,9 +97,8 @@ class _CommentedServerCursor(_postgres_copy.CopySource):
 
     comment = ""
 
-    def _fetch_gen(self, num: int | None) -> Any:
+    def _fetch_portal(self, num: int | None) -> Any:
         # psycopg's own _fetch_gen (3.2-3.3), with the comment appended to the FETCH
-        self.floe_fetched = True
         if self.closed:
             raise psycopg.InterfaceError("the cursor is closed")
         if not self._described:
@@ -123,8 +124,9 @@ class _ExecutionContext(PGExecutionContext_psycopg):
         if query is None or not query.tags:
             return super().create_server_side_cursor()  # type: ignore[no-untyped-call]
         connection: psycopg.Connection[Any] = self._dbapi_connection.dbapi_connection  # type: ignore[assignment]
+        # a unique name: a portal read to its end stays open until its transaction ends
         cursor = _CommentedServerCursor(
-            connection, f"c_floe_{id(self):x}", row_factory=connection.row_factory
+            connection, f"c_floe_{id(self):x}_{next(_CURSOR_NUMBERS):x}", row_factory=connection.row_factory
         )
         cursor.comment = sqlcommenter(query.tags)
         return cursor
