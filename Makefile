@@ -74,6 +74,7 @@ bench: env spark-env
 	$(PY) benchmarks/cli_export.py
 	$(PY) benchmarks/asyncio_heartbeat.py
 	$(PY) benchmarks/postgres_arrow.py
+	$(PY) benchmarks/concurrency.py
 	-$(MAKE) fakesnow  # without it the Snowflake bench says it is skipped
 	$(PY) benchmarks/snowflake_bench.py
 	$(PY) benchmarks/spark.py

@@ -3,9 +3,12 @@
 Starts a throwaway cluster (``fixtures/postgres.py``) and reads the same query, on the same server
 in the same run, through:
 
-* ``plugin_arrow``: ``execute(sql, arrow=True)`` + ``arrow_batches(100000)`` (the COPY path);
-* ``plugin_built``: ``execute(sql)`` + ``arrow_batches(100000)``: batches built from rows (the
-  generic builder every engine without a native reader goes through);
+* ``plugin_plain``: ``execute(sql)`` + ``arrow_batches(100000)``, as a user writes it (the first
+  read asks for Arrow: the COPY path);
+* ``plugin_arrow``: ``execute(sql, arrow=True)`` + ``arrow_batches(100000)`` (the COPY, started at
+  ``execute()``);
+* ``plugin_built``: ``execute(sql)``, one row read, then ``arrow_batches(100000)``: batches built
+  from rows (the generic builder every engine without a native reader goes through);
 * ``plugin_rows``: iterating the plugin's rows;
 * ``adbc``: ``adbc-driver-postgresql``, ``cursor.fetch_record_batch()``;
 * ``connectorx``: ``connectorx.read_sql(..., return_type="arrow")``;
@@ -14,8 +17,9 @@ in the same run, through:
 Each case runs in a fresh process (peak RSS belongs to it alone), after its imports, its connection
 and a warm-up read of a few rows through the same path; the timed part is the query and reading
 every row or batch. Repetitions are interleaved; the best wall time and the worst peak RSS are kept.
-Targets: plugin Arrow within 1.2x ADBC's wall time and 64 MB of its peak RSS; plugin Arrow's peak
-RSS flat from 2 to 20 million rows (ratio <= 1.2); the builder within 1.3x the plugin's rows.
+Targets: plugin Arrow, plain and hinted, within 1.2x ADBC's wall time and 64 MB of its peak RSS;
+plain within 1.05x hinted; plugin Arrow's peak RSS flat from 2 to 20 million rows (ratio <= 1.2);
+the builder within 1.3x the plugin's rows; the plugin's rows within 1.15x psycopg's.
 Exits 1 when a target fails; writes ``bench-results/postgres_arrow.json``.
 """
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -38,11 +43,13 @@ RESULTS = ROOT / "bench-results" / "postgres_arrow.json"
 QUERY = "SELECT g, g * 2, 'x' || g::text FROM generate_series(1, {rows}) g"
 BATCH = 100_000
 WARMUP_ROWS = 1_000
-CASES = ("plugin_arrow", "plugin_built", "plugin_rows", "adbc", "connectorx", "psycopg_rows")
+CASES = ("plugin_plain", "plugin_arrow", "plugin_built", "plugin_rows", "adbc", "connectorx", "psycopg_rows")
 ARROW_OVER_ADBC_MAX = 1.2
 RSS_OVER_ADBC_MAX_MB = 64.0
 FLAT_RSS_RATIO_MAX = 1.2
 BUILT_OVER_ROWS_MAX = 1.3
+PLAIN_OVER_HINTED_MAX = 1.05
+ROWS_OVER_PSYCOPG_MAX = 1.15
 
 
 # -- child ----------------------------------------------------------------------------------------
@@ -54,9 +61,10 @@ def _plugin(url: str) -> Any:
     return create_plugin(url, pool={"size": 1, "max_overflow": 0}).connect()
 
 
-def _read_plugin_arrow(plugin: Any, sql: str, hint: bool) -> int:
+def _read_plugin_arrow(plugin: Any, sql: str, hint: bool, rows_first: bool = False) -> int:
     with plugin.execute(sql, arrow=hint) as result:
-        return sum(batch.num_rows for batch in result.arrow_batches(BATCH))
+        first = len(result.fetchmany(1)) if rows_first else 0  # then Arrow is built from rows
+        return first + sum(batch.num_rows for batch in result.arrow_batches(BATCH))
 
 
 def _read_plugin_rows(plugin: Any, sql: str) -> int:
@@ -71,10 +79,10 @@ def case(name: str, url: str, rows: int) -> dict[str, Any]:
     """Set up, warm up, then time one read of ``rows`` rows."""
     libpq = url.replace("postgresql+psycopg://", "postgresql://")
     read: Callable[[str], int]
-    if name in ("plugin_arrow", "plugin_built"):
+    if name in ("plugin_arrow", "plugin_plain", "plugin_built"):
         plugin = _plugin(url)
-        hint = name == "plugin_arrow"
-        read = lambda sql: _read_plugin_arrow(plugin, sql, hint)  # noqa: E731
+        hint, built = name == "plugin_arrow", name == "plugin_built"
+        read = lambda sql: _read_plugin_arrow(plugin, sql, hint, built)  # noqa: E731
     elif name == "plugin_rows":
         plugin = _plugin(url)
         read = lambda sql: _read_plugin_rows(plugin, sql)  # noqa: E731
@@ -140,8 +148,8 @@ def spawn(name: str, url: str, rows: int) -> dict[str, Any]:
 
 def measure(url: str, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     plan = [(name, name, args.rows) for name in CASES]
-    plan += [("plugin_arrow@small", "plugin_arrow", args.small_rows)]
-    plan += [("plugin_arrow@large", "plugin_arrow", args.large_rows)]
+    plan += [("plugin_plain@small", "plugin_plain", args.small_rows)]
+    plan += [("plugin_plain@large", "plugin_plain", args.large_rows)]
     runs: dict[str, list[dict[str, Any]]] = {key: [] for key, _, _ in plan}
     for repetition in range(1, args.repeat + 1):
         for key, name, rows in plan:
@@ -171,12 +179,35 @@ def targets(results: dict[str, dict[str, Any]]) -> list[tuple[str, float, float,
     wall = {key: value["wall_s"] for key, value in results.items()}
     rss = {key: value["peak_rss_mb"] for key, value in results.items()}
     checks = [
-        ("plugin Arrow / ADBC wall", wall["plugin_arrow"] / wall["adbc"], ARROW_OVER_ADBC_MAX, "x"),
-        ("plugin Arrow - ADBC peak RSS", rss["plugin_arrow"] - rss["adbc"], RSS_OVER_ADBC_MAX_MB, " MB"),
+        ("plugin Arrow (plain) / ADBC wall", wall["plugin_plain"] / wall["adbc"], ARROW_OVER_ADBC_MAX, "x"),
+        (
+            "plugin Arrow (arrow=True) / ADBC wall",
+            wall["plugin_arrow"] / wall["adbc"],
+            ARROW_OVER_ADBC_MAX,
+            "x",
+        ),
+        (
+            "plugin Arrow plain / arrow=True wall",
+            wall["plugin_plain"] / wall["plugin_arrow"],
+            PLAIN_OVER_HINTED_MAX,
+            "x",
+        ),
+        (
+            "plugin Arrow (plain) - ADBC peak RSS",
+            rss["plugin_plain"] - rss["adbc"],
+            RSS_OVER_ADBC_MAX_MB,
+            " MB",
+        ),
         (
             "plugin Arrow peak RSS large / small",
-            rss["plugin_arrow@large"] / rss["plugin_arrow@small"],
+            rss["plugin_plain@large"] / rss["plugin_plain@small"],
             FLAT_RSS_RATIO_MAX,
+            "x",
+        ),
+        (
+            "plugin rows / psycopg rows wall",
+            wall["plugin_rows"] / wall["psycopg_rows"],
+            ROWS_OVER_PSYCOPG_MAX,
             "x",
         ),
         (
@@ -198,6 +229,7 @@ def report(
     adbc = results["adbc"]
     print(f"\nPostgreSQL to Arrow: {QUERY.format(rows='N')}, N = {results['adbc']['rows_requested']:,}")
     print(f"best of {repeat} fresh processes (all runs in brackets); peak RSS = worst run\n")
+    print(f"load average {os.getloadavg()[0]:.1f}")
     print(f"{'case':<20} {'rows':>11} {'wall s':>8} {'/ ADBC':>7} {'peak RSS MB':>12}  runs")
     for key, value in results.items():
         runs = ", ".join(f"{w:.2f}" for w in value["walls"])

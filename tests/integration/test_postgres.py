@@ -261,3 +261,24 @@ def test_only_the_servers_own_statement_timeout_is_a_timeout(pg_url: str) -> Non
         pytest.raises(QueryTimeoutError, match="its own statement timeout"),
     ):
         plugin.execute("SELECT pg_sleep(10)").fetchall()
+
+
+@pytest.mark.parametrize("tagged", [False, True])
+def test_a_short_result_costs_no_extra_round_trips(pg_url: str, tmp_path: Path, tagged: bool) -> None:
+    # what goes over the wire (libpq's trace): a result read to its end is not fetched again nor
+    # closed on its own; the commit that ends its transaction drops the cursor
+    with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0, "pre_ping": False}) as plugin:
+        raw = plugin.engine.raw_connection()
+        trace = (tmp_path / "trace").open("w")
+        raw.dbapi_connection.pgconn.trace(trace.fileno())  # type: ignore[union-attr]
+        raw.close()
+        tags = {"job": "t"} if tagged else None
+        with plugin.execute("SELECT g FROM generate_series(1, 3) g", tags=tags) as result:
+            assert result.fetchall() == [(1,), (2,), (3,)]
+        with plugin.execute("SELECT 1") as result:
+            assert result.fetchone() == (1,)
+            assert result.fetchone() is None
+        trace.close()
+    sent = [line for line in (tmp_path / "trace").read_text().splitlines() if "\tF\t" in line]
+    assert sum('"FETCH' in line for line in sent) == 2, sent
+    assert not [line for line in sent if '"CLOSE' in line], sent

@@ -199,6 +199,12 @@ def copy_plugin(plugin: ComputePlugin) -> ComputePlugin:
     return plugin
 
 
+@pytest.fixture(params=[True, False], ids=["hinted", "plain"])
+def hint(request: pytest.FixtureRequest) -> bool:
+    """``execute(sql, arrow=True)`` or a plain ``execute(sql)``: an Arrow read takes the COPY either way."""
+    return bool(request.param)
+
+
 def _server_queries(pg_url: str, state: str = "active") -> list[str]:
     """The statements of the other sessions of this test's application in ``state`` now."""
     sql = (
@@ -210,10 +216,10 @@ def _server_queries(pg_url: str, state: str = "active") -> list[str]:
         return [row[0] for row in result.fetchall()]
 
 
-def test_copy_runs_on_the_pooled_connection(copy_plugin: ComputePlugin, pg_url: str) -> None:
+def test_copy_runs_on_the_pooled_connection(hint: bool, copy_plugin: ComputePlugin, pg_url: str) -> None:
     before = copy_plugin.pool_stats()
     sql = "SELECT g FROM generate_series(1, 50000) g"
-    with copy_plugin.execute(sql, tags={"job": "nightly"}, arrow=True) as result:
+    with copy_plugin.execute(sql, tags={"job": "nightly"}, arrow=hint) as result:
         reader = result.arrow_batches(10_000)
         next(iter(reader))
         assert copy_plugin.pool_stats().in_use == 1
@@ -226,10 +232,10 @@ def test_copy_runs_on_the_pooled_connection(copy_plugin: ComputePlugin, pg_url: 
     assert after.connects == before.connects  # no connection of its own
 
 
-def test_deadline_stops_the_copy_on_the_server(copy_plugin: ComputePlugin, pg_url: str) -> None:
+def test_deadline_stops_the_copy_on_the_server(hint: bool, copy_plugin: ComputePlugin, pg_url: str) -> None:
     endless = "SELECT generate_series(1, 10000000000) AS i"
     seen = 0
-    with pytest.raises(QueryTimeoutError), copy_plugin.execute(endless, timeout=1, arrow=True) as result:
+    with pytest.raises(QueryTimeoutError), copy_plugin.execute(endless, timeout=1, arrow=hint) as result:
         for batch in result.arrow_batches(10_000):
             seen += batch.num_rows
     assert seen > 0
@@ -240,8 +246,8 @@ def test_deadline_stops_the_copy_on_the_server(copy_plugin: ComputePlugin, pg_ur
         assert again.fetchall() == [(1,)]
 
 
-def test_cancel_stops_the_copy(copy_plugin: ComputePlugin, pg_url: str) -> None:
-    result = copy_plugin.execute("SELECT generate_series(1, 10000000000) AS i", arrow=True)
+def test_cancel_stops_the_copy(hint: bool, copy_plugin: ComputePlugin, pg_url: str) -> None:
+    result = copy_plugin.execute("SELECT generate_series(1, 10000000000) AS i", arrow=hint)
     started = threading.Event()
     seen = 0
     with pytest.raises(QueryCancelledError):
@@ -255,26 +261,28 @@ def test_cancel_stops_the_copy(copy_plugin: ComputePlugin, pg_url: str) -> None:
     assert _server_queries(pg_url) == []
 
 
-def test_max_result_rows_holds(pg_url: str) -> None:
+def test_max_result_rows_holds(hint: bool, pg_url: str) -> None:
     with create_plugin(
         pg_url, pool={"size": 1, "max_overflow": 0}, limits={"max_result_rows": 25_000}
     ) as compute:
         sql = "SELECT g FROM generate_series(1, 1000000) g"
         with (
             pytest.raises(ResourceLimitError, match="max_result_rows=25000"),
-            compute.execute(sql, arrow=True) as result,
+            compute.execute(sql, arrow=hint) as result,
         ):
             for _ in result.arrow_batches(10_000):
                 pass
         assert compute.pool_stats().invalidations == 0
-        with compute.execute("SELECT g FROM generate_series(1, 20000) g", arrow=True) as result:
+        with compute.execute("SELECT g FROM generate_series(1, 20000) g", arrow=hint) as result:
             assert result.to_arrow().num_rows == 20_000
 
 
-def test_closing_in_the_middle_leaves_the_connection_clean(copy_plugin: ComputePlugin, pg_url: str) -> None:
+def test_closing_in_the_middle_leaves_the_connection_clean(
+    hint: bool, copy_plugin: ComputePlugin, pg_url: str
+) -> None:
     for _ in range(3):
         sql = "SELECT g, repeat('x', 100) FROM generate_series(1, 2000000) g"
-        with copy_plugin.execute(sql, arrow=True) as result:
+        with copy_plugin.execute(sql, arrow=hint) as result:
             batches = iter(result.arrow_batches(1000))
             assert next(batches).num_rows == 1000
     stats = copy_plugin.pool_stats()
@@ -286,40 +294,42 @@ def test_closing_in_the_middle_leaves_the_connection_clean(copy_plugin: ComputeP
         assert again.fetchall() == [("ISO, MDY",)]
 
 
-def test_session_date_style_does_not_change_the_values(pg_url: str) -> None:
+def test_session_date_style_does_not_change_the_values(hint: bool, pg_url: str) -> None:
     with create_plugin(pg_url, settings={"DateStyle": "SQL, DMY", "extra_float_digits": 0}) as compute:
         sql = "SELECT date '2024-01-02' AS d, timestamp '2024-01-02 03:04:05' AS ts, 0.1::float8 AS f"
-        with compute.execute(sql, arrow=True) as result:
+        with compute.execute(sql, arrow=hint) as result:
             row = result.to_arrow().to_pylist()[0]
     assert row == {"d": dt.date(2024, 1, 2), "ts": dt.datetime(2024, 1, 2, 3, 4, 5), "f": 0.1}
 
 
-def test_uuid_values_are_uuids(copy_plugin: ComputePlugin) -> None:
+def test_uuid_values_are_uuids(hint: bool, copy_plugin: ComputePlugin) -> None:
     with copy_plugin.execute(
-        "SELECT 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid AS u", arrow=True
+        "SELECT 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid AS u", arrow=hint
     ) as result:
         value = result.to_arrow().column("u").to_pylist()[0]
     assert value == uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
 
 
-def test_rows_of_an_arrow_execute_come_from_the_copy(copy_plugin: ComputePlugin) -> None:
+def test_rows_of_an_arrow_execute_come_from_the_copy(hint: bool, copy_plugin: ComputePlugin) -> None:
     sql = "SELECT g, 'n' || g AS name, (g::numeric / 2)::numeric(6, 1) AS half FROM generate_series(1, 25) g"
     with copy_plugin.execute(sql) as result:
         expected = result.fetchall()
-    with copy_plugin.execute(sql, arrow=True) as result:
+    with copy_plugin.execute(sql, arrow=hint) as result:
         assert result.fetchone() == expected[0]
         assert result.fetchmany(4) == expected[1:5]
         assert list(result) == expected[5:]
     assert copy_plugin.pool_stats().in_use == 0
 
 
-def test_cancel_query_stops_the_copy_on_the_server(copy_plugin: ComputePlugin, pg_url: str) -> None:
+def test_cancel_query_stops_the_copy_on_the_server(
+    hint: bool, copy_plugin: ComputePlugin, pg_url: str
+) -> None:
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
             copy_plugin.execute(
-                "SELECT 1 AS one FROM pg_sleep(30)", arrow=True, query_id="copying"
+                "SELECT 1 AS one FROM pg_sleep(30)", arrow=hint, query_id="copying"
             ).to_arrow()
         except BaseException as exc:
             errors.append(exc)
@@ -337,10 +347,10 @@ def test_cancel_query_stops_the_copy_on_the_server(copy_plugin: ComputePlugin, p
     assert copy_plugin.pool_stats().in_use == 0
 
 
-def test_asyncio_arrow_execute_reads_the_copy(copy_plugin: ComputePlugin) -> None:
+def test_asyncio_arrow_execute_reads_the_copy(hint: bool, copy_plugin: ComputePlugin) -> None:
     async def main() -> pa.Table:
         sql = "SELECT g, 'n' || g AS name FROM generate_series(1, 30000) g"
-        async with copy_plugin.aexecute(sql, arrow=True) as result:
+        async with copy_plugin.aexecute(sql, arrow=hint) as result:
             batches = [batch async for batch in result.arrow_batches(10_000)]
         return pa.Table.from_batches(batches)
 

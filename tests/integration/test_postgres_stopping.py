@@ -45,7 +45,8 @@ def wait_active(plugin: ComputePlugin, needle: str) -> str:
 def test_tags_reach_pg_stat_activity_as_a_sqlcommenter_comment(pg_url: str) -> None:
     with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}) as plugin:
         tags = {"dag": "nightly", "team": "growth", "owner": "a b/c'd"}
-        outcome = run_in_thread(lambda: plugin.execute("SELECT pg_sleep(30)", query_id="tagged", tags=tags))
+        read = lambda: plugin.execute("SELECT pg_sleep(30)", query_id="tagged", tags=tags).fetchall()  # noqa: E731
+        outcome = run_in_thread(read)
         # a streamed query runs in its FETCH: that is the statement the server shows meanwhile
         statement = wait_active(plugin, "dag='nightly'")
         assert statement.endswith("/*dag='nightly',owner='a%20b%2Fc%27d',team='growth'*/")
@@ -56,7 +57,9 @@ def test_tags_reach_pg_stat_activity_as_a_sqlcommenter_comment(pg_url: str) -> N
 def test_cancel_query_stops_pg_sleep_on_the_server(pg_url: str) -> None:
     with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}) as plugin:
         outcome = run_in_thread(
-            lambda: plugin.execute("SELECT pg_sleep(30)", query_id="sleepy", tags={"test": "sleepy"})
+            lambda: plugin.execute(
+                "SELECT pg_sleep(30)", query_id="sleepy", tags={"test": "sleepy"}
+            ).fetchall()
         )
         wait_active(plugin, "test='sleepy'")
         cancelled = time.monotonic()

@@ -35,13 +35,15 @@ from floe_compute.engines import _postgres_values
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["CopySource", "arrow_type", "copy_reader", "stop"]
+__all__ = ["CopySource", "arrow_type", "copy_reader", "declared", "settle", "stop"]
 
 CANCEL_TIMEOUT_S = 1.0
 _CSV_COLUMN = re.compile(r"CSV column #(\d+)")
 _ACTIVE: dict[int, _CopyStream] = {}
 """The unfinished COPY of each connection (by ``id()``), for :func:`stop`."""
 _ACTIVE_LOCK = threading.Lock()
+_DECLARED: dict[int, CopySource] = {}
+"""The declared cursor of each connection (by ``id()``), for :func:`settle` (under ``_ACTIVE_LOCK``)."""
 _SESSION = "SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL extra_float_digits = 1; "
 """The text forms the CSV parser expects, whatever the session set (ends with the transaction)."""
 
@@ -49,16 +51,47 @@ _SESSION = "SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL extra_float_digits = 1; 
 class CopySource(_postgres_values.NamesColumn, psycopg.ServerCursor):
     """A server-side cursor that can hand its query over to a COPY before it runs.
 
-    ``execute(..., arrow=True)`` makes the dialect call :meth:`start_copy` right after the
-    ``DECLARE`` (which planned the query and described its columns, without running it): the
-    portal is closed and the same statement runs as a COPY. Rows asked of the cursor afterwards
-    come from the COPY's Arrow batches.
+    The ``DECLARE`` plans the query and describes its columns without running it; nothing is
+    fetched at ``execute()``. If the first read asks for Arrow (or ``execute(..., arrow=True)``
+    said it would), :meth:`copy_unread` closes the portal and the same statement runs as a COPY,
+    so it still runs once. Rows asked of the cursor afterwards come from the COPY's Arrow batches.
     """
 
-    __slots__ = ("floe_copy", "floe_description", "floe_source")
+    __slots__ = ("floe_copy", "floe_description", "floe_ended", "floe_fetched", "floe_source")
 
     floe_source: tuple[str, Any] | None
     """The statement and parameters as sent, recorded by the dialect's ``do_execute``."""
+
+    def copy_unread(self) -> bool:
+        """Stream the query through a COPY unless a ``FETCH`` ran it already: True if it now
+        streams from one (started here or before)."""
+        if getattr(self, "floe_copy", None) is not None:
+            return True
+        if getattr(self, "floe_fetched", False) or self.closed:
+            return False
+        columns = self.description or ()
+        types = [arrow_type(c.type_code, c.precision, c.scale) for c in columns]
+        return self.start_copy(types, [c.name for c in columns])
+
+    def _fetch_gen(self, num: int | None) -> Any:
+        if getattr(self, "floe_ended", False):
+            return []  # the last FETCH came back short: the portal is at its end, no round trip
+        self.floe_fetched = True  # the portal ran: a COPY now would run the query again
+        rows = yield from self._fetch_portal(num)
+        if num is None or len(rows) < num:
+            self.floe_ended = True
+        return rows
+
+    def _fetch_portal(self, num: int | None) -> Any:
+        return (yield from super()._fetch_gen(num))
+
+    def close(self) -> None:
+        """A portal read to its end is dropped by the end of its transaction, which follows: no
+        ``CLOSE`` round trip of its own."""
+        if getattr(self, "floe_ended", False) and getattr(self, "floe_copy", None) is None:
+            psycopg.Cursor.close(self)  # the client side only
+            return
+        super().close()
 
     def start_copy(self, arrow_types: Sequence[pa.DataType | None], names: Sequence[str]) -> bool:
         """Run the declared query as a COPY instead; False (nothing done) when the CSV parser
@@ -137,6 +170,24 @@ def _conversion_error(exc: Exception, schema: pa.Schema) -> Exception:
     field = schema.field(int(found.group(1)))
     infinite = "'infinity'" in str(exc) or "'-infinity'" in str(exc)
     return ArrowConversionError(field.name, field.type, _postgres_values.INFINITY_HINT if infinite else "")
+
+
+def declared(cursor: CopySource) -> None:
+    """Remember the cursor just declared on its connection, for :func:`settle`."""
+    with _ACTIVE_LOCK:
+        _DECLARED[id(cursor.connection)] = cursor
+
+
+def settle(connection: Any, *, run_unread: bool) -> None:
+    """Before the transaction ends: a cursor nobody read runs to its first row if ``run_unread``
+    (the statement of a result closed unread has run, as it did when ``execute()`` fetched one row)."""
+    connection = getattr(connection, "dbapi_connection", connection)
+    with _ACTIVE_LOCK:
+        cursor = _DECLARED.pop(id(connection), None)
+    if not run_unread or cursor is None or cursor.connection is not connection or cursor.closed:
+        return
+    if not getattr(cursor, "floe_fetched", False) and getattr(cursor, "floe_copy", None) is None:
+        cursor.scroll(1)  # a MOVE: runs the query up to its first row, fetches nothing
 
 
 def stop(connection: Any) -> None:

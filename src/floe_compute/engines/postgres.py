@@ -11,6 +11,7 @@ whole streamed result).
 from __future__ import annotations
 
 import collections
+import itertools
 import math
 import re
 from collections.abc import Mapping
@@ -53,6 +54,7 @@ _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 _QUOTED = re.compile(r'"(?:[^"]|"")*"')
 _CONNECTION_LOST = {"57P01", "57P02", "57P03", "53300"}
 _STATEMENT_TIMEOUT = "canceling statement due to statement timeout"  # the server's text (lc_messages=C)
+_CURSOR_NUMBERS = itertools.count(1)
 
 
 class PostgresConfig(ComputeConfig):
@@ -95,7 +97,7 @@ class _CommentedServerCursor(_postgres_copy.CopySource):
 
     comment = ""
 
-    def _fetch_gen(self, num: int | None) -> Any:
+    def _fetch_portal(self, num: int | None) -> Any:
         # psycopg's own _fetch_gen (3.2-3.3), with the comment appended to the FETCH
         if self.closed:
             raise psycopg.InterfaceError("the cursor is closed")
@@ -122,8 +124,9 @@ class _ExecutionContext(PGExecutionContext_psycopg):
         if query is None or not query.tags:
             return super().create_server_side_cursor()  # type: ignore[no-untyped-call]
         connection: psycopg.Connection[Any] = self._dbapi_connection.dbapi_connection  # type: ignore[assignment]
+        # a unique name: a portal read to its end stays open until its transaction ends
         cursor = _CommentedServerCursor(
-            connection, f"c_floe_{id(self):x}", row_factory=connection.row_factory
+            connection, f"c_floe_{id(self):x}_{next(_CURSOR_NUMBERS):x}", row_factory=connection.row_factory
         )
         cursor.comment = sqlcommenter(query.tags)
         return cursor
@@ -144,21 +147,20 @@ class _ExecutionContext(PGExecutionContext_psycopg):
 
     def post_exec(self) -> None:
         super().post_exec()  # type: ignore[no-untyped-call]
-        query = query_context(self)
         cursor = self.cursor
-        if not (self._is_server_side and query is not None and query.arrow):
+        if not (self._is_server_side and isinstance(cursor, _postgres_copy.CopySource)):
             return
-        if isinstance(cursor, _postgres_copy.CopySource):
-            columns = cursor.description or ()
-            types = [_postgres_copy.arrow_type(c.type_code, c.precision, c.scale) for c in columns]
-            if cursor.start_copy(types, [c.name for c in columns]):
-                # SQLAlchemy would FETCH a first row from the declared portal, which is closed
-                self.cursor_fetch_strategy = _FetchStrategy(cursor, self.execution_options)
+        # SQLAlchemy would FETCH a first row now: that runs the query, and the first read
+        # must still be free to take the COPY instead
+        self.cursor_fetch_strategy = _FetchStrategy(cursor, self.execution_options)
+        _postgres_copy.declared(cursor)
+        query = query_context(self)
+        if query is not None and query.arrow:
+            cursor.copy_unread()
 
 
 class _FetchStrategy(BufferedRowCursorFetchStrategy):
-    """Nothing fetched at execute() (the COPY is started); ``fetchmany(n)`` hands over the
-    cursor's own list."""
+    """Nothing fetched at execute(); ``fetchmany(n)`` hands over the cursor's own list."""
 
     def __init__(self, dbapi_cursor: Any, execution_options: Any) -> None:
         super().__init__(dbapi_cursor, execution_options, initial_buffer=collections.deque())
@@ -197,10 +199,12 @@ class FloePsycopgDialect(PGDialect_psycopg):
         super().do_execute_no_params(cursor, statement, context)  # type: ignore[no-untyped-call]
 
     def do_rollback(self, dbapi_connection: Any) -> None:
+        _postgres_copy.settle(dbapi_connection, run_unread=False)
         _postgres_copy.stop(dbapi_connection)  # a result closed in the middle of its COPY
         super().do_rollback(dbapi_connection)  # type: ignore[no-untyped-call]
 
     def do_commit(self, dbapi_connection: Any) -> None:
+        _postgres_copy.settle(dbapi_connection, run_unread=True)
         _postgres_copy.stop(dbapi_connection)
         super().do_commit(dbapi_connection)  # type: ignore[no-untyped-call]
 
@@ -307,6 +311,9 @@ class PostgresComputePlugin(ComputePlugin):
         return _postgres_copy.arrow_type(column.type_code, column.precision, column.scale)
 
     def arrow_reader(self, dbapi_cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
+        """The COPY stream when nothing was fetched yet (the first read chose Arrow)."""
+        if isinstance(dbapi_cursor, _postgres_copy.CopySource) and not dbapi_cursor.copy_unread():
+            return None
         return _postgres_copy.copy_reader(dbapi_cursor, batch_size)
 
     def classify_error(self, exc: Exception) -> tuple[type[ComputeError], str] | None:

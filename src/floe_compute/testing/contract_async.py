@@ -109,7 +109,8 @@ class AsyncContract(ContractBase):
                 assert not task.done(), f"the query ended before it was listed: {task}"
                 assert time.monotonic() < deadline, "contract-task never showed as running"
                 await asyncio.sleep(0.005)
-            self.wait_until_running_on_engine(plugin, "contract-task")
+            # off the event loop: the task must go on to its first read meanwhile
+            await asyncio.to_thread(self.wait_until_running_on_engine, plugin, "contract-task")
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
