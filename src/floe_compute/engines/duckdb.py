@@ -27,6 +27,7 @@ from sqlalchemy.engine.reflection import ReflectionDefaults
 from floe_compute.config import ComputeConfig, display_url
 from floe_compute.context import QueryContext
 from floe_compute.engines import _duckdb_extensions as extensions
+from floe_compute.engines import _duckdb_load
 from floe_compute.engines._duckdb_connection import Connection as DuckDBConnection
 from floe_compute.engines._duckdb_extensions import IcebergCatalog
 from floe_compute.errors import (
@@ -223,6 +224,8 @@ class DuckDBComputePlugin(ComputePlugin):
     name = "duckdb"
     schemes = ("duckdb",)
     config_class = DuckDBConfig
+    load_path = "an Arrow stream registered as a view, read by one INSERT or CREATE TABLE AS"
+    load_batches = _duckdb_load.load_batches
     db_system = "duckdb"
     sql_dialect = "duckdb"
     default_pre_ping = False  # an embedded database cannot drop its connections
