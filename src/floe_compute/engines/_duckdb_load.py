@@ -39,7 +39,7 @@ def load_batches(
 ) -> None:
     import pyarrow as pa
 
-    quote = connection.dialect.identifier_preparer.quote
+    quote = connection.dialect.identifier_preparer.quote_identifier
     view = f"floe_load_{uuid.uuid4().hex}"
     columns = ", ".join(quote(n) for n in schema.names)
     statement = {

@@ -84,7 +84,7 @@ def load_batches(
     mode: str,
 ) -> None:
     """The ``load_batches`` hook: create the table where ``mode`` says, then one COPY."""
-    quote = connection.dialect.identifier_preparer.quote
+    quote = connection.dialect.identifier_preparer.quote_identifier
     columns = ", ".join(quote(n) for n in schema.names)
     converters = [_converter(field) for field in schema]  # unmappable types fail before any DDL
     dbapi = context.dbapi_connection
