@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -230,9 +229,10 @@ def _target_columns(
         return names
     if not exists:
         raise ConfigError(f"load_arrow into {table}: no such table (mode 'append'); use mode 'create'")
-    with warnings.catch_warnings():  # a type SQLAlchemy does not know (a list): only names count
-        warnings.simplefilter("ignore", sa.exc.SAWarning)
-        columns = [c["name"] for c in inspector.get_columns(name, schema=owner)]
+    # the names as the engine describes a result: reflection (get_columns) took 80-140 ms on DuckDB
+    columns = list(
+        connection.exec_driver_sql(f"SELECT * FROM {_quoted(connection, parts)} WHERE 1 = 0").keys()
+    )
     return match_columns(table, names, columns)
 
 

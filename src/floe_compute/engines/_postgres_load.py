@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 
 __all__ = ["load_batches", "pg_type"]
 
+CSV_ROWS = 65_536
+"""Rows per CSV chunk sent: large enough for pyarrow's writer, small enough to overlap the server."""
 _COPY_COLUMN = re.compile(r"column ([^:,]+)")
 _COPY_LINE = re.compile(r"line (\d+)")
 
@@ -97,9 +100,17 @@ def load_batches(
             cursor.execute(f"CREATE TABLE {table} ({definition})")
         statement = f"COPY {table} ({columns}) FROM STDIN (FORMAT csv, ENCODING 'UTF8')"
         try:
-            with cursor.copy(statement) as copy:
+            with cursor.copy(statement) as copy, ThreadPoolExecutor(1, "floe-compute-csv") as writer:
+                # the next slice is written as CSV (pyarrow lets go of the GIL) while this one is sent
+                pending: Future[memoryview] | None = None
                 for batch in batches:
-                    copy.write(_csv(batch, converters))
+                    for start in range(0, batch.num_rows, CSV_ROWS):
+                        ahead = writer.submit(_csv, batch.slice(start, CSV_ROWS), converters)
+                        if pending is not None:
+                            copy.write(pending.result())
+                        pending = ahead
+                if pending is not None:
+                    copy.write(pending.result())
         except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
             raise _value_error(exc, table, context) from plugin.driver_cause(exc)
 
