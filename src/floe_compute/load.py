@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from floe_compute import prepare
-from floe_compute.context import QueryContext, StatementStopped
+from floe_compute.context import QUERY_OPTION, QueryContext, StatementStopped
 from floe_compute.errors import ComputeError, ConfigError
 from floe_compute.lifecycle import QueryLifecycle
 from floe_compute.timeouts import QueryHandle, QueryState, watchdog
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from floe_compute.aio import Workers
     from floe_compute.running import RunningQueries
 
-__all__ = ["MODES", "LoadResult", "aload", "load"]
+__all__ = ["MODES", "LoadResult", "aload", "load", "run_statement"]
 
 MODES = ("append", "create", "replace")
 """``append``: into an existing table, columns matched by name; ``create``: a new table from the
@@ -124,6 +124,13 @@ async def aload(
                 await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), CANCEL_GRACE_S)
         running.forget_preempted(query_id)
         raise
+
+
+def run_statement(connection: Connection, context: QueryContext, statement: str) -> Any:
+    """Run one statement of a load as the load's own (tags, the engine's cancel bookkeeping, a
+    stopped load never starting it), for engines whose path is several statements."""
+    options = {QUERY_OPTION: context, "no_parameters": True}
+    return connection.execution_options(**options).exec_driver_sql(statement)
 
 
 def arrow_stream(data: Any, batch_size: int | None) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
