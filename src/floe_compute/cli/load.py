@@ -85,8 +85,9 @@ def open_reader(path: str, fmt: str | None) -> pa.RecordBatchReader:
     import pyarrow as pa
 
     if path == "-":
-        source: Any = pa.PythonFile(sys.stdin.buffer, mode="r")
-        head = b""
+        stdin = sys.stdin.buffer
+        head = stdin.peek(8)[:8] if hasattr(stdin, "peek") else b""  # not consumed
+        source: Any = pa.PythonFile(stdin, mode="r")
     else:
         try:
             source = pa.OSFile(path)
@@ -110,7 +111,7 @@ def _sniff(head: bytes) -> str | None:
         return "parquet"
     if head.startswith(b"ARROW1") or head.startswith(b"\xff\xff\xff\xff"):
         return "arrow"
-    return None
+    return "csv" if head else None
 
 
 def _reader(source: Any, fmt: str) -> pa.RecordBatchReader:
