@@ -98,7 +98,7 @@ def open_reader(path: str, fmt: str | None) -> pa.RecordBatchReader:
     fmt = fmt or _SUFFIXES.get(_suffix(path)) or _sniff(head)
     if fmt is None:
         raise UsageError(f"cannot tell the format of {path}: name it with --format ({', '.join(FORMATS)})")
-    return _reader(source, fmt)
+    return _reader(source, fmt, seekable=path != "-")
 
 
 def _suffix(path: str) -> str:
@@ -114,7 +114,7 @@ def _sniff(head: bytes) -> str | None:
     return "csv" if head else None
 
 
-def _reader(source: Any, fmt: str) -> pa.RecordBatchReader:
+def _reader(source: Any, fmt: str, *, seekable: bool) -> pa.RecordBatchReader:
     import pyarrow as pa
 
     if fmt == "csv":
@@ -127,11 +127,11 @@ def _reader(source: Any, fmt: str) -> pa.RecordBatchReader:
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        if not source.seekable():  # stdin: Parquet's footer is at its end
+        if not seekable:  # stdin: Parquet's footer is at its end
             source = pa.BufferReader(source.read())
         parquet = pq.ParquetFile(source)
         return pa.RecordBatchReader.from_batches(parquet.schema_arrow, parquet.iter_batches())
-    if source.seekable():
+    if seekable:
         try:
             file = pa.ipc.open_file(source)
         except pa.ArrowInvalid:  # the stream format (.arrows), not the file format
