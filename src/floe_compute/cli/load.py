@@ -128,7 +128,7 @@ def _reader(source: Any, fmt: str, *, seekable: bool) -> pa.RecordBatchReader:
         import pyarrow.parquet as pq
 
         if not seekable:  # stdin: Parquet's footer is at its end
-            source = pa.BufferReader(source.read())
+            source = pa.BufferReader(sys.stdin.buffer.read())
         parquet = pq.ParquetFile(source)
         return pa.RecordBatchReader.from_batches(parquet.schema_arrow, parquet.iter_batches())
     if seekable:
