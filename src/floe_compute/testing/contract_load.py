@@ -32,8 +32,9 @@ UTC = datetime.timezone.utc
 class LoadContract:
     """Mixed into :class:`~floe_compute.testing.ComputePluginContract`."""
 
-    #: Whether the engine has a ``load_arrow`` path; engines without one must say so when called.
-    loads_arrow = True
+    #: Whether the engine has a ``load_arrow`` path (None: as its ``load_path`` says); engines
+    #: without one must say so when called.
+    loads_arrow: bool | None = None
     #: Whether a failed or stopped load leaves the table as it was (one transaction).
     loads_atomically = True
     #: Whether a NULL timestamp with time zone reads back as NULL (fakesnow reads it as 1970-01-01,
@@ -96,14 +97,17 @@ class LoadContract:
                 return
             yield pa.record_batch({"id": pa.array(range(n * 1000, n * 1000 + 1000), pa.int64())})
 
+    def _loads(self, plugin: ComputePlugin) -> bool:
+        return self.loads_arrow if self.loads_arrow is not None else plugin.load_path is not None
+
     @pytest.fixture
     def loader(self, plugin: ComputePlugin) -> ComputePlugin:
-        if not self.loads_arrow:
+        if not self._loads(plugin):
             pytest.skip("this engine has no load_arrow path (test_load_says_when_an_engine_has_no_path)")
         return plugin
 
     def test_load_says_when_an_engine_has_no_path(self, plugin: ComputePlugin) -> None:
-        if self.loads_arrow:
+        if self._loads(plugin):
             assert plugin.load_path, "an engine that loads names its native path (load_path)"
             return
         with pytest.raises(ComputeError, match="no native load path"):
