@@ -10,7 +10,6 @@ deadline, a cancel or Ctrl-C rolls it back where the engine has transactions.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -114,6 +113,8 @@ async def aload(
 ) -> LoadResult:
     """Run a load on a worker thread; a cancelled task cancels the load on the engine (rolled
     back) and waits briefly, shielded, for its connection to come back."""
+    import asyncio  # imported by asyncio's users only
+
     future = workers.submit("execute", call)
     try:
         return await asyncio.wrap_future(future)
