@@ -98,7 +98,9 @@ def load(
                 connection, context, target, _renamed(schema, names), counter.wrap(batches, names), mode
             )
     except BaseException as exc:
-        failure = lifecycle.fail(context, connection, exc, counter.rows)  # raised below: not chained
+        # the data's own error (a Ctrl-C in the producer, a bad batch), not the engine's wrapping of it
+        cause = counter.error or exc
+        failure = lifecycle.fail(context, connection, cause, counter.rows)  # raised below: not chained
     if failure is not None:
         raise failure
     if context.handle.settle() is not QueryState.DONE:  # stopped just as it finished
@@ -278,8 +280,20 @@ class _Counter:
         self._handle = context.handle
         self.rows = 0
         self.bytes = 0
+        self.error: BaseException | None = None
 
     def wrap(self, batches: Iterator[pa.RecordBatch], names: list[str]) -> Iterator[pa.RecordBatch]:
+        """The batches, renamed; an error of the data's source is kept, because an engine that
+        pulls the stream itself (DuckDB) reports it as an error of its own."""
+        try:
+            yield from self._checked(batches, names)
+        except StatementStopped:
+            raise
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def _checked(self, batches: Iterator[pa.RecordBatch], names: list[str]) -> Iterator[pa.RecordBatch]:
         first_schema: pa.Schema | None = None
         for batch in batches:
             if self._handle.stopped:

@@ -179,6 +179,34 @@ class LoadContract:
             assert self._count(loader, "contract_slow_load") == 0
         assert loader.pool_stats().in_use == 0
 
+    def test_a_batch_of_another_schema_fails_the_load(self, loader: ComputePlugin) -> None:
+        import pyarrow as pa
+
+        loader.execute("CREATE TABLE contract_mixed_load (id BIGINT)").close()
+        batches = [
+            pa.record_batch({"id": pa.array([1], pa.int64())}),
+            pa.record_batch({"id": pa.array(["2"])}),
+        ]
+        with pytest.raises(ConfigError, match="schema differs"):
+            loader.load_arrow("contract_mixed_load", batches)
+        if self.loads_atomically:
+            assert self._count(loader, "contract_mixed_load") == 0
+
+    def test_ctrl_c_midway_rolls_the_load_back(self, loader: ComputePlugin) -> None:
+        import pyarrow as pa
+
+        loader.execute("CREATE TABLE contract_interrupted_load (id BIGINT)").close()
+
+        def interrupted() -> Iterator[Any]:
+            yield pa.record_batch({"id": pa.array(range(1000), pa.int64())})
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            loader.load_arrow("contract_interrupted_load", interrupted())
+        if self.loads_atomically:
+            assert self._count(loader, "contract_interrupted_load") == 0
+        assert loader.pool_stats().in_use == 0 and loader.running_queries() == []
+
     def test_cancel_query_stops_a_listed_load(self, loader: ComputePlugin) -> None:
         loader.execute("CREATE TABLE contract_cancel_load (id BIGINT)").close()
         outcome = run_in_thread(
