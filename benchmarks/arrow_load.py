@@ -52,9 +52,13 @@ def sample(rows: int) -> Any:
 
 
 def best(
-    cases: dict[str, Callable[[str], None]], prepare: Callable[[str], None], repeat: int
+    cases: dict[str, Callable[[str], None]],
+    prepare: Callable[[str], None],
+    repeat: int,
+    drop: Callable[[str, str], None] | None = None,
 ) -> dict[str, float]:
-    """Best wall time of each case, the repetitions interleaved; each run loads a new table."""
+    """Best wall time of each case, the repetitions interleaved; each run loads a new table
+    (dropped afterwards, untimed, where ``drop`` is given: an in-memory database keeps its size)."""
     times: dict[str, float] = {name: float("inf") for name in cases}
     for r in range(repeat):
         for n, (name, run) in enumerate(cases.items()):
@@ -63,6 +67,8 @@ def best(
             started = time.perf_counter()
             run(table)
             times[name] = min(times[name], time.perf_counter() - started)
+            if drop is not None:
+                drop(name, table)
     return times
 
 
@@ -134,7 +140,14 @@ def duckdb_case(data: Any, repeat: int) -> dict[str, float]:
             raw.execute(f"CREATE TABLE {table} AS SELECT * FROM arrow_table") and None
         ),
     }
-    times = best(cases, lambda table: None, max(repeat, 5))  # cheap: more runs against the noise
+
+    def drop(case: str, table: str) -> None:
+        if case == "load_arrow":
+            plugin.execute(f"DROP TABLE {table}").close()
+        else:
+            raw.execute(f"DROP TABLE {table}")
+
+    times = best(cases, lambda table: None, max(repeat, 7), drop)  # cheap: more runs against the noise
     plugin.disconnect()
     return times
 
