@@ -18,6 +18,7 @@ stopping                  ``cancel``                               the watchdog'
                                                                    thread, while the query's thread
                                                                    may be blocked in the driver
 results                   ``arrow_reader``, ``arrow_type``         the thread reading the result
+loading                   ``load_batches``                         the load's own thread
 errors                    ``classify_error``                       any thread, on a driver error
 dbt                       ``dbt_target``, ``dbt_env``              the caller's thread
 ========================  =======================================  ==================================
@@ -48,6 +49,8 @@ from floe_compute.errors import (
 from floe_compute.masking import mask_values
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import pyarrow as pa
     from sqlalchemy.engine import URL, Connection
 
@@ -83,6 +86,9 @@ class EngineHooks(abc.ABC):
     runs_scripts: ClassVar[bool] = False
     """Whether one ``execute()`` may run several statements (the last one's rows come back);
     otherwise such a string is refused before it reaches the engine."""
+    load_path: ClassVar[str | None] = None
+    """The native path ``load_arrow`` takes (``docs/loading.md``), or None where the engine has
+    none yet (then ``load_arrow`` says so before anything is sent)."""
     survives_disconnect_reason: ClassVar[str | None] = None
     """Why the data is gone after ``disconnect()`` (an in-memory database), or None when a
     reconnect finds it again. Engines make it a property where it depends on the config."""
@@ -175,6 +181,26 @@ class EngineHooks(abc.ABC):
         batches built from rows, or None when the engine cannot tell (then the first batch's
         values decide)."""
         return None
+
+    # -- loading -------------------------------------------------------------------------------
+
+    def load_batches(  # noqa: B027
+        self,
+        connection: Connection,
+        context: QueryContext,
+        table: str,
+        schema: pa.Schema,
+        batches: Iterator[pa.RecordBatch],
+        mode: str,
+    ) -> None:
+        """Write ``batches`` into ``table`` (quoted, qualified) on the engine's native path, in
+        the load's transaction on ``connection`` (committed by the core).
+
+        ``schema``'s names are the table's own columns (matched by the core for ``append``);
+        ``create`` makes the table from ``schema`` with the engine's types, ``replace`` drops it
+        first. Set ``context.cursor`` before the data moves so ``cancel`` knows it runs. A value
+        the engine refuses is a ``QueryError`` naming the column, never the value.
+        """
 
     # -- errors ----------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from floe_compute.errors import ConnectionFailedError
 from floe_compute.health import HealthMonitor, HealthStatus, check
 from floe_compute.hooks import EngineHooks
 from floe_compute.lifecycle import QueryLifecycle
+from floe_compute.load import LoadResult, aload, load
 from floe_compute.params import check_params
 from floe_compute.pool import PoolStats
 from floe_compute.prepare import new_query_id
@@ -242,6 +243,35 @@ class ComputePlugin(EngineHooks):
                     pool = self._config.pool
                     self._workers = Workers(self.name, pool.size + pool.max_overflow)
         return self._workers
+
+    # -- loading ----------------------------------------------------------------------------
+
+    def load_arrow(
+        self,
+        table: str,
+        data: Any,
+        *,
+        mode: str = "append",
+        timeout: float | None = None,
+        query_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        batch_size: int | None = None,
+    ) -> LoadResult:
+        """Bulk-load Arrow ``data`` (Table, RecordBatchReader, RecordBatches, a DataFrame) into
+        ``table`` on the engine's native path, as one query (docs/loading.md); ``mode`` is
+        ``append``, ``create`` or ``replace``. All or nothing where the engine has transactions."""
+        return load(
+            self._lifecycle, self._checkout, table, data, mode=mode, timeout=timeout,
+            query_id=query_id, tags=tags, batch_size=batch_size,
+        )  # fmt: skip
+
+    async def aload_arrow(
+        self, table: str, data: Any, *, query_id: str | None = None, **options: Any
+    ) -> LoadResult:
+        """:meth:`load_arrow` for asyncio; cancelling the task cancels the load on the engine."""
+        query_id = query_id or new_query_id()
+        call = partial(self.load_arrow, table, data, query_id=query_id, **options)
+        return await aload(call, query_id, self._worker_threads(), self._running)
 
     # -- stopping and listing queries -------------------------------------------------------
 

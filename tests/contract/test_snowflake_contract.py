@@ -39,6 +39,7 @@ def tagged(query_id: str) -> Any:
 class TestSnowflake(ComputePluginContract):
     slow_query = "SELECT SYSTEM$WAIT(600)"
     writes_return_rows = False  # Snowflake DML has no RETURNING
+    reads_null_timestamps = False  # fakesnow reads a NULL TIMESTAMP_TZ back as 1970-01-01
 
     def series_query(self, n: int) -> str:
         numbers = (

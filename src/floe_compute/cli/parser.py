@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from floe_compute.cli.commands import cmd_config, cmd_dbt_profile, cmd_health, cmd_plugins, cmd_query
+from floe_compute.cli.load import add_load
 from floe_compute.cli.output import WRITERS
 from floe_compute.cli.runtime import PROG
 from floe_compute.errors import ConfigError
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     target = _target_options()
     _add_query(sub, target)
+    add_load(sub, target)
     _add_health(sub, target)
     _add_dbt_profile(sub, target)
     _add_plugins(sub)

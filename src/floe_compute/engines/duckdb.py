@@ -18,7 +18,10 @@ from sqlalchemy.engine import URL
 
 from floe_compute.config import ComputeConfig
 from floe_compute.context import QueryContext
-from floe_compute.engines import _duckdb_dialect  # noqa: F401  (registers duckdb.floe)
+from floe_compute.engines import (
+    _duckdb_dialect,  # noqa: F401  (registers duckdb.floe)
+    _duckdb_load,
+)
 from floe_compute.engines import _duckdb_extensions as extensions
 from floe_compute.engines._duckdb_connection import STATEMENT_ATTRIBUTE
 from floe_compute.engines._duckdb_connection import Connection as DuckDBConnection
@@ -178,6 +181,8 @@ class DuckDBComputePlugin(ComputePlugin):
     name = "duckdb"
     schemes = ("duckdb",)
     config_class = DuckDBConfig
+    load_path = "an Arrow stream registered as a view, read by one INSERT or CREATE TABLE AS"
+    load_batches = _duckdb_load.load_batches
     db_system = "duckdb"
     sql_dialect = "duckdb"
     default_pre_ping = False  # an embedded database cannot drop its connections

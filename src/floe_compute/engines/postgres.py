@@ -29,7 +29,7 @@ from sqlalchemy.sql import expression
 
 from floe_compute.config import ComputeConfig
 from floe_compute.context import QueryContext, query_context
-from floe_compute.engines import _postgres_copy, _postgres_values
+from floe_compute.engines import _postgres_copy, _postgres_load, _postgres_values
 from floe_compute.errors import (
     ComputeError,
     ConnectionFailedError,
@@ -236,6 +236,8 @@ class PostgresComputePlugin(ComputePlugin):
     name = "postgresql"
     schemes = ("postgresql", "postgres")  # postgres:// as libpq and Heroku-style URLs write it
     config_class = PostgresConfig
+    load_path = "COPY FROM STDIN (FORMAT csv), the CSV written by pyarrow"
+    load_batches = _postgres_load.load_batches
     db_system = "postgresql"
     sql_dialect = "postgres"
     default_batch_size = 10_000

@@ -25,7 +25,7 @@ from sqlalchemy.engine import URL
 
 from floe_compute.config import ComputeConfig
 from floe_compute.context import QueryContext
-from floe_compute.engines import _snowflake_arrow
+from floe_compute.engines import _snowflake_arrow, _snowflake_load
 from floe_compute.engines._snowflake_dialect import SnowflakeQuery, Untrusted, untrusted
 from floe_compute.errors import (
     ComputeError,
@@ -162,6 +162,8 @@ class SnowflakeComputePlugin(ComputePlugin):
     schemes = ("snowflake",)
     config_class = SnowflakeConfig
     db_system = "snowflake"
+    load_path = "Parquet files PUT to a temporary stage, then one COPY INTO naming them"
+    load_batches = _snowflake_load.load_batches
     sql_dialect = "snowflake"
     default_batch_size = 10_000
     # a session is a token over HTTPS, not a socket that dies: no ping (a warehouse round trip) per

@@ -13,6 +13,7 @@ from floe_compute.testing.contract_base import ContractBase
 from floe_compute.testing.contract_bound_values import BoundValueContract
 from floe_compute.testing.contract_commit import CommitContract
 from floe_compute.testing.contract_endings import EndingsContract
+from floe_compute.testing.contract_load import LoadContract
 from floe_compute.testing.contract_parameters import ParameterContract
 from floe_compute.testing.contract_pool import PoolContract
 from floe_compute.testing.contract_result_helpers import ResultHelpersContract
@@ -35,6 +36,7 @@ class ComputePluginContract(
     CommitContract,
     ParameterContract,
     BoundValueContract,
+    LoadContract,
     ContractBase,
 ):
     """Inherit, provide ``compute_factory``, and override the SQL hooks your engine needs."""
