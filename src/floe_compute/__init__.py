@@ -30,12 +30,14 @@ if TYPE_CHECKING:
         QueryError,
         QueryTimeoutError,
         ResourceLimitError,
+        SessionError,
     )
     from floe_compute.health import HealthMonitor, HealthState, HealthStatus
     from floe_compute.plugin import ComputePlugin
     from floe_compute.pool import PoolStats
     from floe_compute.registry import create_plugin, list_plugins
     from floe_compute.result import QueryResult
+    from floe_compute.session import Session
 
 __version__ = "0.1.0"
 
@@ -57,6 +59,8 @@ _LAZY = {
     "QueryError": "floe_compute.errors",
     "QueryTimeoutError": "floe_compute.errors",
     "ResourceLimitError": "floe_compute.errors",
+    "SessionError": "floe_compute.errors",
+    "Session": "floe_compute.session",
     "HealthMonitor": "floe_compute.health",
     "HealthState": "floe_compute.health",
     "HealthStatus": "floe_compute.health",
@@ -111,6 +115,8 @@ __all__ = [
     "ResourceLimitError",
     "ResourceLimits",
     "RunningQuery",
+    "Session",
+    "SessionError",
     "TimeoutConfig",
     "__version__",
     "create_plugin",

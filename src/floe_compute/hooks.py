@@ -12,6 +12,8 @@ engine creation           ``engine_url``, ``engine_options``,      once per engi
                           ``on_dispose``                           that connects / disconnects
 connections               ``setup_connection``                     each new DBAPI connection, on the
                                                                    thread that checks it out
+sessions                  ``begin_transaction``,                   the session's thread, at the
+                          ``end_transaction``, ``end_session``     ends of a transaction or session
 per query                 ``begin_query``, ``query_options``,      the query's own thread, in order,
                           ``annotate_statement``                   before the driver is called
 stopping                  ``cancel``                               the watchdog's or the canceller's
@@ -83,6 +85,9 @@ class EngineHooks(abc.ABC):
     runs_scripts: ClassVar[bool] = False
     """Whether one ``execute()`` may run several statements (the last one's rows come back);
     otherwise such a string is refused before it reaches the engine."""
+    has_transactions: ClassVar[bool] = True
+    """Whether ``session.transaction()`` can commit several statements together; where False
+    (each statement is written as it runs), ``transaction()`` is an error before anything runs."""
     survives_disconnect_reason: ClassVar[str | None] = None
     """Why the data is gone after ``disconnect()`` (an in-memory database), or None when a
     reconnect finds it again. Engines make it a property where it depends on the config."""
@@ -137,6 +142,23 @@ class EngineHooks(abc.ABC):
 
     def setup_connection(self, dbapi_connection: Any) -> None:  # noqa: B027
         """Prepare a newly opened DBAPI connection: session settings, extensions, catalogs."""
+
+    # -- sessions, on the session's thread -----------------------------------------------------
+
+    def begin_transaction(self, connection: Connection) -> None:  # noqa: B027
+        """Open a session's transaction; by default the first statement opens it (DBAPI)."""
+
+    def end_transaction(self, connection: Connection, *, commit: bool) -> None:
+        """Commit or roll back a session's transaction."""
+        if commit:
+            connection.commit()
+        else:
+            connection.rollback()
+
+    def end_session(self, dbapi_connection: Any) -> bool:
+        """Clear what a session left on its connection (temp tables, settings) so that it can go
+        back to the pool; False (the default) closes the connection instead, which clears all."""
+        return False
 
     # -- per query, on the query's thread -----------------------------------------------------
 

@@ -22,7 +22,7 @@ from sqlalchemy.sql.elements import TextClause
 
 from floe_compute import prepare
 from floe_compute.connections import TRANSACTION_ENDED
-from floe_compute.context import QUERY_OPTION, Params, QueryContext, StatementStopped
+from floe_compute.context import QUERY_OPTION, Params, QueryContext, SessionPin, StatementStopped
 from floe_compute.errors import QueryTimeoutError
 from floe_compute.hooks import EngineHooks
 from floe_compute.masking import bound_texts
@@ -86,9 +86,10 @@ class QueryLifecycle:
         query_id: str | None,
         tags: Mapping[str, str] | None,
         arrow: bool,
+        session: SessionPin | None = None,
     ) -> Started:
-        """Run one statement on a pooled connection, up to its first row."""
-        context, statement, size = self._register(sql, params, timeout, batch_size, query_id, tags)
+        """Run one statement on a pooled connection (or the session's), up to its first row."""
+        context, statement, size = self._register(sql, params, timeout, batch_size, query_id, tags, session)
         context.arrow = bool(arrow)
         connection = self._acquire(context, statement, params)
         context.connection = connection
@@ -117,6 +118,7 @@ class QueryLifecycle:
         batch_size: int | None,
         query_id: str | None,
         tags: Mapping[str, str] | None,
+        session: SessionPin | None,
     ) -> tuple[QueryContext, str | Executable, int | None]:
         """Check the arguments, make the query's context, list it and arm its deadline."""
         hooks = self.hooks
@@ -127,6 +129,7 @@ class QueryLifecycle:
         statement = prepare.statement(hooks, sql, params, context)
         if params:
             context.bound_values = bound_texts(params)
+        context.session = session
         self.running.add(context)
         context.span = self.telemetry.query_started(context)
         watchdog.watch(context.handle)
@@ -141,6 +144,8 @@ class QueryLifecycle:
                 prepare.match_placeholders(self.hooks, self._engine().dialect, statement, params, context)
             if context.handle.stopped:
                 raise StatementStopped
+            if context.session is not None:
+                return context.session.connection  # pinned: no checkout
             return self._checkout(context.handle)
         except BaseException as exc:
             context.handle.finish()
@@ -224,15 +229,21 @@ class QueryLifecycle:
         """End the transaction and give the connection back; called exactly once per query.
 
         It commits only a query that ended normally and that its caller did not abandon with an
-        exception (``rollback``).
+        exception (``rollback``). In a session's open transaction it neither commits nor rolls
+        back (the transaction's end does; a failure marks it for rollback), and a session's
+        connection stays with the session.
         """
         state = context.handle.finish()
         self.running.remove(context)
         committing = error is None and state is QueryState.DONE and not rollback
+        session = context.session
         failure: BaseException | None = None
         try:
             if connection.invalidated:
                 pass  # lost with its transaction; a rollback would only check out a new connection
+            elif session is not None and session.in_transaction:
+                if not committing and session.failed_in_transaction is None:
+                    session.failed_in_transaction = context.query_id
             elif committing:
                 connection.commit()
                 connection.info[TRANSACTION_ENDED] = True
@@ -251,7 +262,8 @@ class QueryLifecycle:
                 with contextlib.suppress(Exception):
                     context.cursor.close()
                 context.cursor = None
-            connection.close()
+            if session is None:
+                connection.close()
         if state is QueryState.TIMED_OUT or isinstance(error, QueryTimeoutError):
             self._log_timeout(context)
         self.telemetry.query_finished(context, error, rows)

@@ -26,6 +26,7 @@ from floe_compute.pool import PoolStats
 from floe_compute.prepare import new_query_id
 from floe_compute.result import QueryResult
 from floe_compute.running import RunningQueries
+from floe_compute.session import OpenSessions, Session
 from floe_compute.telemetry import Telemetry
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class ComputePlugin(EngineHooks):
             detach=self._telemetry.detach,
         )
         self._workers: Workers | None = None
+        self._sessions = OpenSessions()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -147,6 +149,7 @@ class ComputePlugin(EngineHooks):
         deadline = time.monotonic() + DISCONNECT_GRACE_S
         for context in running:  # their threads roll back and give the connections back
             context.handle.wait_ended(max(0.0, deadline - time.monotonic()))
+        self._sessions.end_all()  # their open transactions roll back
         if self._workers is not None:
             self._workers.shutdown()
         self._connections.dispose(engine)
@@ -232,6 +235,21 @@ class ComputePlugin(EngineHooks):
             arrow=arrow,
         )
         return AsyncExecution(call, query_id, workers=self._worker_threads(), running=self._running)
+
+    def session(self, timeout: float | None = None, tags: Mapping[str, str] | None = None) -> Session:
+        """One engine session for a ``with`` (or ``async with``) block: temp tables and settings
+        hold from one statement to the next; ``timeout`` bounds the whole block; ``tags`` go on
+        every statement. See :class:`~floe_compute.session.Session`."""
+        return Session(
+            self._lifecycle,
+            checkout=self._checkout,
+            workers=self._worker_threads,
+            sessions=self._sessions,
+            timeout=timeout,
+            tags=tags,
+        )
+
+    asession = session  # the same object serves ``async with compute.asession() as s:``
 
     def _worker_threads(self) -> Workers:
         if self._workers is None:

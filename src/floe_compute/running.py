@@ -63,6 +63,7 @@ class RunningQueries:
                 started_at=c.started_at,
                 elapsed_s=c.handle.elapsed,
                 timeout=c.timeout,
+                session_id=c.session.session_id if c.session is not None else None,
             )
             for c in self.contexts()
             if c.handle.state is QueryState.RUNNING

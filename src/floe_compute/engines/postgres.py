@@ -275,6 +275,16 @@ class PostgresComputePlugin(ComputePlugin):
         if self.config.infinity == "clamp":
             _postgres_values.clamp_infinity(dbapi_connection)
 
+    def end_session(self, dbapi_connection: Any) -> bool:
+        """DISCARD ALL drops the session's temp tables, settings and prepared statements; it
+        cannot run in a transaction block, so it runs in autocommit."""
+        dbapi_connection.autocommit = True
+        try:
+            dbapi_connection.execute("DISCARD ALL")
+        finally:
+            dbapi_connection.autocommit = False
+        return True
+
     def begin_query(self, connection: Connection, context: QueryContext) -> None:
         if context.timeout is not None:
             # SET takes no bind parameters (psycopg binds server-side); ms is an int we computed

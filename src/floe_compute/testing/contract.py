@@ -17,6 +17,7 @@ from floe_compute.testing.contract_parameters import ParameterContract
 from floe_compute.testing.contract_pool import PoolContract
 from floe_compute.testing.contract_results import ResultsContract
 from floe_compute.testing.contract_secrets import SecretsContract
+from floe_compute.testing.contract_sessions import SessionContract
 from floe_compute.testing.contract_stopping import StoppingContract
 
 __all__ = ["ComputePluginContract"]
@@ -33,6 +34,7 @@ class ComputePluginContract(
     CommitContract,
     ParameterContract,
     BoundValueContract,
+    SessionContract,
     ContractBase,
 ):
     """Inherit, provide ``compute_factory``, and override the SQL hooks your engine needs."""
