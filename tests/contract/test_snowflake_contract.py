@@ -40,6 +40,9 @@ class TestSnowflake(ComputePluginContract):
     slow_query = "SELECT SYSTEM$WAIT(600)"
     writes_return_rows = False  # Snowflake DML has no RETURNING
 
+    def session_setting(self) -> tuple[str, str, str]:
+        return ("SET contract_var = 'on'", "SELECT $contract_var", "on")
+
     def series_query(self, n: int) -> str:
         numbers = (
             f"SELECT ROW_NUMBER() OVER (ORDER BY SEQ4()) - 1 AS i FROM TABLE(GENERATOR(ROWCOUNT => {n}))"
