@@ -41,6 +41,19 @@ class SessionPin:
     in_transaction: bool = False
     failed_in_transaction: str | None = None
     """The query id of a statement that failed inside the open transaction (it must roll back)."""
+    _state: Any = None
+
+    def state(self, kind: type[S]) -> S:
+        """The engine's own state of the session (a session id), made on first use; used by the
+        session's statements one at a time."""
+        if self._state is None:
+            self._state = kind()
+        if not isinstance(self._state, kind):
+            raise TypeError(
+                f"session {self.session_id} keeps a {type(self._state).__name__}, not a {kind.__name__}"
+            )
+        state: S = self._state
+        return state
 
 
 @dataclass(slots=True)

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from sqlalchemy.engine import URL, Connection
 
-    from floe_compute.context import QueryContext
+    from floe_compute.context import QueryContext, SessionPin
 
 __all__ = ["EngineHooks"]
 
@@ -145,19 +145,20 @@ class EngineHooks(abc.ABC):
 
     # -- sessions, on the session's thread -----------------------------------------------------
 
-    def begin_transaction(self, connection: Connection) -> None:  # noqa: B027
+    def begin_transaction(self, connection: Connection, session: SessionPin) -> None:  # noqa: B027
         """Open a session's transaction; by default the first statement opens it (DBAPI)."""
 
-    def end_transaction(self, connection: Connection, *, commit: bool) -> None:
+    def end_transaction(self, connection: Connection, session: SessionPin, *, commit: bool) -> None:
         """Commit or roll back a session's transaction."""
         if commit:
             connection.commit()
         else:
             connection.rollback()
 
-    def end_session(self, dbapi_connection: Any) -> bool:
+    def end_session(self, connection: Connection, session: SessionPin) -> bool:
         """Clear what a session left on its connection (temp tables, settings) so that it can go
-        back to the pool; False (the default) closes the connection instead, which clears all."""
+        back to the pool; False (the default) closes the connection instead, which clears all.
+        An engine keeps what its sessions need in ``session.state(MySessionState)``."""
         return False
 
     # -- per query, on the query's thread -----------------------------------------------------

@@ -129,19 +129,19 @@ class Session:
             with contextlib.suppress(Exception):
                 if pin.in_transaction and not connection.invalidated:
                     pin.in_transaction = False
-                    self._hooks.end_transaction(connection, commit=False)
-            self._release(connection)
+                    self._hooks.end_transaction(connection, pin, commit=False)
+            self._release(pin)
         finally:
             if locked:
                 self._lock.release()
 
-    def _release(self, connection: Connection) -> None:
+    def _release(self, pin: SessionPin) -> None:
         """Give the connection back cleared of the session's state, or close it."""
-        reusable = False
+        connection, reusable = pin.connection, False
         if not connection.invalidated:
             with contextlib.suppress(Exception):
                 connection.rollback()
-                reusable = self._hooks.end_session(connection.connection.dbapi_connection)
+                reusable = self._hooks.end_session(connection, pin)
             if not reusable:
                 connection.invalidate()
         connection.close()
@@ -248,7 +248,7 @@ class Session:
             if pin.in_transaction:
                 raise SessionError(self._message("already has an open transaction"), engine=hooks.name)
             self._settle(rollback=False)
-            hooks.begin_transaction(pin.connection)
+            hooks.begin_transaction(pin.connection, pin)
             pin.in_transaction = True
 
     def _end_transaction(self, *, commit: bool) -> None:
@@ -264,7 +264,7 @@ class Session:
             failed, pin.failed_in_transaction = pin.failed_in_transaction, None
             pin.in_transaction = False
             try:
-                self._hooks.end_transaction(pin.connection, commit=commit and failed is None)
+                self._hooks.end_transaction(pin.connection, pin, commit=commit and failed is None)
             except Exception as exc:
                 if not commit:
                     return  # the block's own exception is the one its caller hears of

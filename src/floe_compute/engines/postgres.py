@@ -27,7 +27,7 @@ from sqlalchemy.engine.cursor import BufferedRowCursorFetchStrategy
 from sqlalchemy.sql import expression
 
 from floe_compute.config import ComputeConfig
-from floe_compute.context import QueryContext, query_context
+from floe_compute.context import QueryContext, SessionPin, query_context
 from floe_compute.engines import _postgres_copy, _postgres_values
 from floe_compute.errors import (
     ComputeError,
@@ -275,9 +275,11 @@ class PostgresComputePlugin(ComputePlugin):
         if self.config.infinity == "clamp":
             _postgres_values.clamp_infinity(dbapi_connection)
 
-    def end_session(self, dbapi_connection: Any) -> bool:
+    def end_session(self, connection: Connection, session: SessionPin) -> bool:
         """DISCARD ALL drops the session's temp tables, settings and prepared statements; it
         cannot run in a transaction block, so it runs in autocommit."""
+        dbapi_connection = connection.connection.dbapi_connection
+        assert dbapi_connection is not None
         dbapi_connection.autocommit = True
         try:
             dbapi_connection.execute("DISCARD ALL")
