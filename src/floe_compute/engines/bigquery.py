@@ -206,6 +206,7 @@ class BigQueryComputePlugin(ComputePlugin):
     db_system = "gcp.bigquery"
     sql_dialect = "bigquery"
     default_pre_ping = False  # a ping is a query job: billed, and slow
+    has_transactions = False  # not yet: needs a BigQuery session (create_session) to hold it
     default_batch_size = 10_000
 
     def __init__(self, config: ComputeConfig) -> None:
