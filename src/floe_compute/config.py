@@ -37,6 +37,7 @@ from sqlalchemy.exc import ArgumentError
 
 from floe_compute.errors import ConfigError, is_secret_key, redact
 from floe_compute.manifest import load_manifest, merge_overrides
+from floe_compute.retry import RetryConfig
 from floe_compute.units import MAX_SECONDS, Seconds, check_size, check_timeout, shown_value
 
 if TYPE_CHECKING:
@@ -228,6 +229,8 @@ class ComputeConfig(ConfigModel):
     """Health checks and the background monitor."""
     errors: ErrorsConfig = ErrorsConfig()
     """What the library's errors carry."""
+    retry: RetryConfig = RetryConfig()
+    """Safe retries: a read whose connection was lost before its first row runs again once."""
     settings: dict[str, str | int | float | bool] = {}
     """Engine session settings, applied to every pooled connection. Values of secret-looking
     names (``s3_secret_access_key``) are masked in reprs and JSON dumps."""

@@ -87,6 +87,10 @@ class QueryContext:
     """Text forms of the bound parameter values, masked in the library's messages."""
     session: SessionPin | None = None
     """The session the statement runs in, or None for a statement on a pooled connection."""
+    retries: int = 0
+    """How many times the statement was run again after a lost connection."""
+    rerun: Any = None
+    """Runs the statement again on a given connection (for a safe retry)."""
     arrow: bool = False
     """The caller will read Arrow batches (``execute(..., arrow=True)``): an engine whose Arrow
     path must be chosen before the statement runs (PostgreSQL's COPY) starts that path."""

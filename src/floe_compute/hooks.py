@@ -209,6 +209,12 @@ class EngineHooks(abc.ABC):
         """
         return None
 
+    def never_ran(self, exc: Exception) -> str | None:
+        """Why a driver error says the engine never ran the statement (HTTP 429/503 before it
+        started, a rate limit), so that a read may safely run again; None (the default) for
+        anything else. A lost connection is recognised by the dialect already."""
+        return None
+
     def scrub(self, message: str, context: QueryContext | None = None) -> str:
         """``message`` without secrets of the config, nor the query's bound values."""
         message = redact(message, self._config.secrets)

@@ -23,10 +23,11 @@ from sqlalchemy.sql.elements import TextClause
 from floe_compute import prepare
 from floe_compute.connections import TRANSACTION_ENDED
 from floe_compute.context import QUERY_OPTION, Params, QueryContext, SessionPin, StatementStopped
-from floe_compute.errors import QueryTimeoutError
+from floe_compute.errors import ConnectionFailedError, QueryTimeoutError
 from floe_compute.hooks import EngineHooks
 from floe_compute.masking import bound_texts
 from floe_compute.params import check_params
+from floe_compute.retry_decision import Rerun, drop, retry_reason
 from floe_compute.running import RunningQueries
 from floe_compute.sql import reads_only
 from floe_compute.telemetry import Telemetry
@@ -95,13 +96,18 @@ class QueryLifecycle:
         context.connection = connection
         context.dbapi_connection = connection.connection.dbapi_connection
         context.handle.bind(partial(self.hooks.cancel, context))
-        failure: BaseException | None = None
+        run = partial(self._run, statement=statement, params=params, context=context, size=size)
+        context.rerun = Rerun(sql if isinstance(sql, str) else str(sql), run)
+        failed: BaseException | None = None
         try:
             cursor = self._run(connection, statement, params, context, size)
         except BaseException as exc:
-            failure = self.fail(context, connection, exc, 0)  # raised below: not chained to it
-        if failure is not None:
-            raise failure
+            failed = exc  # handled below: the caller's error is not chained to the driver's
+        if failed is not None:
+            retried = self.retry(context, connection, failed, 0)
+            if retried is None:
+                raise self.fail(context, connection, failed, 0)
+            connection, cursor = retried
         # a write has done its work on the engine: the deadline no longer applies, and the
         # transaction waits for close() (or the end of a `with` block) to commit; one stopped
         # just as it finished is rolled back, and its caller hears of it
@@ -148,14 +154,18 @@ class QueryLifecycle:
                 return context.session.connection  # pinned: no checkout
             return self._checkout(context.handle)
         except BaseException as exc:
-            context.handle.finish()
-            self.running.remove(context)
-            error = self.query_error(exc, context) if context.handle.stopped else exc
-            self.telemetry.query_finished(context, error, 0)
-            if error is exc:
+            failure = self._unlisted(context, exc)
+            if failure is exc:
                 raise
-            failure = error  # raised below: not chained to the driver's error
-        raise failure
+        raise failure  # not chained to the driver's error
+
+    def _unlisted(self, context: QueryContext, exc: BaseException) -> BaseException:
+        """End a query that holds no connection; the exception for its caller."""
+        context.handle.finish()
+        self.running.remove(context)
+        error = self.query_error(exc, context) if context.handle.stopped else exc
+        self.telemetry.query_finished(context, error, 0)
+        return error
 
     def _run(
         self,
@@ -192,6 +202,36 @@ class QueryLifecycle:
             raise StatementStopped  # stopped before it reached the engine: it must not start
         return self.hooks.annotate_statement(statement, query), parameters
 
+    # -- retry, fail and finish ------------------------------------------------------------------
+
+    def retry(
+        self, context: QueryContext, connection: Connection, exc: BaseException, rows: int
+    ) -> tuple[Connection, CursorResult[Any]] | None:
+        """Run a read again on a fresh connection, when its connection was lost before it handed
+        out a row (see :func:`~floe_compute.retry.retry_reason`); None when it must not be."""
+        reason = retry_reason(self.hooks, self._engine().dialect, context, exc, rows)
+        if reason is None:
+            return None
+        context.retries += 1
+        log.debug("query %s: %s; retrying it on a fresh connection", context.query_id, reason)
+        self.telemetry.query_retried(context, reason)
+        drop(context, connection)
+        try:
+            fresh = self._checkout(context.handle)
+        except BaseException as lost:
+            failure = self._unlisted(context, lost)
+            if failure is lost:
+                raise
+            raise failure from None
+        context.connection = fresh
+        context.dbapi_connection = fresh.connection.dbapi_connection
+        failed: BaseException | None = None
+        try:
+            return fresh, context.rerun.run(fresh)
+        except BaseException as again:
+            failed = again
+        raise self.fail(context, fresh, failed, 0)
+
     # -- fail and finish ----------------------------------------------------------------------
 
     def query_error(self, exc: BaseException | None, context: QueryContext) -> BaseException:
@@ -211,6 +251,8 @@ class QueryLifecycle:
             context.handle.cancel()
         error = self.query_error(exc, context)
         self.finish(context, connection, error, rows)
+        if isinstance(error, ConnectionFailedError):  # one line, no traceback: the caller has it
+            log.warning("query %s failed, its connection is gone: %s", context.query_id, error)
         if not ctrl_c:
             return error
         interrupt = exc if isinstance(exc, KeyboardInterrupt) else KeyboardInterrupt()

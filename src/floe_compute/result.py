@@ -112,23 +112,43 @@ class QueryResult(ArrowReading):
             if self._connection is None:
                 raise self._closed_error()
             self._check_running()
-            cursor = self._cursor
-            assert cursor is not None
-            token = self._lifecycle.telemetry.enter(self._context)
-            failure: BaseException | None = None
-            try:
-                rows = self._driver_fetchmany(cursor, size)
-            except BaseException as exc:
-                failure = self._fail(exc)  # raised below: not chained to the driver's error
-            finally:
-                self._lifecycle.telemetry.leave(token)
-            if failure is not None:
-                raise failure
+            rows, failed = self._fetch_rows(size)
+            if failed is not None and self._fetched == 0 and self._rerun(failed):
+                rows, failed = self._fetch_rows(size)
+            if failed is not None:
+                raise self._fail(failed)  # not chained to the driver's error
             if not rows:
                 self._end()
                 return []
             self._deliver(len(rows))
             return rows
+
+    def _fetch_rows(self, size: int) -> tuple[list[Row], BaseException | None]:
+        """Rows from the driver, or the exception it raised (handled outside its except block)."""
+        cursor = self._cursor
+        assert cursor is not None
+        token = self._lifecycle.telemetry.enter(self._context)
+        try:
+            return self._driver_fetchmany(cursor, size), None
+        except BaseException as exc:
+            return [], exc
+        finally:
+            self._lifecycle.telemetry.leave(token)
+
+    def _rerun(self, failed: BaseException) -> bool:
+        """A read whose connection was lost before its first row: run again on a fresh one."""
+        connection, self._connection = self._connection, None
+        assert connection is not None
+        try:
+            retried = self._lifecycle.retry(self._context, connection, failed, 0)
+        except BaseException:
+            self._cursor_done()  # the query has ended with the retry's error
+            raise
+        if retried is None:
+            self._connection = connection
+            return False
+        self._connection, self._cursor = retried
+        return True
 
     @staticmethod
     def _driver_fetchmany(cursor: CursorResult[Any], size: int) -> list[Row]:
