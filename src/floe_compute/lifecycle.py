@@ -209,7 +209,7 @@ class QueryLifecycle:
     ) -> tuple[Connection, CursorResult[Any]] | None:
         """Run a read again on a fresh connection, when its connection was lost before it handed
         out a row (see :func:`~floe_compute.retry.retry_reason`); None when it must not be."""
-        reason = retry_reason(self.hooks, self._engine().dialect, context, exc, rows)
+        reason = retry_reason(self.hooks, connection.dialect, context, exc, rows)
         if reason is None:
             return None
         context.retries += 1
