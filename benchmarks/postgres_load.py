@@ -80,9 +80,12 @@ class Tracebacks(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.count = 0
+        self.first: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.count += record.exc_info is not None
+        if record.exc_info is not None:
+            self.count += 1
+            self.first = self.first or [f"{record.name}: {record.getMessage()} ({record.exc_info[1]!r})"]
 
 
 def load(server: PostgresServer, threads: int, queries: int, pool: int, kills: int, retries: int) -> bool:
@@ -125,10 +128,9 @@ def load(server: PostgresServer, threads: int, queries: int, pool: int, kills: i
     problems += [f"started after the last kill and failed: {o.error}" for o in after_kill]
     if stats.in_use:
         problems.append(f"{stats.in_use} connections still in use at the end")
-    if retries and failed:
-        problems.append(f"{len(failed)} reads failed with retries on")
+    problems += [f"a read failed with retries on: {o.error}" for o in failed if retries]
     if tracebacks.count:
-        problems.append(f"{tracebacks.count} log records with a traceback")
+        problems.append(f"{tracebacks.count} log records with a traceback, first: {tracebacks.first}")
 
     mode = f"retry.reads={retries}" + (" (retries off)" if not retries else "")
     print(f"load, {mode}: {threads} threads x {queries} reads, pool {pool}, {kills} kills, {wall:.1f} s")

@@ -9,6 +9,7 @@ skipped when the query already ended its transaction.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +38,14 @@ TRANSACTION_ENDED = "floe_compute.transaction_ended"
 BeforeExecute = Callable[..., tuple[str, Any]]
 
 
+class _QuietCursorClose(logging.Filter):
+    """SQLAlchemy logs a traceback when closing the cursor of a statement that failed fails (the
+    connection is gone); the query's own error, and its WARNING line, already say what happened."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "Error closing cursor"
+
+
 class DeadlinePool(QueuePool):
     """A ``QueuePool`` whose checkout waits at most until a per-thread time (the checkout sets it), so
     a query's deadline or cancel can end its wait without changing the pool's ``pool.timeout``."""
@@ -53,6 +62,10 @@ class DeadlinePool(QueuePool):
     @_timeout.setter
     def _timeout(self, value: float) -> None:
         self._pool_timeout = value
+
+
+# SQLAlchemy names a pool's logger after the pool's class
+logging.getLogger(f"{DeadlinePool.__module__}.{DeadlinePool.__name__}").addFilter(_QuietCursorClose())
 
 
 class Connections:

@@ -27,7 +27,7 @@ from floe_compute.errors import ConnectionFailedError, QueryTimeoutError
 from floe_compute.hooks import EngineHooks
 from floe_compute.masking import bound_texts
 from floe_compute.params import check_params
-from floe_compute.retry_decision import Rerun, drop, retry_reason
+from floe_compute.retry_decision import Rerun, drop, repeatable, retry_reason
 from floe_compute.running import RunningQueries
 from floe_compute.sql import reads_only
 from floe_compute.telemetry import Telemetry
@@ -295,7 +295,8 @@ class QueryLifecycle:
         except Exception as exc:
             # a connection that cannot end its transaction is not given to anyone else
             connection.invalidate()
-            if committing:
+            # a read had nothing to commit: its rows were all read, and that stays true
+            if committing and not repeatable(context, self.hooks.sql_dialect):
                 failure = error = self.query_error(exc, context)
         finally:
             if context.cursor is not None:

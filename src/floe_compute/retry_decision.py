@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from floe_compute.context import QueryContext
     from floe_compute.hooks import EngineHooks
 
-__all__ = ["LOST", "Rerun", "drop", "retry_reason", "safe_to_repeat"]
+__all__ = ["LOST", "Rerun", "drop", "repeatable", "retry_reason", "safe_to_repeat"]
 
 LOST = "the connection was lost"
 
@@ -58,6 +58,12 @@ def safe_to_repeat(sql: str, dialect: str | None) -> bool:
     return bool(_READ.match(code)) and not _CHANGES.search(code)
 
 
+def repeatable(context: QueryContext, dialect: str | None) -> bool:
+    """Whether the query's statement only reads (:func:`safe_to_repeat`)."""
+    rerun: Rerun | None = context.rerun
+    return rerun is not None and safe_to_repeat(rerun.sql, dialect)
+
+
 def retry_reason(
     hooks: EngineHooks, dialect: Dialect, context: QueryContext, exc: BaseException, rows: int
 ) -> str | None:
@@ -70,7 +76,7 @@ def retry_reason(
     deadline = context.handle.deadline
     if deadline is not None and time.monotonic() >= deadline:
         return None
-    if not safe_to_repeat(rerun.sql, hooks.sql_dialect):
+    if not repeatable(context, hooks.sql_dialect):
         return None
     if _lost(dialect, context, exc):
         return LOST
