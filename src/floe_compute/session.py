@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from sqlalchemy.sql.base import Executable
 
     from floe_compute.aio import AsyncExecution, Workers
+    from floe_compute.hooks import EngineHooks
     from floe_compute.lifecycle import QueryLifecycle
 
 __all__ = ["OpenSessions", "Session"]
@@ -130,21 +131,10 @@ class Session:
                 if pin.in_transaction and not connection.invalidated:
                     pin.in_transaction = False
                     self._hooks.end_transaction(connection, pin, commit=False)
-            self._release(pin)
+            _release(self._hooks, pin)
         finally:
             if locked:
                 self._lock.release()
-
-    def _release(self, pin: SessionPin) -> None:
-        """Give the connection back cleared of the session's state, or close it."""
-        connection, reusable = pin.connection, False
-        if not connection.invalidated:
-            with contextlib.suppress(Exception):
-                connection.rollback()
-                reusable = self._hooks.end_session(connection, pin)
-            if not reusable:
-                connection.invalidate()
-        connection.close()
 
     def __enter__(self) -> Session:
         return self.open()
@@ -368,3 +358,15 @@ class Session:
     def __repr__(self) -> str:
         state = "open" if self._pin is not None else ("ended" if self._opened else "not open")
         return f"<Session {self.session_id} {state}>"
+
+
+def _release(hooks: EngineHooks, pin: SessionPin) -> None:
+    """Give a session's connection back cleared of the session's state, or close it."""
+    connection, reusable = pin.connection, False
+    if not connection.invalidated:
+        with contextlib.suppress(Exception):
+            connection.rollback()
+            reusable = hooks.end_session(connection, pin)
+        if not reusable:
+            connection.invalidate()
+    connection.close()
