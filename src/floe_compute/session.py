@@ -106,10 +106,10 @@ class Session:
         """Check out the session's connection (``with`` does it)."""
         if self._opened:
             raise SessionError(self._message("is already open"), engine=self._hooks.name)
-        self._opened = True
         if self.timeout is not None:
             self._deadline = time.monotonic() + self.timeout
         self._pin = SessionPin(self.session_id, self._checkout())
+        self._opened = True
         self._sessions.add(self)
         return self
 
@@ -246,7 +246,8 @@ class Session:
             pin = self._pin
             if pin is None and commit:  # its caller must not believe the block committed
                 raise SessionError(
-                    self._message("has ended (by disconnect()): its transaction was rolled back")
+                    self._message("has ended (by disconnect()): its transaction was rolled back"),
+                    engine=self._hooks.name,
                 )
             if pin is None or not pin.in_transaction:
                 return

@@ -18,7 +18,7 @@ class TestPostgres(ComputePluginContract):
     secret = "floe-pw"  # the fixture role's real password (scram-sha-256 checks it)
     session_connection_reused = True
 
-    def session_setting(self) -> tuple[str, str, str]:
+    def session_setting(self) -> tuple[str, str, object]:
         return (
             "SET search_path = contract_schema",
             "SELECT current_setting('search_path')",

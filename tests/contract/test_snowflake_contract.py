@@ -40,7 +40,7 @@ class TestSnowflake(ComputePluginContract):
     slow_query = "SELECT SYSTEM$WAIT(600)"
     writes_return_rows = False  # Snowflake DML has no RETURNING
 
-    def session_setting(self) -> tuple[str, str, str]:
+    def session_setting(self) -> tuple[str, str, object]:
         return ("SET contract_var = 'on'", "SELECT $contract_var", "on")
 
     def series_query(self, n: int) -> str:

@@ -31,7 +31,7 @@ class TestSpark(ComputePluginContract):
     def temp_table_sql(self, name: str) -> str:
         return f"CREATE TEMPORARY VIEW {name} AS SELECT 1 AS i"  # the Thrift session's own
 
-    def session_setting(self) -> tuple[str, str, str]:
+    def session_setting(self) -> tuple[str, str, object]:
         return ("SET spark.sql.session.timeZone = Asia/Tokyo", "SELECT current_timezone()", "Asia/Tokyo")
 
     # 10^12 rows scanned for nothing: hours for local[2]. No shuffle, so its job starts when the first

@@ -41,7 +41,7 @@ class SessionContract(ContractBase):
         """A statement that makes a session-scoped table (or view) ``name`` with one row ``i = 1``."""
         return f"CREATE TEMP TABLE {name} AS SELECT 1 AS i"
 
-    def session_setting(self) -> tuple[str, str, str]:
+    def session_setting(self) -> tuple[str, str, object]:
         """A setting of the session: the statement setting it, a query reading it, and the value
         read while it holds (after the session, the query must read something else, or fail)."""
         return (
