@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         QueryError,
         QueryTimeoutError,
         ResourceLimitError,
+        SessionError,
     )
     from floe_compute.health import HealthMonitor, HealthState, HealthStatus
     from floe_compute.plugin import ComputePlugin
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from floe_compute.registry import create_plugin, list_plugins
     from floe_compute.result import QueryResult
     from floe_compute.result_helpers import MultipleResultsFound, NoResultFound
+    from floe_compute.session import Session
 
 _LAZY = {
     "AsyncQueryResult": "floe_compute.aio",
@@ -58,6 +60,8 @@ _LAZY = {
     "QueryError": "floe_compute.errors",
     "QueryTimeoutError": "floe_compute.errors",
     "ResourceLimitError": "floe_compute.errors",
+    "SessionError": "floe_compute.errors",
+    "Session": "floe_compute.session",
     "HealthMonitor": "floe_compute.health",
     "HealthState": "floe_compute.health",
     "HealthStatus": "floe_compute.health",
@@ -121,6 +125,8 @@ __all__ = [
     "ResourceLimitError",
     "ResourceLimits",
     "RunningQuery",
+    "Session",
+    "SessionError",
     "TimeoutConfig",
     "__version__",
     "create_plugin",

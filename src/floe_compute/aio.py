@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import threading
 from collections.abc import AsyncIterator, Callable, Generator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from floe_compute.result_helpers import AsyncResultHelpers
@@ -30,45 +28,14 @@ if TYPE_CHECKING:
 
     from floe_compute.result import QueryResult, Row
     from floe_compute.running import RunningQueries
+    from floe_compute.workers import Workers
 
-__all__ = ["AsyncExecution", "AsyncQueryResult", "Workers"]
+__all__ = ["AsyncExecution", "AsyncQueryResult"]
 
 T = TypeVar("T")
 
 CANCEL_GRACE_S = 1.0
 """How long a cancelled task waits for its query to give the connection back before it ends."""
-
-
-class Workers:
-    """One plugin's worker threads, made on first use: ``execute`` ones (which may wait for a
-    connection) and ``fetch`` ones for results that hold a connection, each as many as the pool
-    has connections, so that queries waiting for a connection never stand in the way of the reads
-    that would give one back."""
-
-    def __init__(self, name: str, size: int) -> None:
-        self._name = name
-        self._size = size
-        self._lock = threading.Lock()
-        self._executors: dict[str, ThreadPoolExecutor] = {}
-
-    def submit(self, kind: str, call: Callable[..., T], *args: Any) -> Future[T]:
-        """Start a blocking call on the ``kind`` threads, in the caller's ``contextvars`` context."""
-        executor = self._executors.get(kind)
-        if executor is None:
-            with self._lock:
-                executor = self._executors.get(kind)
-                if executor is None:
-                    executor = self._executors[kind] = ThreadPoolExecutor(
-                        max_workers=self._size, thread_name_prefix=f"floe-compute-{self._name}-{kind}"
-                    )
-        return executor.submit(contextvars.copy_context().run, call, *args)
-
-    def shutdown(self) -> None:
-        """Let the threads end once their calls have (a new call starts new ones)."""
-        with self._lock:
-            executors, self._executors = self._executors, {}
-        for executor in executors.values():
-            executor.shutdown(wait=False)
 
 
 async def run_blocking(call: Callable[..., T], *args: Any) -> T:

@@ -8,12 +8,7 @@ Sizes and durations are checked in :mod:`floe_compute.units`; a YAML manifest is
 
 from __future__ import annotations
 
-import ast
-import functools
-import inspect
-import itertools
 import os
-import textwrap
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
@@ -35,9 +30,11 @@ from pydantic import (
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from floe_compute.docstrings import field_docstrings
 from floe_compute.errors import ConfigError, is_secret_key, redact
 from floe_compute.hints import did_you_mean as _did_you_mean
 from floe_compute.manifest import load_manifest, merge_overrides
+from floe_compute.retry import RetryConfig
 from floe_compute.units import MAX_SECONDS, Seconds, check_size, check_timeout, shown_value
 
 if TYPE_CHECKING:
@@ -64,39 +61,6 @@ __all__ = [
 
 MAX_THREADS = 1024
 """More threads than any engine here can use; DuckDB takes seconds to start 100,000."""
-
-
-def field_docstrings(model: type[BaseModel]) -> dict[str, str]:
-    """Each field's docstring (the string literal after it), also for inherited fields.
-
-    They are the fields' descriptions in the reference and the JSON Schema. Read from the source
-    on demand: pydantic's ``use_attribute_docstrings`` would parse it for every model at import.
-    """
-    docs: dict[str, str] = {}
-    for cls in reversed(model.__mro__):
-        if cls is not BaseModel and issubclass(cls, BaseModel):
-            docs.update(_own_docstrings(cls))
-    return docs
-
-
-@functools.cache
-def _own_docstrings(cls: type) -> dict[str, str]:
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    except (OSError, TypeError, SyntaxError):  # no source (a frozen or interactive class)
-        return {}
-    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-    docs = {}
-    for statement, after in itertools.pairwise(body):
-        if (
-            isinstance(statement, ast.AnnAssign)
-            and isinstance(statement.target, ast.Name)
-            and isinstance(after, ast.Expr)
-            and isinstance(after.value, ast.Constant)
-            and isinstance(after.value.value, str)
-        ):
-            docs[statement.target.id] = inspect.cleandoc(after.value.value)
-    return docs
 
 
 class ConfigModel(BaseModel):
@@ -229,6 +193,8 @@ class ComputeConfig(ConfigModel):
     """Health checks and the background monitor."""
     errors: ErrorsConfig = ErrorsConfig()
     """What the library's errors carry."""
+    retry: RetryConfig = RetryConfig()
+    """Safe retries: a read whose connection was lost before its first row runs again once."""
     settings: dict[str, str | int | float | bool] = {}
     """Engine session settings, applied to every pooled connection. Values of secret-looking
     names (``s3_secret_access_key``) are masked in reprs and JSON dumps."""

@@ -24,7 +24,7 @@ from sqlalchemy.pool import PoolResetState, QueuePool
 from floe_compute.context import StatementStopped
 from floe_compute.errors import ComputeError, PoolExhaustedError
 from floe_compute.hooks import EngineHooks
-from floe_compute.pool import PoolTracker
+from floe_compute.pool import PoolStats, PoolTracker
 from floe_compute.timeouts import QueryHandle
 
 __all__ = ["TRANSACTION_ENDED", "Connections", "DeadlinePool"]
@@ -36,6 +36,14 @@ TRANSACTION_ENDED = "floe_compute.transaction_ended"
 """Set in ``connection.info`` by a query that committed or rolled back itself."""
 
 BeforeExecute = Callable[..., tuple[str, Any]]
+
+
+class _QuietCursorClose(logging.Filter):
+    """SQLAlchemy logs a traceback when closing the cursor of a statement that failed fails (the
+    connection is gone); the query's own error, and its WARNING line, already say what happened."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "Error closing cursor"
 
 
 class DeadlinePool(QueuePool):
@@ -62,6 +70,10 @@ class DeadlinePool(QueuePool):
     @_timeout.setter
     def _timeout(self, value: float) -> None:
         self._pool_timeout = value
+
+
+# SQLAlchemy names a pool's logger after the pool's class
+logging.getLogger(f"{DeadlinePool.__module__}.{DeadlinePool.__name__}").addFilter(_QuietCursorClose())
 
 
 class Connections:
@@ -133,6 +145,14 @@ class Connections:
             return creator()
 
         return create
+
+    def snapshot(self) -> PoolStats | None:
+        """The pool's statistics, or None before the engine exists."""
+        return self.tracker.snapshot() if self.tracker is not None else None
+
+    def discard_idle(self) -> None:
+        if self.tracker is not None:
+            self.tracker.discard_idle()
 
     def dispose(self, engine: Engine) -> None:
         engine.dispose()

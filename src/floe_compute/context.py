@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
     from sqlalchemy.engine.interfaces import ExecutionContext
 
-__all__ = ["QueryContext", "RunningQuery", "StatementStopped", "query_context"]
+__all__ = ["QueryContext", "RunningQuery", "SessionPin", "StatementStopped", "query_context"]
 
 Params = Mapping[str, Any]
 
@@ -29,6 +29,31 @@ S = TypeVar("S")
 
 QUERY_OPTION = "floe_query"
 """The execution option that carries the :class:`QueryContext` of a statement."""
+
+
+@dataclass(slots=True)
+class SessionPin:
+    """The connection a session holds: its statements run there without a checkout or a release,
+    and commit one by one unless a transaction is open."""
+
+    session_id: str
+    connection: Connection
+    in_transaction: bool = False
+    failed_in_transaction: str | None = None
+    """The query id of a statement that failed inside the open transaction (it must roll back)."""
+    _state: Any = None
+
+    def state(self, kind: type[S]) -> S:
+        """The engine's own state of the session (a session id), made on first use; used by the
+        session's statements one at a time."""
+        if self._state is None:
+            self._state = kind()
+        if not isinstance(self._state, kind):
+            raise TypeError(
+                f"session {self.session_id} keeps a {type(self._state).__name__}, not a {kind.__name__}"
+            )
+        state: S = self._state
+        return state
 
 
 @dataclass(slots=True)
@@ -60,6 +85,12 @@ class QueryContext:
     ``%`` in the text as a placeholder), known when the statement is sent."""
     bound_values: tuple[str, ...] = ()
     """Text forms of the bound parameter values, masked in the library's messages."""
+    session: SessionPin | None = None
+    """The session the statement runs in, or None for a statement on a pooled connection."""
+    retries: int = 0
+    """How many times the statement was run again after a lost connection."""
+    rerun: Any = None
+    """Runs the statement again on a given connection (for a safe retry)."""
     arrow: bool = False
     """The caller will read Arrow batches (``execute(..., arrow=True)``): an engine whose Arrow
     path must be chosen before the statement runs (PostgreSQL's COPY) starts that path."""
@@ -102,6 +133,8 @@ class RunningQuery:
     started_at: datetime
     elapsed_s: float
     timeout: float | None
+    session_id: str | None = None
+    """The session the statement runs in (``compute.session()``), or None."""
 
 
 class StatementStopped(Exception):

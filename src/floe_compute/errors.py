@@ -55,6 +55,11 @@ class PoolExhaustedError(ConnectionFailedError):
     """No pooled connection became free within ``pool.timeout``."""
 
 
+class SessionError(ComputeError):
+    """A session used in a way it cannot serve: by two threads at once, after it ended, or a
+    transaction on an engine without them. Nothing was sent to the engine."""
+
+
 class QueryError(ComputeError):
     """A statement failed on the engine."""
 

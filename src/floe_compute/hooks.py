@@ -12,6 +12,8 @@ engine creation           ``engine_url``, ``engine_options``,      once per engi
                           ``on_dispose``                           that connects / disconnects
 connections               ``setup_connection``                     each new DBAPI connection, on the
                                                                    thread that checks it out
+sessions                  ``begin_transaction``,                   the session's thread, at the
+                          ``end_transaction``, ``end_session``     ends of a transaction or session
 per query                 ``begin_query``, ``query_options``,      the query's own thread, in order,
                           ``annotate_statement``                   before the driver is called
 stopping                  ``cancel``                               the watchdog's or the canceller's
@@ -54,7 +56,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from sqlalchemy.engine import URL, Connection
 
-    from floe_compute.context import QueryContext
+    from floe_compute.context import QueryContext, SessionPin
 
 __all__ = ["EngineHooks"]
 
@@ -89,6 +91,9 @@ class EngineHooks(abc.ABC):
     load_path: ClassVar[str | None] = None
     """The native path ``load_arrow`` takes (``docs/loading.md``), or None where the engine has
     none yet (then ``load_arrow`` says so before anything is sent)."""
+    has_transactions: ClassVar[bool] = True
+    """Whether ``session.transaction()`` can commit several statements together; where False
+    (each statement is written as it runs), ``transaction()`` is an error before anything runs."""
     survives_disconnect_reason: ClassVar[str | None] = None
     """Why the data is gone after ``disconnect()`` (an in-memory database), or None when a
     reconnect finds it again. Engines make it a property where it depends on the config."""
@@ -143,6 +148,24 @@ class EngineHooks(abc.ABC):
 
     def setup_connection(self, dbapi_connection: Any) -> None:  # noqa: B027
         """Prepare a newly opened DBAPI connection: session settings, extensions, catalogs."""
+
+    # -- sessions, on the session's thread -----------------------------------------------------
+
+    def begin_transaction(self, connection: Connection, session: SessionPin) -> None:  # noqa: B027
+        """Open a session's transaction; by default the first statement opens it (DBAPI)."""
+
+    def end_transaction(self, connection: Connection, session: SessionPin, *, commit: bool) -> None:
+        """Commit or roll back a session's transaction."""
+        if commit:
+            connection.commit()
+        else:
+            connection.rollback()
+
+    def end_session(self, connection: Connection, session: SessionPin) -> bool:
+        """Clear what a session left on its connection (temp tables, settings) so that it can go
+        back to the pool; False (the default) closes the connection instead, which clears all.
+        An engine keeps what its sessions need in ``session.state(MySessionState)``."""
+        return False
 
     # -- per query, on the query's thread -----------------------------------------------------
 
@@ -210,6 +233,12 @@ class EngineHooks(abc.ABC):
         Classify by what happened (an operation state, an error code), never by words of the
         message: those may come from the user's own identifiers and literals.
         """
+        return None
+
+    def never_ran(self, exc: Exception) -> str | None:
+        """Why a driver error says the engine never ran the statement (HTTP 429/503 before it
+        started, a rate limit), so that a read may safely run again; None (the default) for
+        anything else. A lost connection is recognised by the dialect already."""
         return None
 
     def scrub(self, message: str, context: QueryContext | None = None) -> str:

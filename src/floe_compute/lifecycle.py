@@ -22,11 +22,12 @@ from sqlalchemy.sql.elements import TextClause
 
 from floe_compute import prepare
 from floe_compute.connections import TRANSACTION_ENDED
-from floe_compute.context import QUERY_OPTION, Params, QueryContext, StatementStopped
-from floe_compute.errors import QueryTimeoutError
+from floe_compute.context import QUERY_OPTION, Params, QueryContext, SessionPin, StatementStopped
+from floe_compute.errors import ConnectionFailedError, QueryTimeoutError
 from floe_compute.hooks import EngineHooks
 from floe_compute.masking import bound_texts
 from floe_compute.params import check_params
+from floe_compute.retry_decision import Rerun, drop, repeatable, retry_reason
 from floe_compute.running import RunningQueries
 from floe_compute.sql import reads_only
 from floe_compute.telemetry import Telemetry
@@ -86,21 +87,27 @@ class QueryLifecycle:
         query_id: str | None,
         tags: Mapping[str, str] | None,
         arrow: bool,
+        session: SessionPin | None = None,
     ) -> Started:
-        """Run one statement on a pooled connection, up to its first row."""
-        context, statement, size = self._register(sql, params, timeout, batch_size, query_id, tags)
+        """Run one statement on a pooled connection (or the session's), up to its first row."""
+        context, statement, size = self._register(sql, params, timeout, batch_size, query_id, tags, session)
         context.arrow = bool(arrow)
         connection = self._acquire(context, statement, params)
         context.connection = connection
         context.dbapi_connection = connection.connection.dbapi_connection
         context.handle.bind(partial(self.hooks.cancel, context))
-        failure: BaseException | None = None
+        run = partial(self._run, statement=statement, params=params, context=context, size=size)
+        context.rerun = Rerun(sql if isinstance(sql, str) else str(sql), run)
+        failed: BaseException | None = None
         try:
             cursor = self._run(connection, statement, params, context, size)
         except BaseException as exc:
-            failure = self.fail(context, connection, exc, 0)  # raised below: not chained to it
-        if failure is not None:
-            raise failure
+            failed = exc  # handled below: the caller's error is not chained to the driver's
+        if failed is not None:
+            retried = self.retry(context, connection, failed, 0)
+            if retried is None:
+                raise self.fail(context, connection, failed, 0)
+            connection, cursor = retried
         # a write has done its work on the engine: the deadline no longer applies, and the
         # transaction waits for close() (or the end of a `with` block) to commit; one stopped
         # just as it finished is rolled back, and its caller hears of it
@@ -117,6 +124,7 @@ class QueryLifecycle:
         batch_size: int | None,
         query_id: str | None,
         tags: Mapping[str, str] | None,
+        session: SessionPin | None,
     ) -> tuple[QueryContext, str | Executable, int | None]:
         """Check the arguments, make the query's context, list it and arm its deadline."""
         hooks = self.hooks
@@ -127,6 +135,7 @@ class QueryLifecycle:
         statement = prepare.statement(hooks, sql, params, context)
         if params:
             context.bound_values = bound_texts(params)
+        context.session = session
         self.running.add(context)
         context.span = self.telemetry.query_started(context)
         watchdog.watch(context.handle)
@@ -141,16 +150,22 @@ class QueryLifecycle:
                 prepare.match_placeholders(self.hooks, self._engine().dialect, statement, params, context)
             if context.handle.stopped:
                 raise StatementStopped
+            if context.session is not None:
+                return context.session.connection  # pinned: no checkout
             return self._checkout(context.handle)
         except BaseException as exc:
-            context.handle.finish()
-            self.running.remove(context)
-            error = self.query_error(exc, context) if context.handle.stopped else exc
-            self.telemetry.query_finished(context, error, 0)
-            if error is exc:
+            failure = self._unlisted(context, exc)
+            if failure is exc:
                 raise
-            failure = error  # raised below: not chained to the driver's error
-        raise failure
+        raise failure  # not chained to the driver's error
+
+    def _unlisted(self, context: QueryContext, exc: BaseException) -> BaseException:
+        """End a query that holds no connection; the exception for its caller."""
+        context.handle.finish()
+        self.running.remove(context)
+        error = self.query_error(exc, context) if context.handle.stopped else exc
+        self.telemetry.query_finished(context, error, 0)
+        return error
 
     def _run(
         self,
@@ -187,6 +202,36 @@ class QueryLifecycle:
             raise StatementStopped  # stopped before it reached the engine: it must not start
         return self.hooks.annotate_statement(statement, query), parameters
 
+    # -- retry, fail and finish ------------------------------------------------------------------
+
+    def retry(
+        self, context: QueryContext, connection: Connection, exc: BaseException, rows: int
+    ) -> tuple[Connection, CursorResult[Any]] | None:
+        """Run a read again on a fresh connection, when its connection was lost before it handed
+        out a row (see :func:`~floe_compute.retry.retry_reason`); None when it must not be."""
+        reason = retry_reason(self.hooks, connection.dialect, context, exc, rows)
+        if reason is None:
+            return None
+        context.retries += 1
+        log.debug("query %s: %s; retrying it on a fresh connection", context.query_id, reason)
+        self.telemetry.query_retried(context, reason)
+        drop(context, connection)
+        try:
+            fresh = self._checkout(context.handle)
+        except BaseException as lost:
+            failure = self._unlisted(context, lost)
+            if failure is lost:
+                raise
+            raise failure from None
+        context.connection = fresh
+        context.dbapi_connection = fresh.connection.dbapi_connection
+        failed: BaseException | None = None
+        try:
+            return fresh, context.rerun.run(fresh)
+        except BaseException as again:
+            failed = again
+        raise self.fail(context, fresh, failed, 0)
+
     # -- fail and finish ----------------------------------------------------------------------
 
     def query_error(self, exc: BaseException | None, context: QueryContext) -> BaseException:
@@ -206,6 +251,8 @@ class QueryLifecycle:
             context.handle.cancel()
         error = self.query_error(exc, context)
         self.finish(context, connection, error, rows)
+        if isinstance(error, ConnectionFailedError):  # one line, no traceback: the caller has it
+            log.warning("query %s failed, its connection is gone: %s", context.query_id, error)
         if not ctrl_c:
             return error
         interrupt = exc if isinstance(exc, KeyboardInterrupt) else KeyboardInterrupt()
@@ -224,15 +271,21 @@ class QueryLifecycle:
         """End the transaction and give the connection back; called exactly once per query.
 
         It commits only a query that ended normally and that its caller did not abandon with an
-        exception (``rollback``).
+        exception (``rollback``). In a session's open transaction it neither commits nor rolls
+        back (the transaction's end does; a failure marks it for rollback), and a session's
+        connection stays with the session.
         """
         state = context.handle.finish()
         self.running.remove(context)
         committing = error is None and state is QueryState.DONE and not rollback
+        session = context.session
         failure: BaseException | None = None
         try:
             if connection.invalidated:
                 pass  # lost with its transaction; a rollback would only check out a new connection
+            elif session is not None and session.in_transaction:
+                if not committing and session.failed_in_transaction is None:
+                    session.failed_in_transaction = context.query_id
             elif committing:
                 connection.commit()
                 connection.info[TRANSACTION_ENDED] = True
@@ -242,7 +295,8 @@ class QueryLifecycle:
         except Exception as exc:
             # a connection that cannot end its transaction is not given to anyone else
             connection.invalidate()
-            if committing:
+            # a read had nothing to commit: its rows were all read, and that stays true
+            if committing and not repeatable(context, self.hooks.sql_dialect):
                 failure = error = self.query_error(exc, context)
         finally:
             if context.cursor is not None:
@@ -251,7 +305,8 @@ class QueryLifecycle:
                 with contextlib.suppress(Exception):
                     context.cursor.close()
                 context.cursor = None
-            connection.close()
+            if session is None:
+                connection.close()
         if state is QueryState.TIMED_OUT or isinstance(error, QueryTimeoutError):
             self._log_timeout(context)
         self.telemetry.query_finished(context, error, rows)

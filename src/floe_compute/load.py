@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from sqlalchemy.engine import Connection
 
-    from floe_compute.aio import Workers
     from floe_compute.running import RunningQueries
+    from floe_compute.workers import Workers
 
 __all__ = ["MODES", "LoadResult", "aload", "load", "run_statement"]
 

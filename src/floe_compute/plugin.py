@@ -10,7 +10,6 @@ telemetry and the asyncio face. An engine module subclasses it and overrides the
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,9 @@ from floe_compute.pool import PoolStats
 from floe_compute.prepare import new_query_id
 from floe_compute.result import QueryResult
 from floe_compute.running import RunningQueries
+from floe_compute.session import OpenSessions, Session
 from floe_compute.telemetry import Telemetry
+from floe_compute.workers import Workers
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
     from sqlalchemy.sql.base import Executable
 
-    from floe_compute.aio import AsyncExecution, Workers
+    from floe_compute.aio import AsyncExecution
     from floe_compute.config import ComputeConfig
     from floe_compute.timeouts import QueryHandle
 
@@ -75,7 +76,8 @@ class ComputePlugin(EngineHooks):
             attach=self._telemetry.attach,
             detach=self._telemetry.detach,
         )
-        self._workers: Workers | None = None
+        self._workers = Workers(self.name, config.pool.size + config.pool.max_overflow)
+        self._sessions = OpenSessions()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -142,14 +144,9 @@ class ComputePlugin(EngineHooks):
                 self._discarded = True
         if engine is None:
             return
-        running = self._running.contexts()
-        for context in running:
-            context.handle.cancel()
-        deadline = time.monotonic() + DISCONNECT_GRACE_S
-        for context in running:  # their threads roll back and give the connections back
-            context.handle.wait_ended(max(0.0, deadline - time.monotonic()))
-        if self._workers is not None:
-            self._workers.shutdown()
+        self._running.cancel_all(DISCONNECT_GRACE_S)
+        self._sessions.end_all()  # their open transactions roll back
+        self._workers.shutdown()
         self._connections.dispose(engine)
 
     def __enter__(self) -> ComputePlugin:
@@ -234,14 +231,22 @@ class ComputePlugin(EngineHooks):
         )
         return AsyncExecution(call, query_id, workers=self._worker_threads(), running=self._running)
 
-    def _worker_threads(self) -> Workers:
-        if self._workers is None:
-            from floe_compute.aio import Workers
+    def session(self, timeout: float | None = None, tags: Mapping[str, str] | None = None) -> Session:
+        """One engine session for a ``with`` (or ``async with``) block: temp tables and settings
+        hold from one statement to the next; ``timeout`` bounds the whole block; ``tags`` go on
+        every statement. See :class:`~floe_compute.session.Session`."""
+        return Session(
+            self._lifecycle,
+            checkout=self._checkout,
+            workers=self._worker_threads,
+            sessions=self._sessions,
+            timeout=timeout,
+            tags=tags,
+        )
 
-            with self._lock:
-                if self._workers is None:
-                    pool = self._config.pool
-                    self._workers = Workers(self.name, pool.size + pool.max_overflow)
+    asession = session  # the same object serves ``async with compute.asession() as s:``
+
+    def _worker_threads(self) -> Workers:
         return self._workers
 
     # -- loading ----------------------------------------------------------------------------
@@ -294,15 +299,14 @@ class ComputePlugin(EngineHooks):
     def pool_stats(self) -> PoolStats:
         """A snapshot of the pool, counted from its events."""
         self._ensure_engine()
-        tracker = self._connections.tracker
-        assert tracker is not None
-        return tracker.snapshot()
+        stats = self._connections.snapshot()
+        assert stats is not None
+        return stats
 
     def discard_idle_connections(self) -> None:
         """Close the idle pooled connections (after a failure), so the next checkouts open fresh
         ones; they count as invalidations and reconnects in :meth:`pool_stats`."""
-        if self._connections.tracker is not None:
-            self._connections.tracker.discard_idle()
+        self._connections.discard_idle()
 
     def health_check(self, timeout: float | None = None) -> HealthStatus:
         """Ping the engine through the pool. Never raises: failures come back as ``unhealthy``.
@@ -312,7 +316,7 @@ class ComputePlugin(EngineHooks):
         """
         status = check(
             self._ping,
-            self._pool_snapshot,
+            self._connections.snapshot,
             timeout=timeout or min(self._config.timeouts.connect, 10.0),
             slow_ping_ms=self._config.health.slow_ping_ms,
             scrub=self.scrub,
@@ -323,10 +327,6 @@ class ComputePlugin(EngineHooks):
     def _ping(self, timeout: float) -> None:
         with self.execute(self.ping_statement, timeout=timeout) as result:
             result.fetchall()
-
-    def _pool_snapshot(self) -> PoolStats | None:
-        tracker = self._connections.tracker
-        return tracker.snapshot() if tracker is not None else None
 
     async def ahealth_check(self, timeout: float | None = None) -> HealthStatus:
         """:meth:`health_check` without blocking the event loop."""

@@ -24,7 +24,8 @@ from pydantic.fields import FieldInfo
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
 from pydantic_core import PydanticUndefined, core_schema
 
-from floe_compute.config import ComputeConfig, field_docstrings
+from floe_compute.config import ComputeConfig
+from floe_compute.docstrings import field_docstrings
 from floe_compute.registry import create_plugin, get_plugin_class, list_plugins
 from floe_compute.units import MAX_SECONDS, Seconds
 

@@ -12,7 +12,7 @@ import itertools
 import operator
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import Connection, CursorResult
@@ -115,26 +115,43 @@ class QueryResult(ArrowReading, ResultHelpers):
             if self._connection is None:
                 raise self._closed_error()
             self._check_running()
-            cursor = self._cursor
-            assert cursor is not None
-            rows = self._call_driver(lambda: self._driver_fetchmany(cursor, size))
+            rows, failed = self._fetch_rows(size)
+            if failed is not None and self._fetched == 0 and self._rerun(failed):
+                rows, failed = self._fetch_rows(size)
+            if failed is not None:
+                raise self._fail(failed)  # not chained to the driver's error
             if not rows:
                 self._end()
                 return []
             self._deliver(len(rows))
             return rows
 
-    def _call_driver(self, call: Callable[[], T]) -> T:
-        """One driver call of a fetch, the query's span current; a failure ends the query, and its
-        error is raised outside the driver's ``except`` (so it does not chain the driver's text)."""
+    def _fetch_rows(self, size: int) -> tuple[list[Row], BaseException | None]:
+        """Rows from the driver, or the exception it raised (handled outside its except block)."""
+        cursor = self._cursor
+        assert cursor is not None
         token = self._lifecycle.telemetry.enter(self._context)
         try:
-            return call()
+            return self._driver_fetchmany(cursor, size), None
         except BaseException as exc:
-            failure = self._fail(exc)
+            return [], exc
         finally:
             self._lifecycle.telemetry.leave(token)
-        raise failure
+
+    def _rerun(self, failed: BaseException) -> bool:
+        """A read whose connection was lost before its first row: run again on a fresh one."""
+        connection, self._connection = self._connection, None
+        assert connection is not None
+        try:
+            retried = self._lifecycle.retry(self._context, connection, failed, 0)
+        except BaseException:
+            self._cursor_done()  # the query has ended with the retry's error
+            raise
+        if retried is None:
+            self._connection = connection
+            return False
+        self._connection, self._cursor = retried
+        return True
 
     @staticmethod
     def _driver_fetchmany(cursor: CursorResult[Any], size: int) -> list[Row]:
@@ -261,6 +278,17 @@ class QueryResult(ArrowReading, ResultHelpers):
             with self._lock:
                 if self._connection is not None:
                     self._release(None)
+
+    def settle(self, *, rollback: bool) -> bool:
+        """Close (or with ``rollback``, abandon) the result unless another thread is reading it
+        now (then False): a session settles its previous statement this way before the next."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            self.abandon() if rollback else self.close()
+        finally:
+            self._lock.release()
+        return True
 
     def __enter__(self) -> QueryResult:
         return self

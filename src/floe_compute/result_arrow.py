@@ -47,7 +47,18 @@ class ArrowReading:
         def _closed_error(self) -> BaseException: ...
         def _end(self) -> None: ...
         def _deliver(self, count: int) -> None: ...
-        def _call_driver(self, call: Callable[[], T]) -> T: ...
+
+    def _call_driver(self, call: Callable[[], T]) -> T:
+        """One driver call of a fetch, the query's span current; a failure ends the query, and its
+        error is raised outside the driver's ``except`` (so it does not chain the driver's text)."""
+        token = self._lifecycle.telemetry.enter(self._context)
+        try:
+            return call()
+        except BaseException as exc:
+            failure = self._fail(exc)
+        finally:
+            self._lifecycle.telemetry.leave(token)
+        raise failure
 
     def arrow_batches(self, batch_size: int | None = None) -> pa.RecordBatchReader:
         """A standard ``pyarrow.RecordBatchReader`` over the rest of the result."""

@@ -9,6 +9,7 @@ and the query is cancelled as it registers.
 from __future__ import annotations
 
 import threading
+import time
 
 from floe_compute.context import QueryContext, RunningQuery
 from floe_compute.errors import ComputeError
@@ -63,6 +64,7 @@ class RunningQueries:
                 started_at=c.started_at,
                 elapsed_s=c.handle.elapsed,
                 timeout=c.timeout,
+                session_id=c.session.session_id if c.session is not None else None,
             )
             for c in self.contexts()
             if c.handle.state is QueryState.RUNNING
@@ -82,6 +84,16 @@ class RunningQueries:
                 self._preempted.add(query_id)
         if context is not None:
             context.handle.cancel()
+
+    def cancel_all(self, grace: float) -> None:
+        """Cancel every running query and wait up to ``grace`` seconds for their threads to roll
+        back and give their connections back."""
+        running = self.contexts()
+        for context in running:
+            context.handle.cancel()
+        deadline = time.monotonic() + grace
+        for context in running:
+            context.handle.wait_ended(max(0.0, deadline - time.monotonic()))
 
     def forget_preempted(self, query_id: str) -> None:
         with self._lock:

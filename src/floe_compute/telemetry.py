@@ -80,6 +80,11 @@ class _Instruments:
             unit="{query}",
             description="Queries cancelled on the engine because their deadline passed.",
         )
+        self.query_retries = meter.create_counter(
+            "floe.client.query.retries",
+            unit="{query}",
+            description="Reads run again on a fresh connection (the reason is an attribute).",
+        )
         self._observe_pools(meter)
 
     def _observe_pools(self, meter: Meter) -> None:
@@ -309,6 +314,14 @@ class Telemetry:
             span.set_attribute("error.type", type(error).__name__)
             span.set_status(Status(StatusCode.ERROR, str(error)))
         span.end()
+
+    def query_retried(self, context: QueryContext, reason: str) -> None:
+        """A counter and a span event: the query runs again on a fresh connection."""
+        if self._tracer is None:
+            return
+        _get_instruments().query_retries.add(1, {_POOL: self.pool_name, "reason": reason})
+        if context.span is not None:
+            context.span.add_event("db.query.retry", {"reason": reason, "attempt": context.retries})
 
     def health_changed(self, state: str) -> None:
         if self.enabled:

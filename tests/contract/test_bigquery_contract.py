@@ -39,6 +39,23 @@ class TestBigQueryEmulator(ComputePluginContract):
     writes_return_rows = False  # BigQuery DML has no RETURNING
     late_deadline = 5.0  # a job on the emulator can take longer than 0.2 s to start on a loaded machine
 
+    # a session's statements are separate jobs until BigQuery sessions (create_session, the
+    # session_id connection property, BQ.ABORT_SESSION) are implemented: no temp table or SET
+    # holds from one to the next (the emulator has no sessions either)
+    _NO_SESSIONS = pytest.mark.xfail(strict=True, reason="BigQuery sessions are not implemented yet")
+
+    @_NO_SESSIONS
+    def test_session_temp_table_is_the_blocks_own(self, plugin: ComputePlugin) -> None:
+        super().test_session_temp_table_is_the_blocks_own(plugin)
+
+    @_NO_SESSIONS
+    def test_session_setting_is_gone_after_the_block(self, make_plugin: Any) -> None:
+        super().test_session_setting_is_gone_after_the_block(make_plugin)
+
+    @_NO_SESSIONS
+    def test_async_session(self, plugin: ComputePlugin) -> None:
+        super().test_async_session(plugin)
+
     def secret_overrides(self) -> dict[str, Any]:
         """A service account key whose token endpoint is the proxy (the emulator takes any token)."""
         return {"credentials_json": json.dumps(service_account_key(f"{self.proxy.url}/token", self.secret))}

@@ -30,6 +30,12 @@ class TestDatabricksThroughSpark(ComputePluginContract):
     # each statement is five HTTP round trips to the local server: 1,600 of them take minutes here
     statements_per_thread = 25
 
+    def temp_table_sql(self, name: str) -> str:
+        return f"CREATE TEMPORARY VIEW {name} AS SELECT 1 AS i"  # the Thrift session's own
+
+    def session_setting(self) -> tuple[str, str, object]:
+        return ("SET spark.sql.session.timeZone = Asia/Tokyo", "SELECT current_timezone()", "Asia/Tokyo")
+
     def series_query(self, n: int) -> str:
         return f"SELECT id AS i, concat('row ', CAST(id AS STRING)) AS label FROM range({n})"
 

@@ -16,6 +16,14 @@ pytestmark = pytest.mark.postgres
 class TestPostgres(ComputePluginContract):
     slow_query = "SELECT pg_sleep(600)"
     secret = "floe-pw"  # the fixture role's real password (scram-sha-256 checks it)
+    session_connection_reused = True
+
+    def session_setting(self) -> tuple[str, str, object]:
+        return (
+            "SET search_path = contract_schema",
+            "SELECT current_setting('search_path')",
+            "contract_schema",
+        )
 
     def series_query(self, n: int) -> str:
         return f"SELECT i, 'row ' || i AS label FROM generate_series(0, {n - 1}) AS t(i) ORDER BY i"

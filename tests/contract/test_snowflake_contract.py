@@ -41,6 +41,9 @@ class TestSnowflake(ComputePluginContract):
     writes_return_rows = False  # Snowflake DML has no RETURNING
     reads_null_timestamps = False  # fakesnow reads a NULL TIMESTAMP_TZ back as 1970-01-01
 
+    def session_setting(self) -> tuple[str, str, object]:
+        return ("SET contract_var = 'on'", "SELECT $contract_var", "on")
+
     def series_query(self, n: int) -> str:
         numbers = (
             f"SELECT ROW_NUMBER() OVER (ORDER BY SEQ4()) - 1 AS i FROM TABLE(GENERATOR(ROWCOUNT => {n}))"

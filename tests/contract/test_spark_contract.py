@@ -29,6 +29,12 @@ class TestSpark(ComputePluginContract):
     # cores with the suite, ~0.2-0.5 s under load: 1600 of them took over the 300 s test timeout
     statements_per_thread = 10
 
+    def temp_table_sql(self, name: str) -> str:
+        return f"CREATE TEMPORARY VIEW {name} AS SELECT 1 AS i"  # the Thrift session's own
+
+    def session_setting(self) -> tuple[str, str, object]:
+        return ("SET spark.sql.session.timeZone = Asia/Tokyo", "SELECT current_timezone()", "Asia/Tokyo")
+
     # 10^12 rows scanned for nothing: hours for local[2]. No shuffle, so its job starts when the first
     # rows are fetched: a deadline shorter than Spark's planning cannot leave an orphan job behind
     # (a job-group cancel does not cancel jobs submitted after it; see the Spark page of the docs)

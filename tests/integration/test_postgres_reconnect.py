@@ -39,7 +39,8 @@ def test_killed_pooled_connections_are_replaced_without_an_error(
 def test_query_running_when_its_backend_dies_says_the_connection_was_lost(
     pg_server: PostgresServer, pg_url: str, kill_backends: Any
 ) -> None:
-    with create_plugin(pg_url) as plugin:
+    # retries off: with them, this read (lost before its first row) would run again and succeed
+    with create_plugin(pg_url, retry={"reads": 0}) as plugin:
         threading.Timer(0.3, kill_backends, [pg_server, pg_url]).start()
         with pytest.raises(ConnectionFailedError, match="the connection was lost") as caught:
             plugin.execute("SELECT pg_sleep(10)").fetchall()

@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from floe_compute.config import field_docstrings
+from floe_compute.docstrings import field_docstrings
 from floe_compute.engines.duckdb import DuckDBConfig
 from floe_compute.reference import manifest_schema
 

@@ -206,6 +206,7 @@ class BigQueryComputePlugin(ComputePlugin):
     db_system = "gcp.bigquery"
     sql_dialect = "bigquery"
     default_pre_ping = False  # a ping is a query job: billed, and slow
+    has_transactions = False  # not yet: needs a BigQuery session (create_session) to hold it
     default_batch_size = 10_000
 
     def __init__(self, config: ComputeConfig) -> None:
@@ -304,12 +305,8 @@ class BigQueryComputePlugin(ComputePlugin):
         been woken, so nobody else will ask again); a job that already ended is fine."""
         for attempt, pause in enumerate((*CANCEL_RETRY_PAUSES_S, None), start=1):
             try:
-                self.client.cancel_job(
-                    job_id,
-                    location=self.config.location,
-                    retry=None,  # type: ignore[arg-type]  # our own, fewer, retries
-                    timeout=CANCEL_TIMEOUT_S,
-                )
+                location, timeout = self.config.location, CANCEL_TIMEOUT_S  # our own, fewer, retries:
+                self.client.cancel_job(job_id, location=location, retry=None, timeout=timeout)  # type: ignore[arg-type]
                 return
             except api_exceptions.NotFound:
                 return  # the job never started: nothing to stop

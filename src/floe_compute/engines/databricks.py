@@ -145,6 +145,7 @@ class DatabricksComputePlugin(ComputePlugin):
     config_class = DatabricksConfig
     db_system = "databricks"
     default_batch_size = 10_000
+    has_transactions = False  # an INSERT is written when it runs; commit() does nothing
 
     @property
     def config(self) -> DatabricksConfig:

@@ -28,7 +28,7 @@ from sqlalchemy.engine.cursor import BufferedRowCursorFetchStrategy
 from sqlalchemy.sql import expression
 
 from floe_compute.config import ComputeConfig
-from floe_compute.context import QueryContext, query_context
+from floe_compute.context import QueryContext, SessionPin, query_context
 from floe_compute.engines import _postgres_copy, _postgres_load, _postgres_values
 from floe_compute.errors import (
     ComputeError,
@@ -280,6 +280,18 @@ class PostgresComputePlugin(ComputePlugin):
         dbapi_connection.cursor_factory = _postgres_values.ClientCursor
         if self.config.infinity == "clamp":
             _postgres_values.clamp_infinity(dbapi_connection)
+
+    def end_session(self, connection: Connection, session: SessionPin) -> bool:
+        """DISCARD ALL drops the session's temp tables, settings and prepared statements; it
+        cannot run in a transaction block, so it runs in autocommit."""
+        dbapi_connection = connection.connection.dbapi_connection
+        assert dbapi_connection is not None
+        dbapi_connection.autocommit = True
+        try:
+            dbapi_connection.execute("DISCARD ALL")
+        finally:
+            dbapi_connection.autocommit = False
+        return True
 
     def begin_query(self, connection: Connection, context: QueryContext) -> None:
         if context.timeout is not None:

@@ -281,7 +281,11 @@ class SnowflakeComputePlugin(ComputePlugin):
             return None
         errno = exc.errno if exc.errno and exc.errno > 0 else None
         message = _FORMATTED.sub("", " ".join(str(exc.raw_msg or exc.msg or type(exc).__name__).split()))
-        facts = [f"Snowflake error {errno:06d}" + (f" {_KNOWN[errno]}" if errno in _KNOWN else "")]
+        facts = (
+            [f"Snowflake error {errno:06d}" + (f" {_KNOWN[errno]}" if errno in _KNOWN else "")]
+            if errno
+            else []
+        )
         if exc.sqlstate and exc.sqlstate != "n/a":
             facts.append(f"SQLSTATE {exc.sqlstate}")
         if exc.sfqid:

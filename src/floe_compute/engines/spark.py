@@ -138,6 +138,7 @@ class SparkComputePlugin(ComputePlugin):
     db_system = "spark_sql"
     sql_dialect = "spark"
     default_batch_size = 10_000
+    has_transactions = False  # an INSERT is written when it runs; commit() does nothing
 
     def __init__(self, config: ComputeConfig) -> None:
         super().__init__(config)

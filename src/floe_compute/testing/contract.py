@@ -19,6 +19,7 @@ from floe_compute.testing.contract_pool import PoolContract
 from floe_compute.testing.contract_result_helpers import ResultHelpersContract
 from floe_compute.testing.contract_results import ResultsContract
 from floe_compute.testing.contract_secrets import SecretsContract
+from floe_compute.testing.contract_sessions import SessionContract
 from floe_compute.testing.contract_stopping import StoppingContract
 
 __all__ = ["ComputePluginContract"]
@@ -37,6 +38,7 @@ class ComputePluginContract(
     ParameterContract,
     BoundValueContract,
     LoadContract,
+    SessionContract,
     ContractBase,
 ):
     """Inherit, provide ``compute_factory``, and override the SQL hooks your engine needs."""
