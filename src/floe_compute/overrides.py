@@ -55,6 +55,10 @@ class ErrorsOverrides(TypedDict, total=False):
     keep_driver_cause: bool
 
 
+class RetryOverrides(TypedDict, total=False):
+    reads: int
+
+
 class ComputeOverrides(TypedDict, total=False):
     """Every engine's fields; see the configuration reference for each."""
 
@@ -67,5 +71,6 @@ class ComputeOverrides(TypedDict, total=False):
     limits: LimitsOverrides
     health: HealthOverrides
     errors: ErrorsOverrides
+    retry: RetryOverrides
     settings: Mapping[str, str | int | float | bool]
     telemetry: bool
