@@ -24,7 +24,7 @@ from floe_compute.load import LoadResult, aload, load
 from floe_compute.params import check_params
 from floe_compute.pool import PoolStats
 from floe_compute.prepare import new_query_id
-from floe_compute.result import QueryResult
+from floe_compute.result import QueryResult, result_of
 from floe_compute.running import RunningQueries
 from floe_compute.session import OpenSessions, Session
 from floe_compute.telemetry import Telemetry
@@ -190,14 +190,7 @@ class ComputePlugin(EngineHooks):
         started = self._lifecycle.start(
             sql, params, timeout=timeout, batch_size=batch_size, query_id=query_id, tags=tags, arrow=arrow
         )
-        return QueryResult(
-            self._lifecycle,
-            started.context,
-            started.connection,
-            started.cursor,
-            started.batch_size,
-            writes=started.writes,
-        )
+        return result_of(self._lifecycle, started)
 
     def aexecute(
         self,

@@ -27,9 +27,9 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from floe_compute.context import QueryContext
-    from floe_compute.lifecycle import QueryLifecycle
+    from floe_compute.lifecycle import QueryLifecycle, Started
 
-__all__ = ["QueryResult"]
+__all__ = ["QueryResult", "result_of"]
 
 T = TypeVar("T")
 
@@ -329,3 +329,15 @@ class QueryResult(ArrowReading, ResultHelpers):
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<QueryResult {self.query_id} {self._context.summary!r} {state} rows={self.rowcount}>"
+
+
+def result_of(lifecycle: QueryLifecycle, started: Started) -> QueryResult:
+    """The lazy result of a statement the lifecycle started."""
+    return QueryResult(
+        lifecycle,
+        started.context,
+        started.connection,
+        started.cursor,
+        started.batch_size,
+        writes=started.writes,
+    )

@@ -25,7 +25,7 @@ from floe_compute.errors import ConnectionFailedError, QueryError, QueryTimeoutE
 from floe_compute.errors import driver_message as _driver_message
 from floe_compute.params import check_params
 from floe_compute.prepare import new_query_id
-from floe_compute.result import QueryResult
+from floe_compute.result import QueryResult, result_of
 from floe_compute.units import check_timeout
 
 if TYPE_CHECKING:
@@ -172,14 +172,7 @@ class Session:
                 arrow=arrow,
                 session=pin,
             )
-            result = QueryResult(
-                self._lifecycle,
-                started.context,
-                started.connection,
-                started.cursor,
-                started.batch_size,
-                writes=started.writes,
-            )
+            result = result_of(self._lifecycle, started)
             self._result = result
             return result
 
