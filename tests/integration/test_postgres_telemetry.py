@@ -33,7 +33,10 @@ def test_pool_metrics_match_pool_stats_under_load(
     otel: Otel, pg_server: PostgresServer, pg_url: str, kill_backends: Any
 ) -> None:
     name = f"load-{uuid.uuid4().hex[:8]}"
-    plugin = create_plugin(pg_url, name=name, pool={"size": 4, "max_overflow": 0, "timeout": 0.3})
+    # retries off: a retried read checks out again, and the test counts one wait per execute()
+    plugin = create_plugin(
+        pg_url, name=name, pool={"size": 4, "max_overflow": 0, "timeout": 0.3}, retry={"reads": 0}
+    )
     queries = 0
     with plugin:
         # saturated: 4 held, 2 callers waiting

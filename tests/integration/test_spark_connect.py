@@ -221,7 +221,10 @@ def test_a_restarted_server_is_reached_again() -> None:
             thread.join(60)
             error = outcome.get("error")
             assert isinstance(error, ConnectionFailedError), outcome
-            assert "UNAVAILABLE" in str(error) and "Rendezvous" not in str(error)  # not gRPC's repr
+            # gRPC's status (or the connect deadline, under load), never gRPC's repr
+            assert ("UNAVAILABLE" in str(error) or "no answer" in str(error)) and "Rendezvous" not in str(
+                error
+            )
             server.start_connect()
             with plugin.execute("SELECT 42") as result:  # pre-ping found the old session gone
                 assert result.fetchall() == [(42,)]

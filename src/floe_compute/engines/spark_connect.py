@@ -124,6 +124,7 @@ class SparkConnectComputePlugin(ComputePlugin):
     db_system = "spark_sql"
     sql_dialect = "spark"
     default_batch_size = 10_000
+    has_transactions = False  # an INSERT is written when it runs; commit() does nothing
 
     @property
     def config(self) -> SparkConnectConfig:

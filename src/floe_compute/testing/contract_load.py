@@ -86,7 +86,8 @@ class LoadContract:
         return count
 
     def _endless(self, stop_after: float = 120.0) -> Iterator[Any]:
-        """Batches for minutes: a load only its deadline or a cancel ends."""
+        """Batches for minutes, a source paced at 50 batches a second (a stream, not a flood: an
+        emulator keeps what it is sent in memory): a load only its deadline or a cancel ends."""
         import time
 
         import pyarrow as pa
@@ -96,6 +97,7 @@ class LoadContract:
             if time.monotonic() > ended:
                 return
             yield pa.record_batch({"id": pa.array(range(n * 1000, n * 1000 + 1000), pa.int64())})
+            time.sleep(0.02)  # the source's pace, not a wait for an event
 
     def _loads(self, plugin: ComputePlugin) -> bool:
         return self.loads_arrow if self.loads_arrow is not None else plugin.load_path is not None
