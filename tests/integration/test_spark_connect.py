@@ -75,7 +75,8 @@ def test_the_work_runs_on_executors_in_the_workers_jvms(connect_cluster: SparkCo
         return found if sum(e["totalTasks"] for e in found) >= 8 + sum(before.values()) else []
 
     after = wait_for(tasks_counted, "the executors to report the query's tasks")
-    assert {e["id"] for e in after} == {"0", "1"}  # executors, not the driver
+    # two executors, not the driver (their ids grow when a worker re-registers one)
+    assert len(after) == 2 and "driver" not in {e["id"] for e in after}
     assert all(e["totalTasks"] > before.get(e["id"], 0) for e in after), after
     assert app["id"] == connect_cluster.application()
 

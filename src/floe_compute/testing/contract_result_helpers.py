@@ -77,7 +77,7 @@ class ResultHelpersContract(ContractBase):
         with pytest.raises(QueryTimeoutError):
             plugin.execute(self.slow_query, timeout=0.3).scalar()
         with pytest.raises(QueryTimeoutError):
-            plugin.execute(self.endless_query(), timeout=0.5).to_pandas()
+            plugin.execute(self.slow_query, timeout=0.5).to_pandas()
         assert plugin.pool_stats().in_use == 0
 
     def test_helpers_can_be_cancelled(self, plugin: ComputePlugin) -> None:
