@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import exc as sa_exc
 
+from floe_compute.engines._snowflake_dialect import SnowflakeQuery, untrusted
 from floe_compute.errors import ConfigError, QueryError
 from floe_compute.load import run_statement
 
@@ -76,6 +77,9 @@ def load_batches(
     mode: str,
 ) -> None:
     """The ``load_batches`` hook: create the table where ``mode`` says, stage Parquet, COPY once."""
+    # a request answered HTTP 5xx goes again as the connector sends it again itself (the same request
+    # id), but only until the load's deadline; PUT skips a file already staged, COPY one already loaded
+    context.state(SnowflakeQuery).retry_within_deadline = True
     preparer = connection.dialect.identifier_preparer
 
     def quote(name: str) -> str:  # a lower-case name as Snowflake stores it unquoted (upper case)
@@ -104,8 +108,25 @@ def load_batches(
                         raise
                     raise refused from plugin.driver_cause(exc.orig)
         finally:
-            with contextlib.suppress(Exception):  # temporary: it also ends with the session
-                run_statement(connection, context, f"DROP STAGE IF EXISTS {stage}").close()
+            _drop_stage(connection, context, stage)
+
+
+def _drop_stage(connection: Connection, context: QueryContext, stage: str) -> None:
+    """Drop the load's stage, also after a deadline or a cancel (when the load's own statements no
+    longer start: then sent once, directly). Temporary, it also ends with the session: failures
+    are ignored, and a session whose abort failed (it is discarded) is left alone."""
+    drop = f"DROP STAGE IF EXISTS {stage}"
+    try:
+        run_statement(connection, context, drop).close()
+        return
+    except Exception:
+        if not context.handle.stopped:
+            return
+    context.handle.settle()  # waits for an abort-request on its way; a stopped load stays stopped
+    if context.dbapi_connection in untrusted:
+        return
+    with contextlib.suppress(Exception), contextlib.closing(context.dbapi_connection.cursor()) as cursor:
+        cursor.execute(drop, _no_retry=True)
 
 
 _SOURCE_COLUMN = re.compile(r'column "[^"]*"\["?([^":\]]+)|source column (\S+)')
