@@ -11,6 +11,9 @@ after its deadline a timed-out query returns. Against the fakesnow emulator (``m
    (the proxy), and how long until ``QueryTimeoutError`` reaches the caller (the abort-request,
    Snowflake's 000604 reply to the held query, then the core's ROLLBACK round trip). Target: the
    error within 100 ms of the deadline (p95).
+3. ``load_arrow`` of ``--load-rows`` rows (int, int, text, decimal, timestamp) against the same
+   Parquet, PUT, COPY INTO path written by hand with the connector (``snowflake_load.py``).
+   Target: within 1.10x.
 
 Skips (exit 0, with a message) when the emulator's tool environment is missing.
 """
@@ -29,6 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from fixtures.snowflake import ABORT_REQUEST, FakesnowNotInstalledError, FakesnowServer, LongQueries  # noqa: E402
 from plots import save_ratios  # noqa: E402
+from snowflake_load import LOAD_RATIO_MAX  # noqa: E402
+from snowflake_load import measure as measure_load  # noqa: E402
 
 ARROW_RATIO_MAX = 1.10
 TIMEOUT_OVERSHOOT_P95_MAX_MS = 100.0
@@ -70,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--timeouts", type=int, default=20)
+    parser.add_argument("--load-rows", type=int, default=1_000_000)
     args = parser.parse_args(argv)
     logging.getLogger("floe_compute").setLevel(logging.ERROR)  # one timeout line per run otherwise
     try:
@@ -99,13 +105,27 @@ def main(argv: list[str] | None = None) -> int:
         raw, ours = min(raw_times), min(plugin_times)
         ratio = ours / raw
         ok = ratio <= ARROW_RATIO_MAX
-        save_ratios("snowflake", [("Arrow batches / connector Arrow loop", ratio, ARROW_RATIO_MAX)])
+        ratios = [("Arrow batches / connector Arrow loop", ratio, ARROW_RATIO_MAX)]
         failed |= not ok
         print(f"snowflake (fakesnow), {args.rows:,} rows x 3 columns as Arrow, best of {args.repeat}:")
         print(f"  connector fetch_arrow_batches loop  {raw:7.3f} s")
         print(
             f"  plugin arrow_batches                {ours:7.3f} s  {ratio:.2f}x   "
             f"(<= {ARROW_RATIO_MAX:.2f}x) {'PASS' if ok else 'FAIL'}"
+        )
+
+        loads = measure_load(server, "bench_load", args.load_rows, args.repeat)
+        load_ratio = loads["load_arrow"] / loads["by_hand"]
+        ok = load_ratio <= LOAD_RATIO_MAX
+        failed |= not ok
+        ratios.append(("load_arrow / Parquet, PUT, COPY INTO by hand", load_ratio, LOAD_RATIO_MAX))
+        save_ratios("snowflake", ratios)
+        print(f"snowflake (fakesnow), load {args.load_rows:,} rows x 5 columns, best of {args.repeat}:")
+        print(f"  by hand: Parquet, PUT, COPY INTO    {loads['by_hand']:7.3f} s")
+        print(
+            f"  plugin load_arrow                   {loads['load_arrow']:7.3f} s  {load_ratio:.2f}x   "
+            f"(<= {LOAD_RATIO_MAX:.2f}x) {'PASS' if ok else 'FAIL'}   "
+            f"{args.load_rows / loads['load_arrow']:,.0f} rows/s"
         )
 
         with RecordingProxy(server.url) as proxy:

@@ -65,7 +65,8 @@ def stage_of(proxy: RecordingProxy) -> str:
 
 
 def dropped(proxy: RecordingProxy, stage: str) -> Exchange:
-    """The DROP of the stage, answered by the emulator (it is the last query-request of the load)."""
+    """The DROP of the stage, sent and answered (fakesnow cannot parse ``DROP STAGE`` and answers a
+    syntax error, which the load ignores: the request is what is checked)."""
     return proxy.wait_for(query_request(f"DROP STAGE IF EXISTS {stage}"), answered=True, timeout=10)
 
 
