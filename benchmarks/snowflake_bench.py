@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--timeouts", type=int, default=20)
     parser.add_argument("--load-rows", type=int, default=1_000_000)
+    parser.add_argument("--load-repeat", type=int, default=5, help="a load is short: more runs, less noise")
     args = parser.parse_args(argv)
     logging.getLogger("floe_compute").setLevel(logging.ERROR)  # one timeout line per run otherwise
     try:
@@ -114,13 +115,13 @@ def main(argv: list[str] | None = None) -> int:
             f"(<= {ARROW_RATIO_MAX:.2f}x) {'PASS' if ok else 'FAIL'}"
         )
 
-        loads = measure_load(server, "bench_load", args.load_rows, args.repeat)
+        loads = measure_load(server, "bench_load", args.load_rows, args.load_repeat)
         load_ratio = loads["load_arrow"] / loads["by_hand"]
         ok = load_ratio <= LOAD_RATIO_MAX
         failed |= not ok
         ratios.append(("load_arrow / Parquet, PUT, COPY INTO by hand", load_ratio, LOAD_RATIO_MAX))
         save_ratios("snowflake", ratios)
-        print(f"snowflake (fakesnow), load {args.load_rows:,} rows x 5 columns, best of {args.repeat}:")
+        print(f"snowflake (fakesnow), load {args.load_rows:,} rows x 5 columns, best of {args.load_repeat}:")
         print(f"  by hand: Parquet, PUT, COPY INTO    {loads['by_hand']:7.3f} s")
         print(
             f"  plugin load_arrow                   {loads['load_arrow']:7.3f} s  {load_ratio:.2f}x   "
