@@ -4,7 +4,9 @@ pyarrow writes the batches as Parquet files of about ``FILE_ROWS`` rows in a tem
 each is ``PUT`` to a stage of the load's own as it is written, and one ``COPY INTO`` from that
 stage (``MATCH_BY_COLUMN_NAME``, ``ON_ERROR = ABORT_STATEMENT``) makes the load all or nothing.
 The stage and the local files are removed on every path. Every statement runs as the load's own,
-so the deadline and ``cancel_query()`` abort the one in flight (Snowflake's ``abort-request``).
+so the deadline and ``cancel_query()`` abort the one in flight (Snowflake's ``abort-request``), and
+a request answered HTTP 5xx is sent again only until the load's deadline (the connector alone
+retried for minutes); the stage's ``DROP`` goes out even after a stop, once, outside the load.
 
 Private to :mod:`floe_compute.engines.snowflake`.
 """
