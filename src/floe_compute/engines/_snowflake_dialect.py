@@ -46,7 +46,7 @@ class SnowflakeQuery:
     abort_attempts: int = 0
     retry_within_deadline: bool = False
     """Send a request the service answered with HTTP 5xx again until the query's deadline, not for
-    the connector's minutes (set by loads, whose statements are all safe to send again)."""
+    the connector's minutes (set by loads; the same request id, as the connector's own retries)."""
 
 
 class Untrusted(Exception):
