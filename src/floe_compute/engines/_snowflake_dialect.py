@@ -15,6 +15,7 @@ from snowflake.sqlalchemy.snowdialect import SnowflakeDialect
 from sqlalchemy.dialects import registry
 
 from floe_compute.context import QueryContext, query_context
+from floe_compute.engines._snowflake_retry import QUERY
 from floe_compute.errors import ConfigError
 
 __all__ = ["FloeSnowflakeDialect", "SnowflakeQuery", "Untrusted", "statement_parameters", "untrusted"]
@@ -68,7 +69,11 @@ class FloeSnowflakeDialect(SnowflakeDialect):  # type: ignore[misc]
         state = query.state(SnowflakeQuery)
         state.request_id, state.sql = request_id, statement
         params = {"requestId": request_id, **statement_parameters(query)}
-        cursor.execute(statement, *parameters, _statement_params=params)
+        running = QUERY.set(query)  # the connector's pauses between re-sends end at its deadline
+        try:
+            cursor.execute(statement, *parameters, _statement_params=params)
+        finally:
+            QUERY.reset(running)
 
     def do_rollback(self, dbapi_connection: Any) -> None:
         # SQLAlchemy passes the pool's proxy; the cancel hook knows the driver's connection
