@@ -28,6 +28,9 @@ class TestSpark(ComputePluginContract):
     # each statement is four Thrift round trips (execute, status, fetch, close) to a JVM sharing two
     # cores with the suite, ~0.2-0.5 s under load: 1600 of them took over the 300 s test timeout
     statements_per_thread = 10
+    # binary Thrift over TCP: losing one statement's answer takes a TCP relay that cuts the
+    # connection after the ExecuteStatement went through; not built yet
+    connection_loss_untestable = "Spark Thrift: no TCP relay yet to cut a statement's connection in a test"
 
     def temp_table_sql(self, name: str) -> str:
         return f"CREATE TEMPORARY VIEW {name} AS SELECT 1 AS i"  # the Thrift session's own

@@ -32,7 +32,7 @@ _GRACE = 1.0  # how long past the deadline a pause waits for the watchdog to mar
 _default: Callable[[], Iterator[int]] = exponential_backoff()
 
 
-class Stopped(sf_errors.OperationalError):  # type: ignore[misc]
+class Stopped(sf_errors.OperationalError):
     """Ends the connector's re-sending of a query-request once its query's deadline has passed or
     it was cancelled: the core reports the timeout (or the cancel)."""
 
