@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -28,9 +29,6 @@ class TestSpark(ComputePluginContract):
     # each statement is four Thrift round trips (execute, status, fetch, close) to a JVM sharing two
     # cores with the suite, ~0.2-0.5 s under load: 1600 of them took over the 300 s test timeout
     statements_per_thread = 10
-    # binary Thrift over TCP: losing one statement's answer takes a TCP relay that cuts the
-    # connection after the ExecuteStatement went through; not built yet
-    connection_loss_untestable = "Spark Thrift: no TCP relay yet to cut a statement's connection in a test"
 
     def temp_table_sql(self, name: str) -> str:
         return f"CREATE TEMPORARY VIEW {name} AS SELECT 1 AS i"  # the Thrift session's own
@@ -97,3 +95,20 @@ class TestSpark(ComputePluginContract):
         columns = [c["name"] for c in inspector.get_columns("contract_inspect")]
         assert columns == ["id", "name"]
         assert inspector.get_pk_constraint("contract_inspect")["constrained_columns"] == []
+
+    # -- safe retries: a TCP relay cuts the connection once the server has the statement ---------
+
+    @pytest.fixture
+    def retry_plugin(self, spark_server: Any, spark_url: str) -> Iterator[ComputePlugin]:
+        from fixtures.tcp_cut import TcpCutRelay
+
+        with TcpCutRelay(spark_server.host, spark_server.port) as relay:
+            self.relay = relay
+            url = spark_url.replace(f":{spark_server.port}/", f":{relay.port}/")
+            with create_plugin(url) as plugin:
+                yield plugin
+
+    @contextlib.contextmanager
+    def losing(self, plugin: ComputePlugin, query_id: str, marker: str) -> Iterator[Callable[[], int]]:
+        self.relay.cut(marker.encode())
+        yield lambda: self.relay.sent(marker.encode())
