@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from fixtures.recording_proxy import RecordingProxy
 
 from floe_compute import ComputePlugin, create_plugin
 from floe_compute.engines._databricks_dialect import DatabricksQuery
@@ -91,3 +93,31 @@ class TestDatabricksThroughSpark(ComputePluginContract):
         inspector = sa.inspect(plugin.engine)
         assert "contract_inspect" in inspector.get_table_names()
         assert [c["name"] for c in inspector.get_columns("contract_inspect")] == ["id", "name"]
+
+    # -- safe retries: a proxy in front of the HTTP Thrift endpoint loses an answer -------------
+
+    @pytest.fixture
+    def retry_plugin(self, make_plugin: Any, databricks_server: Any) -> Iterator[ComputePlugin]:
+        server = databricks_server
+        with RecordingProxy(f"http://{server.host}:{server.port}") as proxy:
+            self.retry_proxy = proxy
+            yield make_plugin(connection_uri=f"{proxy.url}/{server.http_path}")
+
+    @contextlib.contextmanager
+    def losing(self, plugin: ComputePlugin, query_id: str, marker: str) -> Iterator[Callable[[], int]]:
+        """The proxy forwards the statement's first ExecuteStatement, then drops its answer."""
+
+        def statement(x: Any) -> bool:
+            return b"ExecuteStatement" in x.body and marker.encode() in x.body
+
+        before = len(self.retry_proxy.exchanges)
+        rule = self.retry_proxy.drop(statement, times=1)
+
+        def executions() -> int:
+            sent = self.retry_proxy.exchanges[before:]
+            return len([x for x in sent if statement(x) and not x.injected])
+
+        try:
+            yield executions
+        finally:
+            self.retry_proxy.remove(rule)

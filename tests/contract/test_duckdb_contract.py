@@ -12,6 +12,8 @@ from floe_compute.testing import ComputePluginContract
 
 
 class TestDuckDBInMemory(ComputePluginContract):
+    connection_loss_untestable = "DuckDB runs in this process: there is no connection to lose"
+
     @pytest.fixture
     def compute_factory(self) -> Any:
         def make(**overrides: Any) -> ComputePlugin:
@@ -21,6 +23,8 @@ class TestDuckDBInMemory(ComputePluginContract):
 
 
 class TestDuckDBFile(ComputePluginContract):
+    connection_loss_untestable = "DuckDB runs in this process: there is no connection to lose"
+
     @pytest.fixture
     def compute_factory(self, tmp_path: Path) -> Any:
         def make(**overrides: Any) -> ComputePlugin:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from floe_compute import ComputePlugin, create_plugin
 from floe_compute.testing import ComputePluginContract
+from floe_compute.testing.threads import run_in_thread
 
 pytest_plugins = ["postgres_fixtures"]
 pytestmark = pytest.mark.postgres
@@ -45,3 +49,46 @@ class TestPostgres(ComputePluginContract):
             return create_plugin(url, **overrides)
 
         return make
+
+    # -- safe retries: the backend running the statement is ended (pg_terminate_backend) --------
+
+    def retry_read(self) -> tuple[str, list[tuple[Any, ...]]]:
+        sql = (
+            "SELECT i AS contract_retry_read FROM generate_series(1, 3) AS t(i) "
+            "WHERE pg_sleep(0.3) IS NOT NULL"
+        )
+        return sql, [(1,), (2,), (3,)]
+
+    def retry_write(self) -> str:
+        # a sequence never rolls back: it counts the executions of the killed write
+        return (
+            "INSERT INTO contract_retry_write SELECT i FROM "
+            "(SELECT nextval('contract_retry_runs') AS i, pg_sleep(1)) AS s"
+        )
+
+    @contextlib.contextmanager
+    def losing(self, plugin: ComputePlugin, query_id: str, marker: str) -> Iterator[Callable[[], int]]:
+        plugin.execute("CREATE SEQUENCE IF NOT EXISTS contract_retry_runs").close()
+        kill = (
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE state = 'active' "
+            f"AND query LIKE '%contract_query=''{query_id}''%' AND pid <> pg_backend_pid()"
+        )
+
+        def killer() -> None:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with plugin.execute(kill) as result:
+                    if result.fetchall()[0][0]:
+                        return
+                time.sleep(0.02)
+            raise AssertionError(f"the statement of {query_id} never ran")
+
+        killed = run_in_thread(killer)
+
+        def executions() -> int:
+            sql = "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM contract_retry_runs"
+            with plugin.execute(sql) as result:
+                return int(result.fetchall()[0][0])
+
+        yield executions
+        assert killed.join().error is None, killed

@@ -13,8 +13,10 @@ so the streaming-deadline checks let the deadline pass between two fetches inste
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -40,6 +42,8 @@ class TestSnowflake(ComputePluginContract):
     slow_query = "SELECT SYSTEM$WAIT(600)"
     writes_return_rows = False  # Snowflake DML has no RETURNING
     reads_null_timestamps = False  # fakesnow reads a NULL TIMESTAMP_TZ back as 1970-01-01
+    # a query-request answered 503 is sent again by the connector, with the same request id
+    driver_resends_safely = True
 
     def session_setting(self) -> tuple[str, str, object]:
         return ("SET contract_var = 'on'", "SELECT $contract_var", "on")
@@ -121,3 +125,23 @@ class TestSnowflake(ComputePluginContract):
         assert plugin.pool_stats().in_use == 0
         with plugin.execute("SELECT 1") as again:
             assert again.fetchall() == [(1,)]
+
+    @contextlib.contextmanager
+    def losing(self, plugin: ComputePlugin, query_id: str, marker: str) -> Iterator[Callable[[], int]]:
+        """The proxy answers the statement's first query-request 503, before Snowflake sees it."""
+        rule = self.proxy.inject(tagged(query_id), status=503, body=b"unavailable", times=1)
+
+        def ours(x: Any) -> bool:
+            with contextlib.suppress(Exception):
+                return bool(tagged(query_id)(x))
+            return False
+
+        def executions() -> int:
+            sent = [x for x in self.proxy.exchanges if ours(x)]
+            assert any(x.injected for x in sent), "the query-request was never answered 503"
+            return len([x for x in sent if not x.injected])
+
+        try:
+            yield executions
+        finally:
+            self.proxy.remove(rule)

@@ -24,6 +24,9 @@ class TestSparkConnect(ComputePluginContract):
     writes_return_rows = False  # Spark SQL has no INSERT ... RETURNING
     statements_per_thread = 10  # each statement is a gRPC stream to a JVM on two shared cores
     session_deadline = 10.0  # a SELECT 1 on the loaded cluster can take a second
+    # a statement is an ExecutePlan stream over gRPC (HTTP/2): the recording proxy speaks HTTP/1.1,
+    # and cutting the channel's TCP connection ends the client's session rather than one statement
+    connection_loss_untestable = "Spark Connect: no way yet to lose one statement's gRPC stream in a test"
 
     # 10^12 rows scanned for nothing: hours for two one-core executors
     slow_query = "SELECT id FROM range(0, 1000000000000, 1, 2) WHERE id * 2 = -1"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -94,3 +95,20 @@ class TestSpark(ComputePluginContract):
         columns = [c["name"] for c in inspector.get_columns("contract_inspect")]
         assert columns == ["id", "name"]
         assert inspector.get_pk_constraint("contract_inspect")["constrained_columns"] == []
+
+    # -- safe retries: a TCP relay cuts the connection once the server has the statement ---------
+
+    @pytest.fixture
+    def retry_plugin(self, spark_server: Any, spark_url: str) -> Iterator[ComputePlugin]:
+        from fixtures.tcp_cut import TcpCutRelay
+
+        with TcpCutRelay(spark_server.host, spark_server.port) as relay:
+            self.relay = relay
+            url = spark_url.replace(f":{spark_server.port}/", f":{relay.port}/")
+            with create_plugin(url) as plugin:
+                yield plugin
+
+    @contextlib.contextmanager
+    def losing(self, plugin: ComputePlugin, query_id: str, marker: str) -> Iterator[Callable[[], int]]:
+        self.relay.cut(marker.encode())
+        yield lambda: self.relay.sent(marker.encode())

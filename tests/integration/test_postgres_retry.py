@@ -4,6 +4,7 @@ a fresh connection; a write, a read in a session, or a read with retries off, is
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -14,6 +15,7 @@ from floe_compute.testing.threads import run_in_thread
 
 if TYPE_CHECKING:
     from fixtures.postgres import PostgresServer
+    from postgres_fixtures import Otel
 
 pytest_plugins = ["postgres_fixtures"]
 pytestmark = pytest.mark.postgres
@@ -83,3 +85,20 @@ def test_a_read_is_not_retried_in_a_session_or_with_retries_off(
         wait_active(plugin, "test='once'")
         kill_backends(pg_server, pg_url)
         assert isinstance(outcome.join().error, ConnectionFailedError), outcome
+
+
+def test_a_retry_is_counted_and_is_an_event_of_the_query_span(
+    otel: Otel, pg_server: PostgresServer, pg_url: str, kill_backends: Any
+) -> None:
+    name = f"retry-{uuid.uuid4().hex[:8]}"
+    with create_plugin(pg_url, name=name) as plugin:
+        outcome = run_in_thread(
+            lambda: plugin.execute(SLOW_READ, query_id="counted", tags={"test": "counted"}).fetchall()
+        )
+        wait_active(plugin, "test='counted'")
+        assert kill_backends(pg_server, pg_url) >= 1
+        assert outcome.join().error is None, outcome
+    assert otel.value("floe.client.query.retries", name, reason="the connection was lost") == 1
+    [span] = [s for s in otel.finished_spans(name) if s.attributes.get("floe.query.id") == "counted"]
+    events = [(e.name, dict(e.attributes)) for e in span.events]
+    assert ("db.query.retry", {"reason": "the connection was lost", "attempt": 1}) in events, events

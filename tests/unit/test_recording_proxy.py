@@ -230,6 +230,18 @@ def test_inject_answers_with_the_canned_payload_without_reaching_upstream(
     assert upstream.paths() == ["/q", "/no-body"]
 
 
+def test_drop_forwards_then_closes_the_connection_without_an_answer(
+    proxy: RecordingProxy, upstream: Upstream
+) -> None:
+    proxy.drop(lambda x: x.path == "/run", times=1)
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+        request(proxy, "POST", "/run", "write")
+    assert upstream.paths() == ["/run"]  # upstream ran it; the client never heard
+    exchange = proxy.wait_for(lambda x: x.path == "/run", answered=True)
+    assert exchange.status is None and exchange.error == "dropped by a rule after it was forwarded"
+    assert request(proxy, "POST", "/run", "again")[0] == 200  # times=1 is used up
+
+
 def test_wait_for_times_out_naming_what_it_waited_for(proxy: RecordingProxy) -> None:
     request(proxy, "GET", "/seen")
     with pytest.raises(

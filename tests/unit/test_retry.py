@@ -46,3 +46,13 @@ def test_retry_config_defaults_to_one_read_and_checks_its_value() -> None:
     assert create_plugin("duckdb:///:memory:", retry={"reads": 0}).config.retry.reads == 0
     with pytest.raises(ConfigError, match="retry"):
         create_plugin("duckdb:///:memory:", retry={"reads": -1})
+
+
+def test_snowflake_says_a_busy_answer_never_ran_the_statement() -> None:
+    from snowflake.connector import errors
+
+    plugin = create_plugin("snowflake://user:pw@account/db/schema")
+    assert "HTTP 503" in (plugin.never_ran(errors.ServiceUnavailableError(errno=503)) or "")
+    assert "HTTP 429" in (plugin.never_ran(errors.TooManyRequests(errno=429)) or "")
+    assert plugin.never_ran(errors.ProgrammingError(msg="syntax error", errno=1003)) is None
+    assert plugin.never_ran(errors.OperationalError(msg="connection reset", errno=251012)) is None

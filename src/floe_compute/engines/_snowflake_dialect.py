@@ -6,32 +6,21 @@ from __future__ import annotations
 
 import json
 import math
-import time
 import uuid
 import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from snowflake.connector import errors as sf_errors
 from snowflake.sqlalchemy.snowdialect import SnowflakeDialect
 from sqlalchemy.dialects import registry
 
 from floe_compute.context import QueryContext, query_context
+from floe_compute.engines._snowflake_retry import QUERY
 from floe_compute.errors import ConfigError
 
 __all__ = ["FloeSnowflakeDialect", "SnowflakeQuery", "Untrusted", "statement_parameters", "untrusted"]
 
 QUERY_TAG_MAX = 2000  # Snowflake's limit on QUERY_TAG
-RETRY_PAUSE_S = (0.1, 1.0)  # the first pause before sending a failed request again, and the longest
-# what the connector sends again itself (HTTP 5xx, 429 and the like): the service answered, not the SQL
-_HTTP_RETRYABLE = (
-    sf_errors.InternalServerError,
-    sf_errors.ServiceUnavailableError,
-    sf_errors.GatewayTimeoutError,
-    sf_errors.BadGatewayError,
-    sf_errors.TooManyRequests,
-    sf_errors.OtherHTTPRetryableError,
-)
 
 
 @dataclass
@@ -44,9 +33,6 @@ class SnowflakeQuery:
     aborted: str | None = None
     """The request id Snowflake acknowledged an abort of."""
     abort_attempts: int = 0
-    retry_within_deadline: bool = False
-    """Send a request the service answered with HTTP 5xx again until the query's deadline, not for
-    the connector's minutes (set by loads; the same request id, as the connector's own retries)."""
 
 
 class Untrusted(Exception):
@@ -83,10 +69,11 @@ class FloeSnowflakeDialect(SnowflakeDialect):  # type: ignore[misc]
         state = query.state(SnowflakeQuery)
         state.request_id, state.sql = request_id, statement
         params = {"requestId": request_id, **statement_parameters(query)}
-        if state.retry_within_deadline and query.handle.deadline is not None:
-            _execute_within_deadline(cursor, statement, parameters, params, query.handle.deadline, query)
-        else:
+        running = QUERY.set(query)  # the connector's pauses between re-sends end at its deadline
+        try:
             cursor.execute(statement, *parameters, _statement_params=params)
+        finally:
+            QUERY.reset(running)
 
     def do_rollback(self, dbapi_connection: Any) -> None:
         # SQLAlchemy passes the pool's proxy; the cancel hook knows the driver's connection
@@ -103,30 +90,6 @@ class FloeSnowflakeDialect(SnowflakeDialect):  # type: ignore[misc]
 
 
 registry.register("snowflake.floe", __name__, "FloeSnowflakeDialect")
-
-
-def _execute_within_deadline(
-    cursor: Any,
-    statement: str,
-    parameters: tuple[Any, ...],
-    params: dict[str, Any],
-    deadline: float,
-    query: QueryContext,
-) -> None:
-    """Send the statement, and again (the same request id) after an HTTP 5xx or 429, until the
-    deadline (``time.monotonic()``) or a stop. The connector's own loop would back off up to 16 s
-    between tries, overshooting the deadline, and without a timeout retries for minutes."""
-    pause, longest = RETRY_PAUSE_S
-    while True:
-        try:  # the connector takes requestId out of the dict it is given: a copy each time
-            cursor.execute(statement, *parameters, _statement_params=dict(params), _no_retry=True)
-            return
-        except _HTTP_RETRYABLE:
-            left = deadline - time.monotonic()
-            if query.handle.stopped or left <= 0:
-                raise
-        time.sleep(min(pause, left))
-        pause = min(2 * pause, longest)
 
 
 def statement_parameters(context: QueryContext) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import exc as sa_exc
 
-from floe_compute.engines._snowflake_dialect import SnowflakeQuery, untrusted
+from floe_compute.engines._snowflake_dialect import untrusted
 from floe_compute.errors import ConfigError, QueryError
 from floe_compute.load import run_statement
 
@@ -79,9 +79,6 @@ def load_batches(
     mode: str,
 ) -> None:
     """The ``load_batches`` hook: create the table where ``mode`` says, stage Parquet, COPY once."""
-    # a request answered HTTP 5xx goes again as the connector sends it again itself (the same request
-    # id), but only until the load's deadline; PUT skips a file already staged, COPY one already loaded
-    context.state(SnowflakeQuery).retry_within_deadline = True
     preparer = connection.dialect.identifier_preparer
 
     def quote(name: str) -> str:  # a lower-case name as Snowflake stores it unquoted (upper case)

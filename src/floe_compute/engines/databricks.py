@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL, Connection
 
 from floe_compute.config import ComputeConfig, url_query_fields
 from floe_compute.context import QueryContext
+from floe_compute.engines import _databricks_retry
 from floe_compute.engines._databricks_dialect import TIMED_OUT, DatabricksQuery, FloeDatabricksDialect
 from floe_compute.engines._databricks_oauth import ClientCredentials
 from floe_compute.engines._hiveserver2 import server_message, sqlstate_class
@@ -198,6 +199,9 @@ class DatabricksComputePlugin(ComputePlugin):
         logging.getLogger("databricks.sql.unsafe").setLevel(logging.WARNING)
         return {"connect_args": self.connect_args()}
 
+    def setup_connection(self, dbapi_connection: Any) -> None:
+        _databricks_retry.no_resend_after_a_lost_answer(dbapi_connection)
+
     def begin_query(self, connection: Connection, context: QueryContext) -> None:
         """The deadline as the session's statement timeout, sent only when it changes."""
         dbapi = context.dbapi_connection
@@ -259,6 +263,9 @@ class DatabricksComputePlugin(ComputePlugin):
         if getattr(exc, TIMED_OUT, False):
             return QueryTimeoutError, message
         return QueryError, message
+
+    def never_ran(self, exc: Exception) -> str | None:
+        return _databricks_retry.never_ran(exc)
 
     # -- dbt --------------------------------------------------------------------------------
 

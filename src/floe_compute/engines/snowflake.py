@@ -25,7 +25,7 @@ from sqlalchemy.engine import URL
 
 from floe_compute.config import ComputeConfig
 from floe_compute.context import QueryContext
-from floe_compute.engines import _snowflake_arrow, _snowflake_load
+from floe_compute.engines import _snowflake_arrow, _snowflake_load, _snowflake_retry
 from floe_compute.engines._snowflake_dialect import SnowflakeQuery, Untrusted, untrusted
 from floe_compute.errors import (
     ComputeError,
@@ -204,6 +204,7 @@ class SnowflakeComputePlugin(ComputePlugin):
             "application": "floe-compute",
             # NUMBER(p, s) as Arrow decimal128(p, s), exact and as described, not float64
             "arrow_number_to_decimal": True,
+            "backoff_policy": _snowflake_retry.bounded_backoff,  # re-sends end at the deadline
         }
         args.update({k: getattr(config, k) for k in _ENDPOINT_KEYS if getattr(config, k) is not None})
         if config.settings:
@@ -302,6 +303,9 @@ class SnowflakeComputePlugin(ComputePlugin):
         ):
             return ConnectionFailedError, f"{detail} (endpoint {self._endpoint()})"
         return QueryError, detail
+
+    def never_ran(self, exc: Exception) -> str | None:
+        return _snowflake_retry.never_ran(exc)
 
     def _endpoint(self) -> str:
         config = self.config

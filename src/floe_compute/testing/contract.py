@@ -18,6 +18,7 @@ from floe_compute.testing.contract_parameters import ParameterContract
 from floe_compute.testing.contract_pool import PoolContract
 from floe_compute.testing.contract_result_helpers import ResultHelpersContract
 from floe_compute.testing.contract_results import ResultsContract
+from floe_compute.testing.contract_retry import RetryContract
 from floe_compute.testing.contract_secrets import SecretsContract
 from floe_compute.testing.contract_sessions import SessionContract
 from floe_compute.testing.contract_stopping import StoppingContract
@@ -39,6 +40,7 @@ class ComputePluginContract(
     BoundValueContract,
     LoadContract,
     SessionContract,
+    RetryContract,
     ContractBase,
 ):
     """Inherit, provide ``compute_factory``, and override the SQL hooks your engine needs."""
