@@ -222,7 +222,7 @@ def report(
         print(f"{key:<42} {value['qps']:8.0f} {value['p50_ms']:8.2f} {value['p99_ms']:8.2f}")
     print("\ntargets:")
     for name, value, limit, passed in found:
-        print(f"  {'PASS' if passed else 'FAIL'}  {name:<58} {value:6.2f}x  (<= {limit:g}x)")
+        print(f"  {'PASS' if passed else 'FAIL'}  {name:<58} {value:6.2f}x  (target <= {limit:g}x)")
 
 
 def main(argv: list[str] | None = None) -> int:

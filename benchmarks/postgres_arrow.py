@@ -241,7 +241,7 @@ def report(
         )
     print("\ntargets:")
     for name, value, limit, passed, unit in checks:
-        print(f"  {'PASS' if passed else 'FAIL'}  {name:<44} {value:8.2f}{unit}  (<= {limit:g}{unit})")
+        print(f"  {'PASS' if passed else 'FAIL'}  {name:<44} {value:8.2f}{unit}  (target <= {limit:g}{unit})")
 
 
 def main(argv: list[str] | None = None) -> int:

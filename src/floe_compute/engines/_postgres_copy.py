@@ -86,7 +86,7 @@ class CopySource(_postgres_values.NamesColumn, psycopg.ServerCursor):
         return rows
 
     def _fetch_portal(self, num: int | None) -> Any:
-        return (yield from super()._fetch_gen(num))
+        return (yield from _postgres_declare.fetch_gen(self, num))
 
     def close(self) -> None:
         """A portal read to its end is dropped by the end of its transaction, which follows: no

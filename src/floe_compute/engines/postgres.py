@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import quote
 
 import psycopg
-from psycopg import sql
 from pydantic import model_validator
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg, PGExecutionContext_psycopg
@@ -29,7 +28,13 @@ from sqlalchemy.sql import expression
 
 from floe_compute.config import ComputeConfig
 from floe_compute.context import QueryContext, SessionPin, query_context
-from floe_compute.engines import _postgres_copy, _postgres_load, _postgres_ping, _postgres_values
+from floe_compute.engines import (
+    _postgres_copy,
+    _postgres_declare,
+    _postgres_load,
+    _postgres_ping,
+    _postgres_values,
+)
 from floe_compute.errors import (
     ComputeError,
     ConnectionFailedError,
@@ -98,22 +103,7 @@ class _CommentedServerCursor(_postgres_copy.CopySource):
     comment = ""
 
     def _fetch_portal(self, num: int | None) -> Any:
-        # psycopg's own _fetch_gen (3.2-3.3), with the comment appended to the FETCH
-        if self.closed:
-            raise psycopg.InterfaceError("the cursor is closed")
-        if not self._described:
-            yield from self._start_query()
-            yield from self._describe_gen()
-        query = sql.SQL("FETCH FORWARD {} FROM {} {}").format(
-            sql.SQL("ALL") if num is None else sql.Literal(num),
-            sql.Identifier(self._name),
-            sql.SQL(self.comment),
-        )
-        res = yield from self._conn._exec_command(query, result_format=self._format)
-        assert res is not None
-        self.pgresult = res
-        self._tx.set_pgresult(res, set_loaders=False)
-        return self._tx.load_rows(0, res.ntuples, self._make_row)
+        return (yield from _postgres_declare.fetch_gen(self, num, self.comment))
 
 
 class _ExecutionContext(PGExecutionContext_psycopg):
