@@ -327,6 +327,7 @@ _ROW_VERBS = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=512)  # pure, and asked again for every query
 def declarable(sql: str, dialect: str | None = "postgres") -> bool:
     """Whether ``DECLARE c CURSOR FOR <sql>`` is valid: one query (``SELECT``, ``VALUES``,
     ``TABLE``, set operations, ``WITH`` whose parts only read, ``FOR UPDATE`` allowed), not
