@@ -169,6 +169,7 @@ def _semicolons(sql: str, dialect: str | None) -> list[int]:
     return found
 
 
+@functools.lru_cache(maxsize=512)  # pure, and asked again for every query
 def statement_count(sql: str, dialect: str | None = None) -> int:
     """How many statements ``sql`` holds (``SELECT 1; SELECT 2`` is 2; a trailing ``;`` is not)."""
     return len(split_statements(sql, dialect))
@@ -181,6 +182,7 @@ _CREATE_KINDS = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=512)  # pure, and asked again for every query
 def operation_name(sql: str, dialect: str | None = None) -> str:
     """The statement's operation, upper-cased: ``SELECT`` (also for ``WITH ... SELECT``),
     ``INSERT`` (also for ``WITH ... INSERT``), ``CREATE TABLE``, ``DROP VIEW``, ``UNKNOWN``."""
@@ -248,6 +250,7 @@ def reads_only(operation: str) -> bool:
     return operation.split(" ", 1)[0] in _READS
 
 
+@functools.lru_cache(maxsize=512)  # pure, and asked again for every query
 def summarize(sql: str, dialect: str | None = None) -> str:
     """``operation target...`` without literals, at most 255 characters."""
     operation = operation_name(sql, dialect)
@@ -324,6 +327,7 @@ _ROW_VERBS = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=512)  # pure, and asked again for every query
 def declarable(sql: str, dialect: str | None = "postgres") -> bool:
     """Whether ``DECLARE c CURSOR FOR <sql>`` is valid: one query (``SELECT``, ``VALUES``,
     ``TABLE``, set operations, ``WITH`` whose parts only read, ``FOR UPDATE`` allowed), not

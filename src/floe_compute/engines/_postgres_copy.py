@@ -30,7 +30,7 @@ import psycopg
 from psycopg import pq
 
 from floe_compute.arrow import ArrowConversionError
-from floe_compute.engines import _postgres_values
+from floe_compute.engines import _postgres_declare, _postgres_values
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -73,6 +73,9 @@ class CopySource(_postgres_values.NamesColumn, psycopg.ServerCursor):
         types = [arrow_type(c.type_code, c.precision, c.scale) for c in columns]
         return self.start_copy(types, [c.name for c in columns])
 
+    def _declare_gen(self, query: Any, params: Any = None, binary: bool | None = None) -> Any:
+        return _postgres_declare.declare_gen(self, super()._declare_gen, query, params, binary)
+
     def _fetch_gen(self, num: int | None) -> Any:
         if getattr(self, "floe_ended", False):
             return []  # the last FETCH came back short: the portal is at its end, no round trip
@@ -83,7 +86,7 @@ class CopySource(_postgres_values.NamesColumn, psycopg.ServerCursor):
         return rows
 
     def _fetch_portal(self, num: int | None) -> Any:
-        return (yield from super()._fetch_gen(num))
+        return (yield from _postgres_declare.fetch_gen(self, num))
 
     def close(self) -> None:
         """A portal read to its end is dropped by the end of its transaction, which follows: no

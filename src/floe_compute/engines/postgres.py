@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import quote
 
 import psycopg
-from psycopg import sql
 from pydantic import model_validator
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg, PGExecutionContext_psycopg
@@ -29,7 +28,13 @@ from sqlalchemy.sql import expression
 
 from floe_compute.config import ComputeConfig
 from floe_compute.context import QueryContext, SessionPin, query_context
-from floe_compute.engines import _postgres_copy, _postgres_load, _postgres_values
+from floe_compute.engines import (
+    _postgres_copy,
+    _postgres_declare,
+    _postgres_load,
+    _postgres_ping,
+    _postgres_values,
+)
 from floe_compute.errors import (
     ComputeError,
     ConnectionFailedError,
@@ -98,22 +103,7 @@ class _CommentedServerCursor(_postgres_copy.CopySource):
     comment = ""
 
     def _fetch_portal(self, num: int | None) -> Any:
-        # psycopg's own _fetch_gen (3.2-3.3), with the comment appended to the FETCH
-        if self.closed:
-            raise psycopg.InterfaceError("the cursor is closed")
-        if not self._described:
-            yield from self._start_query()
-            yield from self._describe_gen()
-        query = sql.SQL("FETCH FORWARD {} FROM {} {}").format(
-            sql.SQL("ALL") if num is None else sql.Literal(num),
-            sql.Identifier(self._name),
-            sql.SQL(self.comment),
-        )
-        res = yield from self._conn._exec_command(query, result_format=self._format)
-        assert res is not None
-        self.pgresult = res
-        self._tx.set_pgresult(res, set_loaders=False)
-        return self._tx.load_rows(0, res.ntuples, self._make_row)
+        return (yield from _postgres_declare.fetch_gen(self, num, self.comment))
 
 
 class _ExecutionContext(PGExecutionContext_psycopg):
@@ -188,22 +178,33 @@ class FloePsycopgDialect(PGDialect_psycopg):
     execution_ctx_cls = _ExecutionContext
     supports_statement_cache = True
 
+    def do_ping(self, dbapi_connection: Any) -> bool:
+        return _postgres_ping.ping(dbapi_connection) or super().do_ping(dbapi_connection)  # type: ignore[no-untyped-call]
+
+    def _set_connection_characteristics(self, connection: Any, characteristics: Any) -> None:
+        _postgres_ping.unbegin(connection.connection.dbapi_connection)  # isolation level, read only
+        super()._set_connection_characteristics(connection, characteristics)  # type: ignore[no-untyped-call]
+
     def do_execute(self, cursor: Any, statement: Any, parameters: Any, context: Any = None) -> None:
+        _postgres_ping.statement_sent(cursor.connection)
         if isinstance(cursor, _postgres_copy.CopySource):
             cursor.floe_source = (statement, parameters)
         super().do_execute(cursor, statement, parameters, context)  # type: ignore[no-untyped-call]
 
     def do_execute_no_params(self, cursor: Any, statement: Any, context: Any = None) -> None:
+        _postgres_ping.statement_sent(cursor.connection)
         if isinstance(cursor, _postgres_copy.CopySource):
             cursor.floe_source = (statement, None)
         super().do_execute_no_params(cursor, statement, context)  # type: ignore[no-untyped-call]
 
     def do_rollback(self, dbapi_connection: Any) -> None:
+        _postgres_ping.statement_sent(getattr(dbapi_connection, "dbapi_connection", dbapi_connection))
         _postgres_copy.settle(dbapi_connection, run_unread=False)
         _postgres_copy.stop(dbapi_connection)  # a result closed in the middle of its COPY
         super().do_rollback(dbapi_connection)  # type: ignore[no-untyped-call]
 
     def do_commit(self, dbapi_connection: Any) -> None:
+        _postgres_ping.statement_sent(getattr(dbapi_connection, "dbapi_connection", dbapi_connection))
         _postgres_copy.settle(dbapi_connection, run_unread=True)
         _postgres_copy.stop(dbapi_connection)
         super().do_commit(dbapi_connection)  # type: ignore[no-untyped-call]
@@ -286,6 +287,7 @@ class PostgresComputePlugin(ComputePlugin):
         cannot run in a transaction block, so it runs in autocommit."""
         dbapi_connection = connection.connection.dbapi_connection
         assert dbapi_connection is not None
+        _postgres_ping.unbegin(dbapi_connection)  # a session that ran nothing
         dbapi_connection.autocommit = True
         try:
             dbapi_connection.execute("DISCARD ALL")

@@ -1,0 +1,76 @@
+"""``DECLARE`` and the cursor's description in one round trip.
+
+psycopg declares a server-side cursor (one round trip), then asks for its columns with a portal
+``Describe`` (a second). A statement sent without parameters goes instead as one simple query,
+``DECLARE ... ; FETCH FORWARD 0 FROM ...``: the empty ``FETCH`` carries the columns and runs
+nothing (the cursor is still before its first row), so the first read can still choose a COPY.
+The ``DECLARE`` and ``FETCH`` texts are formatted directly (psycopg composes them from ``sql``
+objects, a few hundred Python calls per query).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from psycopg import errors, pq, sql
+from psycopg.generators import execute
+
+__all__ = ["declare_gen", "fetch_gen"]
+
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+_OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
+
+
+def declare_gen(
+    cursor: Any, psycopgs: Callable[..., Any], query: Any, params: Any, binary: bool | None
+) -> Any:
+    """psycopg's ``ServerCursor._declare_gen`` (with its describe), merged for a statement without
+    parameters; anything else goes psycopg's own way (``psycopgs``)."""
+    name = _quoted(cursor)
+    plain = cursor._scrollable is None and not cursor._withhold
+    if params is not None or binary or cursor._described or not isinstance(query, str) or not plain:
+        return (yield from psycopgs(query, params, binary))
+    # the newline ends a trailing -- comment of the statement before the FETCH
+    command = f"DECLARE {name} CURSOR FOR {query}\n;FETCH FORWARD 0 FROM {name}"
+    cursor._iter_rows = None
+    yield from cursor._start_query(query)
+    cursor._pgconn.send_query(command.encode(cursor._encoding))
+    results = yield from execute(cursor._pgconn)
+    for result in results:
+        if result.status not in _OK:
+            cursor._raise_for_result(result)
+    if len(results) != 2 or results[-1].status != pq.ExecStatus.TUPLES_OK:
+        raise errors.ProgrammingError("DECLARE CURSOR takes one query")
+    cursor._format = cursor.format
+    cursor._results = results[-1:]
+    cursor._select_current_result(0, format=cursor._format)
+    cursor._described = True
+    return None
+
+
+def fetch_gen(cursor: Any, num: int | None, comment: str = "") -> Any:
+    """psycopg's ``ServerCursor._fetch_gen`` (3.2-3.3), with an optional trailing comment."""
+    if cursor.closed:
+        raise errors.InterfaceError("the cursor is closed")
+    if not cursor._described:
+        yield from cursor._start_query()
+        yield from cursor._describe_gen()
+    count = "ALL" if num is None else str(int(num))
+    command = f"FETCH FORWARD {count} FROM {_quoted(cursor)} {comment}".rstrip()
+    res = yield from cursor._conn._exec_command(
+        command.encode(cursor._encoding), result_format=cursor._format
+    )
+    assert res is not None
+    cursor.pgresult = res
+    cursor._tx.set_pgresult(res, set_loaders=False)
+    return cursor._tx.load_rows(0, res.ntuples, cursor._make_row)
+
+
+def _quoted(cursor: Any) -> str:
+    name: str = cursor._name
+    if _PLAIN_NAME.match(name):
+        return f'"{name}"'
+    return sql.Identifier(name).as_string(cursor.connection)

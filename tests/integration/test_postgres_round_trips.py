@@ -1,0 +1,70 @@
+"""Round trips of a short query on PostgreSQL, counted in libpq's protocol trace of the pooled
+connection: under concurrency they are what a query costs."""
+
+from __future__ import annotations
+
+import tempfile
+
+import pytest
+
+from floe_compute import create_plugin
+
+pytest_plugins = ["postgres_fixtures"]
+pytestmark = pytest.mark.postgres
+
+
+def _sent(plugin: object, run: object) -> list[str]:
+    """The messages the client sent while ``run()`` ran, one per line of libpq's trace."""
+    raw = plugin.engine.raw_connection()  # type: ignore[attr-defined]
+    pgconn = raw.dbapi_connection.pgconn
+    raw.close()
+    with tempfile.TemporaryFile("w+") as trace:
+        pgconn.trace(trace.fileno())
+        try:
+            run()  # type: ignore[operator]
+        finally:
+            pgconn.untrace()
+        trace.seek(0)
+        return [line.split("\t", 3)[3] for line in trace.read().splitlines() if "\tF\t" in line]
+
+
+def _round_trips(sent: list[str]) -> list[str]:
+    return [m for m in sent if m.startswith(("Query", "Sync"))]
+
+
+def test_the_pre_ping_opens_the_query_transaction(pg_url: str) -> None:
+    with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0, "pre_ping": True}) as plugin:
+
+        def run() -> None:
+            with plugin.execute("SELECT 1") as result:
+                assert result.fetchall() == [(1,)]
+
+        run()
+        sent = _sent(plugin, run)
+    trips = _round_trips(sent)
+    # the ping is the BEGIN; the DECLARE and the cursor's description come in one round trip;
+    # then the FETCH and the COMMIT: one more than the statement alone (the first read chooses
+    # between the cursor and a COPY)
+    assert trips[0] == 'Query\t "BEGIN"', sent
+    assert len(trips) == 4, sent
+
+
+def test_a_session_opened_and_closed_unused_ends_cleanly(pg_url: str) -> None:
+    with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0, "pre_ping": True}) as plugin:
+        with plugin.execute("SELECT 1") as result:
+            result.fetchall()
+        with plugin.session():
+            pass
+        with plugin.execute("SELECT 2") as result:
+            assert result.fetchall() == [(2,)]
+        assert plugin.pool_stats().in_use == 0
+
+
+def test_a_declared_query_with_a_trailing_comment_or_semicolon_runs(pg_url: str) -> None:
+    with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}) as plugin:
+        for sql in ("SELECT 1 AS one -- the answer", "SELECT 1 AS one;", "SELECT 1 AS one /* c */"):
+            with plugin.execute(sql) as result:
+                assert result.columns == ["one"]
+                assert result.fetchall() == [(1,)]
+        with plugin.execute("SELECT 1 AS one", tags={"team": "a"}) as result:
+            assert result.fetchall() == [(1,)]
