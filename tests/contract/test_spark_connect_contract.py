@@ -31,16 +31,6 @@ class TestSparkConnect(ComputePluginContract):
     def series_query(self, n: int) -> str:
         return f"SELECT id AS i, concat('row ', CAST(id AS STRING)) AS label FROM range({n})"
 
-    @pytest.mark.xfail(reason="a session statement's cancel on Spark Connect: not proven yet", strict=False)
-    def test_session_statements_have_their_own_ids_and_stop(self, plugin: ComputePlugin) -> None:
-        super().test_session_statements_have_their_own_ids_and_stop(plugin)
-
-    @pytest.mark.xfail(
-        reason="a cancelled task's session end on Spark Connect is not proven yet", strict=False
-    )
-    def test_cancelling_the_task_ends_the_session(self, plugin: ComputePlugin) -> None:
-        super().test_cancelling_the_task_ends_the_session(plugin)
-
     def temp_table_sql(self, name: str) -> str:
         return f"CREATE TEMPORARY VIEW {name} AS SELECT 1 AS i"  # the Connect session's own
 
