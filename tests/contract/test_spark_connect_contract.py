@@ -24,6 +24,7 @@ class TestSparkConnect(ComputePluginContract):
     writes_return_rows = False  # Spark SQL has no INSERT ... RETURNING
     statements_per_thread = 10  # each statement is a gRPC stream to a JVM on two shared cores
     session_deadline = 10.0  # a SELECT 1 on the loaded cluster can take a second
+    loads_atomically = False  # one write per chunk: a failed or stopped load keeps the earlier ones
 
     # 10^12 rows scanned for nothing: hours for two one-core executors
     slow_query = "SELECT id FROM range(0, 1000000000000, 1, 2) WHERE id * 2 = -1"

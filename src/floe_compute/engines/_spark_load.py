@@ -18,6 +18,7 @@ Private to :mod:`floe_compute.engines.spark` and :mod:`floe_compute.engines.data
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from floe_compute.context import QueryContext
     from floe_compute.plugin import ComputePlugin
 
-__all__ = ["ROWS_PER_STATEMENT", "load_batches", "spark_type", "values_sql"]
+__all__ = ["ROWS_PER_STATEMENT", "conformed", "load_batches", "spark_type", "table_schema", "values_sql"]
 
 ROWS_PER_STATEMENT = 5_000
 """Rows per ``INSERT``: larger statements cost Spark more to parse than they save in round trips."""
@@ -124,10 +125,12 @@ def _array_literals(array: pa.Array) -> pa.Array:
 
     items = _literals(array.flatten()).to_pylist()
     offsets = array.offsets.to_pylist()
+    first = offsets[0]  # a slice's offsets start where it does in its parent
     element = spark_type(pa.field("item", array.type.value_type))
+    valid = array.is_valid().to_pylist()
     texts = [
-        None if array[i].is_valid is False else f"CAST(array({', '.join(items[a:b])}) AS ARRAY<{element}>)"
-        for i, (a, b) in enumerate(zip(offsets, offsets[1:], strict=False))
+        f"CAST(array({', '.join(items[a - first : b - first])}) AS ARRAY<{element}>)" if ok else None
+        for ok, (a, b) in zip(valid, itertools.pairwise(offsets), strict=True)
     ]
     return pa.array(texts, pa.string())
 
@@ -160,17 +163,17 @@ def load_batches(
         run_statement(connection, context, f"CREATE TABLE {table} ({definition})").close()
         target = None
     else:
-        target = _table_schema(plugin, connection, context, table)
+        target = table_schema(plugin, connection, context, table)
     head = f"INSERT INTO {table} ({', '.join(quote(n) for n in schema.names)}) VALUES "
     for batch in batches:
         if target is not None:
-            batch = _conformed(batch, target, table, context, plugin.name)
+            batch = conformed(batch, target, table, context, plugin.name)
         for start in range(0, batch.num_rows, ROWS_PER_STATEMENT):
             rows = values_sql(batch.slice(start, ROWS_PER_STATEMENT))
             run_statement(connection, context, head + rows).close()
 
 
-def _table_schema(
+def table_schema(
     plugin: ComputePlugin, connection: Connection, context: QueryContext, table: str
 ) -> pa.Schema | None:
     """The table's columns as Arrow types, as the engine reports an empty result of it."""
@@ -186,7 +189,7 @@ _CHECKED = ("is_integer", "is_floating", "is_decimal", "is_boolean", "is_date")
 """Target types a column is cast to on the client (others, Spark converts as it stores them)."""
 
 
-def _conformed(
+def conformed(
     batch: pa.RecordBatch, target: pa.Schema, table: str, context: QueryContext, engine: str
 ) -> Any:
     """The batch with each column cast to its table column's type where that is checked here."""
