@@ -5,8 +5,10 @@ each chunk is one ``createDataFrame(arrow_table).write.mode("append").saveAsTabl
 matches columns by name. ``create`` and ``replace`` make the table first, with the same types as
 the Thrift engines (:func:`~floe_compute.engines._spark_load.spark_type`). Not atomic: Spark
 Connect has no transactions, so a load that fails or is stopped keeps the chunks already written
-(each one whole or not at all). Each write carries the load's operation tag, so the deadline and
-``cancel_query()`` interrupt the one in flight; the core stops the stream before the next.
+(each one whole or not at all). Types are Spark's to check: it casts each column to the table's
+type as it writes, and refuses one it cannot cast safely (a ``QueryError`` naming the column).
+Each write carries the load's operation tag, so the deadline and ``cancel_query()`` interrupt
+the one in flight; the core stops the stream before the next.
 
 Private to :mod:`floe_compute.engines.spark_connect`.
 """
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING
 from floe_compute.context import StatementStopped
 from floe_compute.engines import _spark_connect_dbapi as dbapi
 from floe_compute.engines._spark_connect_dialect import SparkConnectQuery
-from floe_compute.engines._spark_load import conformed, spark_type, table_schema
+from floe_compute.engines._spark_load import spark_type
 from floe_compute.load import run_statement
 
 if TYPE_CHECKING:
@@ -48,19 +50,16 @@ def load_batches(
     """The ``load_batches`` hook: create the table where ``mode`` says, then one tagged write
     per chunk."""
     quote = connection.dialect.identifier_preparer.quote_identifier
-    target = None
     if mode in ("create", "replace"):
         if mode == "replace":
             run_statement(connection, context, f"DROP TABLE IF EXISTS {table}").close()
         definition = ", ".join(f"{quote(f.name)} {spark_type(f)}" for f in schema)
         run_statement(connection, context, f"CREATE TABLE {table} ({definition})").close()
-    else:
-        target = table_schema(plugin, connection, context, table)
     session = context.dbapi_connection
     assert isinstance(session, dbapi.Connection)
     for chunk in _chunks(batches, schema):
-        if target is not None:
-            chunk = conformed(chunk, target, table, context, plugin.name)
+        # Spark casts each column to the table's type as it writes (ANSI store assignment): a
+        # column it cannot safely cast is an error naming the column, never a value
         _write(session, context, table, chunk)
 
 
