@@ -62,7 +62,9 @@ def thrift_load(url: str, host: str, port: int, rows: int, repeat: int) -> bool:
         create_plugin(url, pool={"size": 1}) as plugin,
         contextlib.closing(hive.connect(host=host, port=port, username="bench")) as raw,
     ):
-        plugin.execute(f"CREATE TABLE IF NOT EXISTS bench_load_raw ({COLUMNS})").close()
+        for name in ("bench_load", "bench_load_raw"):  # both append: the same statements' work
+            plugin.execute(f"DROP TABLE IF EXISTS {name}").close()
+            plugin.execute(f"CREATE TABLE {name} ({COLUMNS})").close()
         cursor = SparkCursor(raw)
         py = [
             tuple(v.isoformat() if isinstance(v, datetime.datetime) else v for v in r.values())
@@ -76,11 +78,11 @@ def thrift_load(url: str, host: str, port: int, rows: int, repeat: int) -> bool:
                 cursor.execute(f"INSERT INTO bench_load_raw VALUES {values}", [v for r in chunk for v in r])
 
         cases = {
-            "load_arrow": lambda: plugin.load_arrow("bench_load", data, mode="replace") and None,
+            "load_arrow": lambda: plugin.load_arrow("bench_load", data) and None,
             "pyhive parameters": pyhive_parameters,
         }
         best = best_of(cases, repeat)
-    print(f"load (Thrift): {rows:,} rows (int, int, text, decimal, timestamp), best of {repeat}")
+    print(f"load (Thrift): {rows:,} rows (int, int, text, decimal, timestamp), append, best of {repeat}")
     for name, wall in best.items():
         print(f"  {name:<22} {wall:7.2f} s {rows / wall:>10,.0f} rows/s")
     ratio = best["pyhive parameters"] / best["load_arrow"]
