@@ -9,9 +9,10 @@ flight, and the core stops the stream before the next one.
 The values are SQL literals rendered column by column with pyarrow compute, not bound parameters:
 PyHive substitutes parameters into the text on the client anyway (HiveServer2 has none), one
 Python call per value: for 50k rows (int, int, text, decimal, timestamp) 0.56 s against 0.08 s
-here, and 1.5x the time of the whole load on a local Thrift server. In ``append`` mode each
-column is first cast to the table's own type on the client, so a value the table cannot take is a
-``QueryError`` naming the column before its statement is sent (Spark would store NULL for some).
+here, and 1.3-1.5x the time of the whole load on a local Thrift server (``benchmarks/spark.py``).
+In ``append`` mode each column is first cast to the table's own type on the client, so a value
+the table cannot take is a ``QueryError`` naming the column before its statement is sent (Spark's
+own cast error quotes the value).
 
 Private to :mod:`floe_compute.engines.spark` and :mod:`floe_compute.engines.databricks`.
 """
