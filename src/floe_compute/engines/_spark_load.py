@@ -12,7 +12,9 @@ Python call per value: for 50k rows (int, int, text, decimal, timestamp) 0.56 s 
 here, and 1.3-1.5x the time of the whole load on a local Thrift server (``benchmarks/spark.py``).
 In ``append`` mode each column is first cast to the table's own type on the client, so a value
 the table cannot take is a ``QueryError`` naming the column before its statement is sent (Spark's
-own cast error quotes the value).
+own cast error quotes the value). Databricks takes the same literals: its connector's native
+parameters need DBR 14.1+ (it refuses them for any other server, the HTTP-mode Thrift test server
+included), and literals work on every server.
 
 Private to :mod:`floe_compute.engines.spark` and :mod:`floe_compute.engines.databricks`.
 """
