@@ -10,7 +10,9 @@ pyspark tool environment is missing), then
 2. timeouts: ``SELECT count(*) FROM range(10^11)`` with ``timeout=1``: how long after the deadline
    ``QueryTimeoutError`` arrives (p50 and max; target: within 200 ms), on a pool of one connection
    that must run the next query.
-3. memory: a fresh process streams ``--memory-rows`` (50 million) rows as Arrow batches; its peak
+3. load: ``load_arrow`` of ``--load-rows`` rows by batched ``INSERT`` (``benchmarks/spark_load.py``):
+   rows/s printed, and PyHive's own parameter substitution of the same statements for comparison.
+4. memory: a fresh process streams ``--memory-rows`` (50 million) rows as Arrow batches; its peak
    RSS at the end is compared with its peak after the first tenth (5 million). Target: within 1.2x
    (nothing is buffered beyond one batch). ``--memory-rows 0`` skips it (it takes minutes).
 
@@ -35,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from fixtures.spark import SparkNotInstalledError, SparkThriftServer  # noqa: E402
 from plots import save_ratios  # noqa: E402
+from spark_load import thrift_load  # noqa: E402
 
 from floe_compute import QueryTimeoutError, create_plugin  # noqa: E402
 
@@ -166,6 +169,7 @@ def main() -> int:
     parser.add_argument("--timeouts", type=int, default=10)
     parser.add_argument("--memory-rows", type=int, default=50_000_000)
     parser.add_argument("--port", type=int, help="use a server already running on this port")
+    parser.add_argument("--load-rows", type=int, default=50_000, help="rows load_arrow writes (0: skip)")
     args = parser.parse_args()
     logging.getLogger("floe_compute").setLevel(logging.ERROR)  # one warning per timed-out query
     try:
@@ -177,6 +181,8 @@ def main() -> int:
     with server if not server.external else contextlib.nullcontext(server):
         ok = throughput(server, args.rows, args.repeat)
         ok = timeouts(server, args.timeouts) and ok
+        if args.load_rows:
+            ok = thrift_load(server.url(), server.host, server.port, args.load_rows, 2) and ok
         if args.memory_rows:
             ok = memory(server, args.memory_rows) and ok
     print("PASS" if ok else "FAIL")

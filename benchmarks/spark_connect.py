@@ -8,7 +8,9 @@ Both servers are the Spark 4.3 build of ``.tools/spark`` on ``local[2]``, one at
 2. Connect: the same query through pyspark's own ``toArrow()`` and through this engine's
    ``arrow_batches()``, interleaved, best of ``--repeat``. Targets: the engine within 1.1x of
    ``toArrow()``, and at least 4x faster than the Thrift engine.
-3. memory: a fresh process streams ``--memory-rows`` (50 million) rows as Arrow batches; its peak
+3. load: ``load_arrow`` of ``--load-rows`` rows against ``createDataFrame(arrow)`` +
+   ``saveAsTable`` by hand with pyspark, interleaved (``benchmarks/spark_load.py``). Target: 1.1x.
+4. memory: a fresh process streams ``--memory-rows`` (50 million) rows as Arrow batches; its peak
    RSS at the end against its peak after the first tenth. Target: within 1.2x.
 
 Skipped with a message when Java or the pyspark tool environment is missing; exits 1 when a target
@@ -31,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from fixtures.spark import SparkNotInstalledError, SparkThriftServer  # noqa: E402
 from fixtures.spark_connect import SparkConnectCluster  # noqa: E402
+from spark_load import connect_load  # noqa: E402
 
 from floe_compute import ComputePlugin, create_plugin  # noqa: E402
 
@@ -137,6 +140,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=3_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--memory-rows", type=int, default=50_000_000)
+    parser.add_argument("--load-rows", type=int, default=1_000_000, help="rows load_arrow writes (0: skip)")
     args = parser.parse_args()
     try:
         server = SparkConnectCluster(workers=0, local="local[2]")
@@ -149,6 +153,8 @@ def main() -> int:
     with server:
         best = connect(server, args.rows, args.repeat)
         ok = memory(server, args.memory_rows) if args.memory_rows else True
+        if args.load_rows:
+            ok = connect_load(server.url(), args.load_rows, args.repeat) and ok
     best["thrift engine arrow_batches()"] = thrift_s
     print(
         f"throughput: {args.rows:,} rows of (id, id * 2, string), best of {args.repeat}, Spark 4.3, local[2]"

@@ -21,7 +21,8 @@ pytestmark = [pytest.mark.databricks]
 
 
 class TestDatabricksThroughSpark(ComputePluginContract):
-    loads_arrow = False  # no load_arrow path on this engine yet: the contract checks it says so
+    loads_atomically = False  # batched INSERTs: a failed or stopped load keeps the earlier ones
+    reads_zoned_timestamps_naive = True  # TIMESTAMP rows come as wall times of the session (UTC)
     # 10^12 rows scanned for nothing while the statement executes: hours for local[2]
     slow_query = "SELECT id FROM range(0, 1000000000000, 1, 2) WHERE id * 2 = -1"
     # a statement is five HTTP round trips to the local server: more than 0.2 s on a loaded machine

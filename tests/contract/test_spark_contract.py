@@ -19,7 +19,9 @@ pytestmark = [pytest.mark.spark]
 
 
 class TestSpark(ComputePluginContract):
-    loads_arrow = False  # no load_arrow path on this engine yet: the contract checks it says so
+    loads_atomically = False  # batched INSERTs: a failed or stopped load keeps the earlier ones
+    reads_zoned_timestamps_naive = True  # TIMESTAMP rows come as wall times of the session (UTC)
+    reads_dates_as_text = True  # PyHive gives DATE values as 'YYYY-MM-DD'
     # A statement's first rows come after Spark parses, plans and runs a job: seconds on local[2]
     # with other JVMs on the same two cores, so 0.2 s would pass before execute() returned
     late_deadline = 10.0

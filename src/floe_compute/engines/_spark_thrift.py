@@ -144,6 +144,7 @@ class SparkCursor(hive.Cursor):  # type: ignore[misc]
         self._floe_state = state
         with state.lock:
             state.operation = self._operationHandle
+            state.executed = False  # a load runs several statements as one query
             cancelled = state.cancel_requested
             if cancelled:
                 state.settle = True

@@ -22,7 +22,7 @@ from sqlalchemy.engine import URL, Connection
 
 from floe_compute.config import ComputeConfig, url_query_fields
 from floe_compute.context import QueryContext
-from floe_compute.engines import _databricks_retry
+from floe_compute.engines import _databricks_retry, _spark_load
 from floe_compute.engines._databricks_dialect import TIMED_OUT, DatabricksQuery, FloeDatabricksDialect
 from floe_compute.engines._databricks_oauth import ClientCredentials
 from floe_compute.engines._hiveserver2 import server_message, sqlstate_class
@@ -147,6 +147,8 @@ class DatabricksComputePlugin(ComputePlugin):
     db_system = "databricks"
     default_batch_size = 10_000
     has_transactions = False  # an INSERT is written when it runs; commit() does nothing
+    load_path = "batched multi-row INSERT ... VALUES statements (the slow path; not atomic)"
+    load_batches = _spark_load.load_batches
 
     @property
     def config(self) -> DatabricksConfig:

@@ -28,6 +28,7 @@ from thrift.transport import TSocket, TTransport
 
 from floe_compute.config import ComputeConfig, url_query_fields
 from floe_compute.context import QueryContext
+from floe_compute.engines import _spark_load
 from floe_compute.engines._hiveserver2 import server_message, sqlstate_class
 from floe_compute.engines._spark_query import SparkQuery
 from floe_compute.engines._spark_thrift import (
@@ -139,6 +140,8 @@ class SparkComputePlugin(ComputePlugin):
     sql_dialect = "spark"
     default_batch_size = 10_000
     has_transactions = False  # an INSERT is written when it runs; commit() does nothing
+    load_path = "batched multi-row INSERT ... VALUES statements (the slow path; not atomic)"
+    load_batches = _spark_load.load_batches
 
     def __init__(self, config: ComputeConfig) -> None:
         super().__init__(config)

@@ -20,6 +20,7 @@ from sqlalchemy.engine import URL, Connection
 from floe_compute.config import ComputeConfig, parse_url, url_query_fields
 from floe_compute.context import QueryContext
 from floe_compute.engines import _spark_connect_dbapi as dbapi
+from floe_compute.engines import _spark_connect_load
 from floe_compute.engines._hiveserver2 import sqlstate_class
 from floe_compute.engines._spark_connect_dialect import SparkConnectDialect, SparkConnectQuery
 from floe_compute.errors import ComputeError, ConnectionFailedError, QueryError, ResourceLimitError
@@ -125,6 +126,8 @@ class SparkConnectComputePlugin(ComputePlugin):
     sql_dialect = "spark"
     default_batch_size = 10_000
     has_transactions = False  # an INSERT is written when it runs; commit() does nothing
+    load_path = "createDataFrame from Arrow, written with saveAsTable (not atomic)"
+    load_batches = _spark_connect_load.load_batches
 
     @property
     def config(self) -> SparkConnectConfig:

@@ -40,6 +40,11 @@ class LoadContract:
     #: Whether a NULL timestamp with time zone reads back as NULL (fakesnow reads it as 1970-01-01,
     #: though ``IS NULL`` is true: then the suite checks that with SQL instead).
     reads_null_timestamps = True
+    #: Whether a timestamp with time zone reads back without its zone, as its wall time in the
+    #: session's zone, UTC on the test servers (Spark's TIMESTAMP through the Thrift server).
+    reads_zoned_timestamps_naive = False
+    #: Whether a date reads back as its ISO text (PyHive's rows from the Spark Thrift server).
+    reads_dates_as_text = False
 
     def load_sample(self) -> Any:
         """Rows of the types every engine maps, with NULLs in each column (sorted by ``id``)."""
@@ -78,7 +83,12 @@ class LoadContract:
             with plugin.execute(f"SELECT id FROM {table} WHERE happened_at IS NULL") as nulls:
                 assert nulls.fetchall() == [(2,)]
             expected[1]["happened_at"] = rows[1]["happened_at"]
-        assert rows == expected
+        for row in expected:
+            if self.reads_zoned_timestamps_naive and row["happened_at"] is not None:
+                row["happened_at"] = row["happened_at"].astimezone(UTC).replace(tzinfo=None)
+            if self.reads_dates_as_text and row["day"] is not None:
+                row["day"] = row["day"].isoformat()
+        assert rows == expected, (rows, expected)
 
     def _count(self, plugin: ComputePlugin, table: str) -> int:
         with plugin.execute(f"SELECT count(*) FROM {table}") as result:
@@ -171,6 +181,8 @@ class LoadContract:
         assert "5150" not in str(caught.value), "the refused value reached the error message"
         if self.loads_atomically:
             assert self._count(loader, "contract_refused") == 1, "a failed load left rows behind"
+        else:  # what is documented as left behind: whole batches sent before the failing one
+            assert self._count(loader, "contract_refused") in (1, 3), "a failed load left part of a batch"
         assert loader.pool_stats().in_use == 0
 
     def test_the_deadline_stops_a_load_and_rolls_it_back(self, loader: ComputePlugin) -> None:
