@@ -71,6 +71,12 @@ def bq_url(bq_dataset: str) -> str:
 
 
 @pytest.fixture
+def bq_storage(bq_emulator: BigQueryEmulator) -> str:
+    """The emulator's Storage Write API (gRPC, plain text), as ``storage_endpoint``."""
+    return f"http://127.0.0.1:{bq_emulator.grpc_port}"
+
+
+@pytest.fixture
 def bq_proxy(bq_emulator: BigQueryEmulator) -> Iterator[RecordingProxy]:
     with RecordingProxy(bq_emulator.url) as proxy:
         yield proxy
