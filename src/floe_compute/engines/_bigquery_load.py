@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import re
 import tempfile
+import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -100,38 +101,51 @@ def load_batches(
     batches: Iterator[pa.RecordBatch],
     mode: str,
 ) -> None:
-    """The ``load_batches`` hook: create the table where ``mode`` says, then stream or load."""
+    """The ``load_batches`` hook: create the table where ``mode`` says, then stream or load.
+
+    ``replace`` loads into a staging table of its own and swaps it in with one
+    ``CREATE OR REPLACE TABLE ... AS SELECT`` job, so a failed replace leaves the table as it was;
+    a failed ``create`` drops the table it made."""
     import pyarrow as pa
 
     project, dataset, name = _table_parts(plugin, table)
-    if mode in ("create", "replace"):
-        definition = ", ".join(f"`{f.name}` {bigquery_type(f)}" for f in schema)
-        verb = "CREATE OR REPLACE TABLE" if mode == "replace" else "CREATE TABLE"
-        run_statement(connection, context, f"{verb} {table} ({definition})").close()
-        kinds = {f.name: bigquery_type(f) for f in schema}
-    else:
+    if mode == "append":
         state = context.state(BigQueryQuery)
         found = wait(state, lambda: plugin.client.get_table(f"{project}.{dataset}.{name}"))
         kinds = {
             f.name: f"ARRAY<{f.field_type}>" if f.mode == "REPEATED" else f.field_type for f in found.schema
         }
+    else:
+        kinds = {f.name: bigquery_type(f) for f in schema}
+        if mode == "replace":
+            name = f"{name}__floe_load_{uuid.uuid4().hex[:12]}"
+        definition = ", ".join(f"`{column}` {kind}" for column, kind in kinds.items())
+        run_statement(
+            connection, context, f"CREATE TABLE `{project}.{dataset}.{name}` ({definition})"
+        ).close()
     # in the table's column order: a Parquet load job matches columns by position on the emulator
-    order = {name: n for n, name in enumerate(kinds)}
+    order = {column: n for n, column in enumerate(kinds)}
     fields = sorted(schema, key=lambda f: order.get(f.name, len(order)))
     target = pa.schema([pa.field(f.name, arrow_type(kinds.get(f.name, ""), f.type)) for f in fields])
-    cast = _Caster(plugin, context, table, target, kinds)
-    client = plugin.write_client
+    cast = map(_Caster(plugin, context, table, target, kinds), batches)
+    client, table_id = plugin.write_client, f"{project}.{dataset}.{name}"
     try:
         if client is None:
-            _load_job(plugin, context, f"{project}.{dataset}.{name}", target, map(cast, batches))
+            _load_job(plugin, context, table_id, target, cast)
         else:
-            parent = f"projects/{project}/datasets/{dataset}/tables/{name}"
-            _stream(client, context, parent, target, map(cast, batches))
+            _stream(client, context, f"projects/{project}/datasets/{dataset}/tables/{name}", target, cast)
+        if mode == "replace":
+            swap = f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM `{table_id}`"
+            run_statement(connection, context, swap).close()
     except BaseException:
         if mode == "create":  # the table this load made goes with it
             with contextlib.suppress(Exception):
-                plugin.client.delete_table(f"{project}.{dataset}.{name}", timeout=CALL_TIMEOUT_S)
+                plugin.client.delete_table(table_id, timeout=CALL_TIMEOUT_S)
         raise
+    finally:
+        if mode == "replace":
+            with contextlib.suppress(Exception):
+                plugin.client.delete_table(table_id, not_found_ok=True, timeout=CALL_TIMEOUT_S)
 
 
 def _table_parts(plugin: BigQueryComputePlugin, table: str) -> tuple[str, str, str]:

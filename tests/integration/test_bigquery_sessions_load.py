@@ -184,3 +184,24 @@ def test_without_a_storage_endpoint_a_load_is_one_parquet_load_job(
     load = configuration["configuration"]["load"]
     assert (load["sourceFormat"], load["writeDisposition"]) == ("PARQUET", "WRITE_APPEND")
     assert configuration["jobReference"]["jobId"].startswith("load-job_")
+
+
+def test_a_failed_replace_leaves_the_table_as_it_was(loader: Any) -> None:
+    import pyarrow as pa
+
+    loader.load_arrow("replaced", pa.table({"id": [1, 2, 3]}), mode="create")
+
+    def source() -> Iterator[Any]:
+        yield pa.record_batch({"id": pa.array([9], pa.int64()), "note": pa.array(["x"])})
+        raise _Boom
+
+    with pytest.raises(QueryError, match="_Boom"):
+        loader.load_arrow("replaced", source(), mode="replace")
+    with loader.execute("SELECT id FROM replaced ORDER BY id") as result:
+        assert result.fetchall() == [(1,), (2,), (3,)]
+    assert loader.load_arrow("replaced", pa.table({"id": [7], "note": ["y"]}), mode="replace").rows == 1
+    with loader.execute("SELECT id, note FROM replaced") as result:
+        assert result.fetchall() == [(7, "y")]
+    import sqlalchemy as sa
+
+    assert sa.inspect(loader.engine).get_table_names() == ["replaced"]  # no staging table left
