@@ -25,13 +25,14 @@ def sample(rows: int) -> Any:
     import pyarrow.compute as pc
 
     ids = np.arange(rows, dtype=np.int64)
-    cents = pa.array(ids % 100_000, pa.int64()).cast(pa.decimal128(38, 9))
+    whole, cents = (pa.array(x).cast(pa.string()) for x in (ids % 1000, ids % 90 + 10))
+    amount = pc.binary_join_element_wise(whole, cents, ".").cast(pa.decimal128(38, 9))  # 123.45
     return pa.table(
         {
             "id": ids,
             "qty": ids % 97,
             "label": pc.binary_join_element_wise("row ", pa.array(ids).cast(pa.string()), ""),
-            "amount": pc.divide(cents, pa.scalar(100, pa.decimal128(38, 9))).cast(pa.decimal128(38, 9)),
+            "amount": amount,
             "at": pa.array(ids * 1_000_000, pa.timestamp("us", tz="UTC")),
         }
     )
