@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from floe_compute.context import QueryContext
-    from floe_compute.engines.bigquery import BigQueryComputePlugin
+    from floe_compute.engines._bigquery_session import BigQueryEngine
 
 __all__ = ["bigquery_type", "load_batches", "write_client"]
 
@@ -93,7 +93,7 @@ def arrow_type(kind: str, given: pa.DataType) -> pa.DataType:
 
 
 def load_batches(
-    plugin: BigQueryComputePlugin,
+    plugin: BigQueryEngine,
     connection: Connection,
     context: QueryContext,
     table: str,
@@ -164,7 +164,7 @@ def _new_table(table_id: str, schema: pa.Schema) -> Any:
     return bigquery.Table(table_id, schema=[column(f) for f in schema])
 
 
-def _table_parts(plugin: BigQueryComputePlugin, table: str) -> tuple[str, str, str]:
+def _table_parts(plugin: BigQueryEngine, table: str) -> tuple[str, str, str]:
     parts = [quoted.replace("\\`", "`") if quoted else bare for quoted, bare in _PART.findall(table)]
     config = plugin.config
     if len(parts) == 1 and config.dataset is None:
@@ -180,13 +180,13 @@ class _Caster:
 
     def __init__(
         self,
-        plugin: BigQueryComputePlugin,
+        plugin: BigQueryEngine,
         context: QueryContext,
         table: str,
         target: pa.Schema,
         kinds: dict[str, str],
     ) -> None:
-        self._plugin, self._context, self._table = plugin, context, table
+        self.plugin, self.context, self.table = plugin, context, table
         self._target, self._kinds = target, kinds
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -202,12 +202,12 @@ class _Caster:
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 kind = self._kinds.get(field.name, str(field.type))
                 raise QueryError(  # never the value: Arrow's message quotes it
-                    f"bigquery: load into {self._table}: column {field.name} cannot take a value "
+                    f"bigquery: load into {self.table}: column {field.name} cannot take a value "
                     f"(Arrow {column.type} into BigQuery {kind})",
                     engine="bigquery",
-                    query_id=self._context.query_id,
-                    statement=self._context.summary,
-                ) from self._plugin.driver_cause(exc)
+                    query_id=self.context.query_id,
+                    statement=self.context.summary,
+                ) from self.plugin.driver_cause(exc)
         return pa.RecordBatch.from_arrays(columns, schema=self._target)
 
 
@@ -257,15 +257,7 @@ def _stream(
     answers = wait(state, lambda: list(client.append_rows(requests(), metadata=metadata)))
     if source_error:
         raise source_error[0]
-    refused = [a for a in answers if a.error.code or a.row_errors]
-    if refused:
-        detail = refused[0].error.message or f"{len(refused[0].row_errors)} rows refused"
-        raise QueryError(
-            f"bigquery: load into {parent}: the Storage Write API refused a batch: {detail}",
-            engine="bigquery",
-            query_id=context.query_id,
-            statement=context.summary,
-        )
+    _check(answers, context, parent)
     with state.lock:
         if state.stopped:  # stopped after the last batch: never commit
             raise JobAbandoned(f"load {context.query_id} was stopped before its commit")
@@ -282,8 +274,21 @@ def _stream(
         )
 
 
+def _check(answers: list[Any], context: QueryContext, parent: str) -> None:
+    """A ``QueryError`` for an AppendRows answer that refused rows."""
+    refused = [a for a in answers if a.error.code or a.row_errors]
+    if refused:
+        detail = refused[0].error.message or f"{len(refused[0].row_errors)} rows refused"
+        raise QueryError(
+            f"bigquery: load into {parent}: the Storage Write API refused a batch: {detail}",
+            engine="bigquery",
+            query_id=context.query_id,
+            statement=context.summary,
+        )
+
+
 def _load_job(
-    plugin: BigQueryComputePlugin,
+    plugin: BigQueryEngine,
     context: QueryContext,
     table_id: str,
     schema: pa.Schema,
@@ -311,7 +316,7 @@ def _load_job(
         wait(state, job.result)
 
 
-def write_client(plugin: BigQueryComputePlugin) -> BigQueryWriteClient | None:
+def write_client(plugin: BigQueryEngine) -> BigQueryWriteClient | None:
     """The Storage Write client: ``storage_endpoint`` (``http://`` for plain text, an emulator),
     else BigQuery's own; None with an ``api_endpoint`` but no ``storage_endpoint``."""
     config = plugin.config

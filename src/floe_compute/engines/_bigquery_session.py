@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
 
 from google.api_core import exceptions as api_exceptions
@@ -26,10 +26,21 @@ from google.cloud import bigquery
 from google.cloud.bigquery import dbapi
 
 if TYPE_CHECKING:
-    from floe_compute.context import SessionPin
-    from floe_compute.engines.bigquery import BigQueryComputePlugin
+    from google.auth.credentials import Credentials
+    from google.cloud.bigquery_storage_v1 import BigQueryWriteClient
 
-__all__ = ["BigQuerySession", "end_session", "never_ran", "note_session", "run_in_session", "session_fields"]
+    from floe_compute.context import QueryContext, SessionPin
+    from floe_compute.engines._bigquery_config import BigQueryConfig
+
+__all__ = [
+    "BigQueryEngine",
+    "BigQuerySession",
+    "end_session",
+    "never_ran",
+    "note_session",
+    "run_in_session",
+    "session_fields",
+]
 
 log = logging.getLogger("floe_compute")
 
@@ -37,6 +48,20 @@ CALL_TIMEOUT_S = 60.0
 """The bound of a session's own job (a transaction's begin or end, the abort)."""
 NEVER_RAN_REASONS = frozenset({"rateLimitExceeded", "backendError"})
 """Reasons of a refused ``jobs.insert``: the job was not created, so it never ran."""
+
+
+class BigQueryEngine(Protocol):
+    """What the session and load code use of the plugin (typed without importing it: no cycle)."""
+
+    @property
+    def config(self) -> BigQueryConfig: ...
+    @property
+    def client(self) -> bigquery.Client: ...
+    @property
+    def write_client(self) -> BigQueryWriteClient | None: ...
+    def job_config(self, context: QueryContext | None = None) -> bigquery.QueryJobConfig: ...
+    def credentials(self) -> Credentials: ...
+    def driver_cause(self, exc: BaseException | None) -> BaseException | None: ...
 
 
 @dataclass
@@ -64,7 +89,7 @@ def note_session(pin: SessionPin, job: Any) -> None:
         state.session_id = info.session_id
 
 
-def run_in_session(plugin: BigQueryComputePlugin, pin: SessionPin, sql: str) -> None:
+def run_in_session(plugin: BigQueryEngine, pin: SessionPin, sql: str) -> None:
     """Run one statement of the session's own (``BEGIN TRANSACTION``...) as a job in it."""
     config = plugin.job_config(None)
     session_fields(config, pin)
@@ -74,7 +99,7 @@ def run_in_session(plugin: BigQueryComputePlugin, pin: SessionPin, sql: str) -> 
     note_session(pin, job)
 
 
-def end_session(plugin: BigQueryComputePlugin, pin: SessionPin) -> bool:
+def end_session(plugin: BigQueryEngine, pin: SessionPin) -> bool:
     """Abort the BigQuery session (its temp tables and variables go with it); the pooled DB-API
     connection keeps nothing of it, so it goes back to the pool."""
     if pin.state(BigQuerySession).session_id is None:
