@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import re
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -234,12 +235,15 @@ def _stream(
         state, lambda: client.create_write_stream(parent=parent, write_stream=pending, timeout=CALL_TIMEOUT_S)
     )
     source_error: list[BaseException] = []
+    ended = threading.Event()  # the load gave up (Ctrl-C, a stop): pull no further batch
     writer_schema = types.ArrowSchema(serialized_schema=schema.serialize().to_pybytes())
 
     def requests() -> Iterator[types.AppendRowsRequest]:
         offset = 0
         try:  # pulled by gRPC's thread: the source's error is kept for the load's own thread
             for batch in batches:
+                if ended.is_set():
+                    return
                 for piece in _pieces(batch):
                     rows = types.ArrowRecordBatch(
                         serialized_record_batch=piece.serialize().to_pybytes(), row_count=piece.num_rows
@@ -254,7 +258,10 @@ def _stream(
             source_error.append(exc)
 
     metadata = (("x-goog-request-params", f"write_stream={stream.name}"),)
-    answers = wait(state, lambda: list(client.append_rows(requests(), metadata=metadata)))
+    try:
+        answers = wait(state, lambda: list(client.append_rows(requests(), metadata=metadata)))
+    finally:
+        ended.set()
     if source_error:
         raise source_error[0]
     _check(answers, context, parent)
