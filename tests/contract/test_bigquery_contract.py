@@ -10,6 +10,7 @@ runs (wake its caller, send ``jobs.cancel``); everything else runs end to end on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -17,7 +18,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from bigquery_support import bigquery_tests, is_insert_of, job_inserts, private_key_pem, service_account_key
+from bigquery_support import (
+    bigquery_tests,
+    is_insert_of,
+    job_inserts,
+    private_key_pem,
+    service_account_key,
+)
 from fixtures.recording_proxy import RecordingProxy
 
 from floe_compute import ComputePlugin, create_plugin
@@ -27,6 +34,8 @@ pytest_plugins = ["bigquery_fixtures"]
 pytestmark = bigquery_tests
 
 SLOW = "floe_held_job"
+_SENDS_TRANSACTIONS = ("transaction", "cancelling_the_task_ends_the_session")
+"""Tests that roll a transaction back: on an emulator of their own (``bq_private_emulator``)."""
 ENDLESS = "floe_endless"
 
 
@@ -82,7 +91,16 @@ class TestBigQueryEmulator(ComputePluginContract):
         return f"SELECT i AS {ENDLESS} FROM UNNEST(GENERATE_ARRAY(0, 29999)) AS i"
 
     @pytest.fixture
-    def compute_factory(self, bq_url: str, bq_proxy: RecordingProxy, bq_storage: str) -> Iterator[Any]:
+    def compute_factory(
+        self, request: pytest.FixtureRequest, bq_url: str, bq_proxy: RecordingProxy, bq_storage: str
+    ) -> Iterator[Any]:
+        with contextlib.ExitStack() as stack:
+            if any(word in request.node.name for word in _SENDS_TRANSACTIONS):
+                bq_url, emulator_url = request.getfixturevalue("bq_private_dataset")
+                bq_proxy = stack.enter_context(RecordingProxy(emulator_url))
+            yield from self._factory(bq_url, bq_proxy, bq_storage)
+
+    def _factory(self, bq_url: str, bq_proxy: RecordingProxy, bq_storage: str) -> Iterator[Any]:
         gate = threading.Event()
         self.proxy = bq_proxy
         bq_proxy.delay(is_insert_of(SLOW), until=gate, forward_first=True)

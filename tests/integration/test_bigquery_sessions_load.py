@@ -49,9 +49,16 @@ def bq_error(code: int, status: str, reason: str) -> dict[str, Any]:
 # -- sessions -----------------------------------------------------------------------------------
 
 
-def test_a_sessions_jobs_share_one_bigquery_session_ended_by_an_abort(
-    bq_url: str, bq_proxy: RecordingProxy
-) -> None:
+@pytest.fixture
+def private(bq_private_dataset: tuple[str, str]) -> Iterator[tuple[str, RecordingProxy]]:
+    """A dataset on an emulator of the module's own and a proxy to it: these tests roll back."""
+    url, emulator_url = bq_private_dataset
+    with RecordingProxy(emulator_url) as proxy:
+        yield url, proxy
+
+
+def test_a_sessions_jobs_share_one_bigquery_session_ended_by_an_abort(private: Any) -> None:
+    bq_url, bq_proxy = private
     with create_plugin(bq_url, api_endpoint=bq_proxy.url) as bq:
         bq.execute("CREATE TABLE session_t (i INT64)").close()
         bq_proxy.clear()
@@ -79,7 +86,8 @@ def test_a_sessions_jobs_share_one_bigquery_session_ended_by_an_abort(
     ]
 
 
-def test_a_transaction_first_in_the_block_starts_the_session(bq_url: str, bq_proxy: RecordingProxy) -> None:
+def test_a_transaction_first_in_the_block_starts_the_session(private: Any) -> None:
+    bq_url, bq_proxy = private
     with create_plugin(bq_url, api_endpoint=bq_proxy.url) as bq, bq.session() as s, s.transaction():
         s.execute("SELECT 1").close()
     begin, select, commit, abort = job_inserts(bq_proxy)
