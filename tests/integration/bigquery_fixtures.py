@@ -70,6 +70,28 @@ def bq_url(bq_dataset: str) -> str:
     return f"bigquery://{PROJECT}/{bq_dataset}"
 
 
+@pytest.fixture(scope="module")
+def bq_private_emulator(bq_emulator: BigQueryEmulator) -> Iterator[BigQueryEmulator]:
+    """An emulator of the module's own, for tests that send ``BEGIN`` / ``ROLLBACK TRANSACTION``:
+    the emulator runs a ``BEGIN TRANSACTION`` job as one DuckDB transaction over the whole
+    emulator, so a ``ROLLBACK TRANSACTION`` job undoes every other client's work since (datasets
+    of other tests vanish: "Schema ... does not exist")."""
+    with BigQueryEmulator(PROJECT) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def bq_private_dataset(bq_private_emulator: BigQueryEmulator) -> tuple[str, str]:
+    """A dataset of this test's own on ``bq_private_emulator``: its URL and the emulator's."""
+    return f"bigquery://{PROJECT}/{new_dataset(bq_private_emulator)}", bq_private_emulator.url
+
+
+@pytest.fixture
+def bq_storage(bq_emulator: BigQueryEmulator) -> str:
+    """The emulator's Storage Write API (gRPC, plain text), as ``storage_endpoint``."""
+    return f"http://127.0.0.1:{bq_emulator.grpc_port}"
+
+
 @pytest.fixture
 def bq_proxy(bq_emulator: BigQueryEmulator) -> Iterator[RecordingProxy]:
     with RecordingProxy(bq_emulator.url) as proxy:

@@ -17,7 +17,7 @@ from floe_compute.units import check_size
 
 __all__ = ["BigQueryConfig", "BigQueryLimits", "job_labels", "key_info"]
 
-_URL_KEYS = {"location", "credentials_path", "priority", "api_endpoint"}
+_URL_KEYS = {"location", "credentials_path", "priority", "api_endpoint", "storage_endpoint"}
 _LABEL_BAD = re.compile(r"[^a-z0-9_-]+")
 
 
@@ -48,6 +48,10 @@ class BigQueryConfig(ComputeConfig):
     """A service account key's JSON itself."""
     api_endpoint: str | None = None
     """Another REST endpoint: an emulator or a private endpoint."""
+    storage_endpoint: str | None = None
+    """The Storage Write API's gRPC endpoint ``host:port`` that ``load_arrow`` streams to
+    (``http://host:port``: plain text, an emulator). Default: BigQuery's own, unless
+    ``api_endpoint`` is set: then loads go as Parquet load jobs through ``api_endpoint``."""
     priority: Literal["interactive", "batch"] = "interactive"
     """The jobs' priority: ``batch`` jobs queue until resources are free."""
     use_storage_api: bool = False

@@ -19,21 +19,27 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import google.cloud.exceptions
+from google.api_core.retry import Retry
+from google.cloud import bigquery
 from google.cloud.bigquery import dbapi
+from google.cloud.bigquery.dbapi import _helpers
 from google.cloud.bigquery.dbapi.cursor import Cursor
 from sqlalchemy.dialects import registry
 from sqlalchemy_bigquery.base import BigQueryDialect, BigQueryExecutionContext
 
 from floe_compute.context import query_context
+from floe_compute.engines._bigquery_session import insert_retried, note_session
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["FloeBigQueryDialect", "JobAbandoned", "JobCursor", "new_job_id"]
+__all__ = ["FloeBigQueryDialect", "JobAbandoned", "JobCursor", "new_job_id", "wait"]
 
 T = TypeVar("T")
 _QUOTED_PARAMETER = re.compile(r"@`([A-Za-z_][A-Za-z0-9_]*)`")
 _JOB_ID_BAD = re.compile(r"[^A-Za-z0-9_-]+")
+_INSERT_RETRY = Retry(predicate=insert_retried, deadline=600.0)
 
 
 def new_job_id(prefix: str) -> str:
@@ -60,7 +66,7 @@ class JobAbandoned(Exception):
     """The query was cancelled or timed out while a call to BigQuery was still running."""
 
 
-def _wait(state: BigQueryQuery | None, call: Callable[[], T]) -> T:
+def wait(state: BigQueryQuery | None, call: Callable[[], T]) -> T:
     """Run one blocking client call so that ``cancel`` can wake the caller before it returns."""
     if state is None:
         return call()
@@ -101,6 +107,7 @@ class JobCursor(Cursor):
     def __init__(self, connection: Any) -> None:
         super().__init__(connection)  # type: ignore[no-untyped-call]
         self.state: BigQueryQuery | None = None
+        self.job: bigquery.QueryJob | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -112,11 +119,32 @@ class JobCursor(Cursor):
     ) -> None:
         self._reset()
         run, given = super().execute, job_id or new_job_id("floe")
-        _wait(self.state, lambda: run(operation, parameters, given, job_config))  # type: ignore[no-untyped-call]
+        wait(self.state, lambda: run(operation, parameters, given, job_config))  # type: ignore[no-untyped-call]
 
-    def _execute(self, operation: str, *args: Any) -> None:
+    def _execute(
+        self, operation: str, parameters: Any, job_id: str, job_config: Any, parameter_types: Any
+    ) -> None:
+        """The DB-API's, keeping the job (its session id), never retrying an insert BigQuery
+        refused before the job existed (the core runs a read again as a new job instead)."""
+        self._query_data = self._query_results = None
         # the DB-API writes parameters as @`name`; BigQuery takes @name too, and the emulator only that
-        super()._execute(_QUOTED_PARAMETER.sub(r"@\1", operation), *args)  # type: ignore[no-untyped-call]
+        operation = _QUOTED_PARAMETER.sub(r"@\1", operation)
+        config = job_config or bigquery.QueryJobConfig()
+        config.query_parameters = _helpers.to_query_parameters(parameters, parameter_types)  # type: ignore[no-untyped-call]
+        client = self.connection._client
+        try:
+            self.job = client.query(
+                operation, job_config=config, job_id=job_id, job_retry=None, retry=_INSERT_RETRY
+            )
+            rows = self.job.result(page_size=self.arraysize)
+        except google.cloud.exceptions.GoogleCloudError as exc:
+            raise dbapi.DatabaseError(exc) from exc
+        self._query_rows = rows
+        self._set_description(rows.schema)  # type: ignore[no-untyped-call]
+        if config.dry_run:
+            self.rowcount = 0
+        else:
+            self._set_rowcount(rows)  # type: ignore[no-untyped-call]
 
     def next_batch(self) -> pa.RecordBatch | None:
         """The next page of the result as a record batch; None at the end."""
@@ -126,7 +154,7 @@ class JobCursor(Cursor):
                 raise dbapi.InterfaceError("No query results: execute() must be called before fetch.")
             self._batches = iter(rows.to_arrow_iterable(bqstorage_client=self.connection._bqstorage_client))
         batches = self._batches
-        return _wait(self.state, lambda: next(batches, None))
+        return wait(self.state, lambda: next(batches, None))
 
     def fetchmany(self, size: int | None = None) -> list[tuple[Any, ...]]:
         size = int(size or self.arraysize or 1)
@@ -201,6 +229,8 @@ class FloeBigQueryDialect(BigQueryDialect):  # type: ignore[misc]
             state.job_id = new_id
         cursor.state = state
         cursor.execute(statement, parameters, job_id=new_id, job_config=config)
+        if query.session is not None:
+            note_session(query.session, cursor.job)
 
     def get_pk_constraint(
         self, connection: Any, table_name: str, schema: str | None = None, **kw: Any

@@ -33,6 +33,7 @@ from sqlalchemy.engine import URL
 
 from floe_compute.config import ComputeConfig
 from floe_compute.context import QueryContext
+from floe_compute.engines import _bigquery_load, _bigquery_session
 from floe_compute.engines._bigquery_config import BigQueryConfig, BigQueryLimits, job_labels, key_info
 from floe_compute.engines._bigquery_jobs import BigQueryQuery, JobCursor
 from floe_compute.errors import (
@@ -48,6 +49,10 @@ from floe_compute.plugin import ComputePlugin
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from google.cloud.bigquery_storage_v1 import BigQueryWriteClient
+    from sqlalchemy.engine import Connection
+
+    from floe_compute.context import SessionPin
 
 __all__ = ["BigQueryComputePlugin", "BigQueryConfig", "BigQueryLimits", "job_labels"]
 
@@ -75,12 +80,18 @@ class BigQueryComputePlugin(ComputePlugin):
     db_system = "gcp.bigquery"
     sql_dialect = "bigquery"
     default_pre_ping = False  # a ping is a query job: billed, and slow
-    has_transactions = False  # not yet: needs a BigQuery session (create_session) to hold it
     default_batch_size = 10_000
+    load_path = (
+        "Arrow appended to a PENDING Storage Write API stream, committed once "
+        "(with api_endpoint and no storage_endpoint: one Parquet load job)"
+    )
+    load_batches = _bigquery_load.load_batches
 
     def __init__(self, config: ComputeConfig) -> None:
         super().__init__(config)
         self._client: bigquery.Client | None = None
+        self._write_client: BigQueryWriteClient | None = None
+        self._write_lock = threading.Lock()
 
     @property
     def config(self) -> BigQueryConfig:
@@ -95,7 +106,15 @@ class BigQueryComputePlugin(ComputePlugin):
             self._client = self._make_client()
         return self._client
 
-    def _credentials(self) -> Credentials:
+    @property
+    def write_client(self) -> BigQueryWriteClient | None:
+        """The Storage Write API client loads stream to; None where loads are load jobs."""
+        with self._write_lock:
+            if self._write_client is None:
+                self._write_client = _bigquery_load.write_client(self)
+            return self._write_client
+
+    def credentials(self) -> Credentials:
         """The key's credentials; else application default ones; anonymous for an endpoint alone."""
         config = self.config
         key, what = config.credentials_file, f"credentials_file {config.credentials_file}"
@@ -123,7 +142,7 @@ class BigQueryComputePlugin(ComputePlugin):
         options = ClientOptions(api_endpoint=config.api_endpoint) if config.api_endpoint else None
         return bigquery.Client(
             project=config.project,
-            credentials=self._credentials(),
+            credentials=self.credentials(),
             location=config.location,
             client_options=options,
         )
@@ -151,7 +170,24 @@ class BigQueryComputePlugin(ComputePlugin):
             if context.timeout is not None:
                 job.job_timeout_ms = max(1, math.ceil(context.timeout * 1000))
             job.labels = job_labels(context.tags, context.query_id)
+            if context.session is not None:
+                _bigquery_session.session_fields(job, context.session)
         return job
+
+    # -- sessions: a BigQuery session per block (create_session, then its session_id) -----------
+
+    def begin_transaction(self, connection: Connection, session: SessionPin) -> None:
+        _bigquery_session.run_in_session(self, session, "BEGIN TRANSACTION")
+
+    def end_transaction(self, connection: Connection, session: SessionPin, *, commit: bool) -> None:
+        end = "COMMIT TRANSACTION" if commit else "ROLLBACK TRANSACTION"
+        _bigquery_session.run_in_session(self, session, end)
+
+    def end_session(self, connection: Connection, session: SessionPin) -> bool:
+        return _bigquery_session.end_session(self, session)
+
+    def never_ran(self, exc: Exception) -> str | None:
+        return _bigquery_session.never_ran(exc)
 
     def cancel(self, context: QueryContext) -> bool:
         state = context.state(BigQueryQuery)
@@ -226,6 +262,10 @@ class BigQueryComputePlugin(ComputePlugin):
         client, self._client = self._client, None
         if client is not None:
             client.close()  # type: ignore[no-untyped-call]
+        with self._write_lock:
+            writer, self._write_client = self._write_client, None
+        if writer is not None:
+            writer.transport.close()  # type: ignore[no-untyped-call]
 
     # -- dbt --------------------------------------------------------------------------------
 
