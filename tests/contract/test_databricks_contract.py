@@ -32,6 +32,7 @@ class TestDatabricksThroughSpark(ComputePluginContract):
     writes_return_rows = False  # Databricks SQL has no INSERT ... RETURNING
     # each statement is five HTTP round trips to the local server: 1,600 of them take minutes here
     statements_per_thread = 25
+    session_deadline = 5.0  # a SELECT 1 through the Thrift server on two loaded cores can take over 1 s
 
     def temp_table_sql(self, name: str) -> str:
         return f"CREATE TEMPORARY VIEW {name} AS SELECT 1 AS i"  # the Thrift session's own

@@ -31,6 +31,7 @@ class TestSpark(ComputePluginContract):
     # each statement is four Thrift round trips (execute, status, fetch, close) to a JVM sharing two
     # cores with the suite, ~0.2-0.5 s under load: 1600 of them took over the 300 s test timeout
     statements_per_thread = 10
+    session_deadline = 5.0  # a SELECT 1 through the Thrift server on two loaded cores can take over 1 s
 
     def temp_table_sql(self, name: str) -> str:
         return f"CREATE TEMPORARY VIEW {name} AS SELECT 1 AS i"  # the Thrift session's own
