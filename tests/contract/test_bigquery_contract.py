@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from bigquery_support import (
     bigquery_tests,
+    bq_error,
     is_insert_of,
     job_inserts,
     private_key_pem,
@@ -46,9 +47,8 @@ class TestBigQueryEmulator(ComputePluginContract):
     commits_each_statement = True
     writes_return_rows = False  # BigQuery DML has no RETURNING
     late_deadline = 5.0  # a job on the emulator can take longer than 0.2 s to start on a loaded machine
-    # to be declared with BigQuery's "never ran" codes (a proxy answering the first jobs.insert
-    # with rateLimitExceeded/backendError): override losing() then
-    connection_loss_untestable = "not yet declared for BigQuery"
+    # the proxy answers a statement's first jobs.insert 429 rateLimitExceeded: the job never ran
+    losing_refuses_first = True
 
     # The plugin runs a block's statements in one BigQuery session (create_session, then the
     # session_id connection property on every job, CALL BQ.ABORT_SESSION() at the end; checked at
@@ -121,6 +121,26 @@ class TestBigQueryEmulator(ComputePluginContract):
 
         yield make
         gate.set()
+
+    @contextlib.contextmanager
+    def losing(self, plugin: ComputePlugin, query_id: str, marker: str) -> Iterator[Callable[[], int]]:
+        """The proxy answers the statement's first ``jobs.insert`` 429 ``rateLimitExceeded``."""
+
+        def ours(x: Any) -> bool:
+            return x in job_inserts(self.proxy) and x.json["jobReference"]["jobId"].startswith(f"{query_id}_")
+
+        refused = bq_error(429, "RESOURCE_EXHAUSTED", "rateLimitExceeded")
+        rule = self.proxy.inject(ours, status=429, body=refused, times=1)
+
+        def executions() -> int:
+            sent = [x for x in job_inserts(self.proxy) if ours(x)]
+            assert any(x.injected for x in sent), "the jobs.insert was never refused"
+            return len([x for x in sent if not x.injected])
+
+        try:
+            yield executions
+        finally:
+            self.proxy.remove(rule)
 
     def wait_until_running_on_engine(self, plugin: ComputePlugin, query_id: str) -> None:
         """The job's insert reached the proxy (its answer is held there)."""

@@ -51,3 +51,10 @@ def service_account_key(token_uri: str, pem: str | None = None) -> dict[str, str
         "client_id": "1234567890",
         "token_uri": token_uri,
     }
+
+
+def bq_error(code: int, status: str, reason: str, message: str | None = None) -> dict[str, Any]:
+    """An error response of the BigQuery REST API, in its documented shape."""
+    message = message or f"injected {reason}"
+    errors = [{"message": message, "domain": "global", "reason": reason}]
+    return {"error": {"code": code, "message": message, "errors": errors, "status": status}}

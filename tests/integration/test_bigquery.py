@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from bigquery_support import PROJECT, bigquery_tests, is_insert_of, job_inserts, service_account_key
+from bigquery_support import PROJECT, bigquery_tests, bq_error, is_insert_of, job_inserts, service_account_key
 from fixtures.recording_proxy import RecordingProxy
 
 from floe_compute import (
@@ -36,12 +36,6 @@ pytestmark = bigquery_tests
 HANG_S = 5.0
 """How long after its deadline or cancel a query may take to end here before the test calls it a
 hang. Not a speed target: ``make bench`` measures how soon (benchmarks/bigquery_bench.py)."""
-
-
-def bq_error(code: int, status: str, reason: str, message: str) -> dict[str, Any]:
-    """An error response of the BigQuery REST API, in its documented shape."""
-    errors = [{"message": message, "domain": "global", "reason": reason}]
-    return {"error": {"code": code, "message": message, "errors": errors, "status": status}}
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from bigquery_support import bigquery_tests, job_inserts
+from bigquery_support import bigquery_tests, bq_error, job_inserts
 from fixtures.bigquery import BigQueryEmulator
 from fixtures.recording_proxy import RecordingProxy
 
@@ -38,12 +38,6 @@ def _query(insert: Any) -> dict[str, Any]:
 def _session_of(insert: Any) -> str | None:
     properties = _query(insert).get("connectionProperties") or []
     return next((p["value"] for p in properties if p["key"] == "session_id"), None)
-
-
-def bq_error(code: int, status: str, reason: str) -> dict[str, Any]:
-    message = f"injected {reason}"
-    errors = [{"message": message, "domain": "global", "reason": reason}]
-    return {"error": {"code": code, "message": message, "errors": errors, "status": status}}
 
 
 # -- sessions -----------------------------------------------------------------------------------
