@@ -43,6 +43,43 @@ async def run_blocking(call: Callable[..., T], *args: Any) -> T:
     return await asyncio.to_thread(call, *args)
 
 
+def _hand_over(
+    workers: Workers, kind: str, call: Callable[..., T], *args: Any
+) -> tuple[Future[T], asyncio.Future[T]]:
+    """Start a blocking call on a worker thread: its future (for a cancel) and an asyncio future
+    the worker thread settles itself, in one call back to the loop (``asyncio.wrap_future`` chains
+    the two through a few dozen Python calls per query, every one holding the GIL)."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[T] = loop.create_future()
+
+    def run() -> T:
+        try:
+            result = call(*args)
+        except BaseException as exc:
+            _settle_from_thread(loop, waiter, None, exc)
+            raise
+        _settle_from_thread(loop, waiter, result, None)
+        return result
+
+    return workers.submit(kind, run), waiter
+
+
+def _settle_from_thread(
+    loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[Any], result: Any, exc: BaseException | None
+) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop has closed: nobody awaits the outcome
+        loop.call_soon_threadsafe(_settle, waiter, result, exc)
+
+
+def _settle(waiter: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if waiter.done():  # the awaiting task was cancelled
+        return
+    if exc is None:
+        waiter.set_result(result)
+    else:
+        waiter.set_exception(exc)
+
+
 class AsyncExecution:
     """What ``plugin.aexecute(...)`` returns: await it for the result, or ``async with`` it."""
 
@@ -64,9 +101,9 @@ class AsyncExecution:
         return self._start().__await__()
 
     async def _start(self) -> AsyncQueryResult:
-        future: Future[QueryResult] = self._workers.submit("execute", self._call)
+        future, waiter = _hand_over(self._workers, "execute", self._call)
         try:
-            result = await asyncio.wrap_future(future)
+            result = await waiter
         except asyncio.CancelledError:
             await _stop(self._workers, self._running, self.query_id, future)
             raise
@@ -142,10 +179,11 @@ class AsyncQueryResult(AsyncResultHelpers):
 
     async def _run(self, call: Callable[..., T], *args: Any) -> T:
         """A blocking call on a worker thread; a cancelled task cancels the query."""
-        future = self._workers.submit("fetch", call, *args)
+        future, waiter = _hand_over(self._workers, "fetch", call, *args)
         try:
-            return await asyncio.wrap_future(future)
+            return await waiter
         except asyncio.CancelledError:
+            future.cancel()  # still queued: it never runs
             self._result.cancel()
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), CANCEL_GRACE_S)

@@ -178,10 +178,11 @@ class QueryLifecycle:
         with self.telemetry.current(context):
             self.hooks.begin_query(connection, context)
             options = {"stream_results": True, "yield_per": size, **self.hooks.query_options(context)}
-            connection = connection.execution_options(**options, **{QUERY_OPTION: context})
+            options[QUERY_OPTION] = context
             if isinstance(statement, str):  # no parameters: the SQL runs exactly as written
-                return connection.execution_options(no_parameters=True).exec_driver_sql(statement)
-            return connection.execute(statement, params or {})
+                options["no_parameters"] = True  # in the same call: each one fires an event
+                return connection.execution_options(**options).exec_driver_sql(statement)
+            return connection.execution_options(**options).execute(statement, params or {})
 
     def before_cursor_execute(
         self,

@@ -40,7 +40,10 @@ def otel_loaded() -> bool:
     """Whether an OpenTelemetry provider can be configured in this process: the API is imported
     (by the application, an instrumentation, ``opentelemetry-instrument``), or a variable names a
     provider that the API would load on first use."""
-    return "opentelemetry" in sys.modules or any(os.environ.get(v) for v in _PROVIDER_VARIABLES)
+    environ = os.environ  # no generator: this runs for every query
+    return "opentelemetry" in sys.modules or bool(
+        environ.get(_PROVIDER_VARIABLES[0]) or environ.get(_PROVIDER_VARIABLES[1])
+    )
 
 
 class _Instruments:
