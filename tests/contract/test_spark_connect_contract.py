@@ -3,7 +3,9 @@ master and two workers; a fresh database per test)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -24,9 +26,7 @@ class TestSparkConnect(ComputePluginContract):
     writes_return_rows = False  # Spark SQL has no INSERT ... RETURNING
     statements_per_thread = 10  # each statement is a gRPC stream to a JVM on two shared cores
     session_deadline = 10.0  # a SELECT 1 on the loaded cluster can take a second
-    # a statement is an ExecutePlan stream over gRPC (HTTP/2): the recording proxy speaks HTTP/1.1,
-    # and cutting the channel's TCP connection ends the client's session rather than one statement
-    connection_loss_untestable = "Spark Connect: no way yet to lose one statement's gRPC stream in a test"
+    driver_resends_safely = True  # pyspark reattaches to the statement's operation (see losing())
     loads_atomically = False  # one write per chunk: a failed or stopped load keeps the earlier ones
 
     # 10^12 rows scanned for nothing: hours for two one-core executors
@@ -78,3 +78,41 @@ class TestSparkConnect(ComputePluginContract):
         inspector = sa.inspect(plugin.engine)
         assert "contract_inspect" in inspector.get_table_names()
         assert [c["name"] for c in inspector.get_columns("contract_inspect")] == ["id", "name"]
+
+    # -- safe retries: a TCP relay cuts the channel's connection once the server has the statement.
+    # pyspark's client sends each statement as a reattachable ExecutePlan with an operation id of
+    # its own and, its stream lost, reattaches to that operation (ReattachExecute) on a new
+    # connection: the server runs the statement once and the library sees no error.
+
+    @pytest.fixture
+    def retry_plugin(self, connect_cluster: Any, connect_url: str) -> Iterator[ComputePlugin]:
+        from fixtures.tcp_cut import TcpCutRelay
+
+        with TcpCutRelay(connect_cluster.host, connect_cluster.port) as relay:
+            self.relay = relay
+            url = connect_url.replace(f":{connect_cluster.port}/", f":{relay.port}/")
+            with create_plugin(url) as plugin:
+                yield plugin
+
+    @contextlib.contextmanager
+    def losing(self, plugin: ComputePlugin, query_id: str, marker: str) -> Iterator[Callable[[], int]]:
+        """The relay cuts the connection that sent ``marker``. The statement went out once (a
+        reattach does not carry its SQL); the write's executions are its table's rows."""
+        relay, made = self.relay, self.relay.cuts_made()
+        checked: list[bool] = []
+
+        def sent_once() -> None:  # once: before the write's count, whose SQL names the table too
+            if not checked:
+                checked.append(True)
+                assert relay.cuts_made() == made + 1, "the relay never cut the statement's connection"
+                assert relay.sent(marker.encode()) == 1, "pyspark sent the statement again"
+
+        def executions() -> int:
+            sent_once()
+            with plugin.execute(f"SELECT count(*) FROM {marker}") as result:
+                ((count,),) = result.fetchall()
+                return int(count)
+
+        relay.cut(marker.encode())
+        yield executions
+        sent_once()

@@ -143,6 +143,9 @@ class Connection:
             client = session.client
             # the default retries back off for up to ten minutes: a down server must fail fast
             client.set_retry_policies([DefaultPolicy(max_retries=retries, max_backoff=1000)])
+            # a lost stream is picked up again by its operation id (run once); without this the
+            # client's retries would send the statement again, a write too
+            client.enable_reattachable_execute()
             grpc.channel_ready_future(client._channel).result(timeout=connect_timeout)
         except grpc.FutureTimeoutError:
             session.client.close()
