@@ -228,22 +228,33 @@ def _target_columns(
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"load_arrow into {table}: the data has duplicate columns {duplicates}")
-    inspector = sa.inspect(connection)
-    name, owner = parts[-1], (parts[-2] if len(parts) > 1 else None)
-    exists = inspector.has_table(name, schema=owner)
-    if mode == "create" and exists:
+    if mode == "append":
+        return match_columns(table, names, _existing_columns(connection, parts, table))
+    if mode == "create" and sa.inspect(connection).has_table(parts[-1], schema=_owner(parts)):
         raise ConfigError(
             f"load_arrow into {table}: the table exists (mode 'create'); use 'append' or 'replace'"
         )
-    if mode != "append":
-        return names
-    if not exists:
-        raise ConfigError(f"load_arrow into {table}: no such table (mode 'append'); use mode 'create'")
-    # the names as the engine describes a result: reflection (get_columns) took 80-140 ms on DuckDB
-    columns = list(
-        connection.exec_driver_sql(f"SELECT * FROM {_quoted(connection, parts)} WHERE 1 = 0").keys()
-    )
-    return match_columns(table, names, columns)
+    return names
+
+
+def _owner(parts: list[str]) -> str | None:
+    return parts[-2] if len(parts) > 1 else None
+
+
+def _existing_columns(connection: Connection, parts: list[str], table: str) -> list[str]:
+    """The table's columns as the engine describes a result (reflection took 80-140 ms on DuckDB);
+    whether the table exists is asked only when that fails, a round trip saved on every load."""
+    try:
+        return list(
+            connection.exec_driver_sql(f"SELECT * FROM {_quoted(connection, parts)} WHERE 1 = 0").keys()
+        )
+    except sa.exc.DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise
+        connection.rollback()  # a failed statement ends the transaction on some engines
+        if sa.inspect(connection).has_table(parts[-1], schema=_owner(parts)):
+            raise
+    raise ConfigError(f"load_arrow into {table}: no such table (mode 'append'); use mode 'create'")
 
 
 def match_columns(table: str, names: list[str], columns: list[str]) -> list[str]:

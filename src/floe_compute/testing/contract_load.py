@@ -158,6 +158,12 @@ class LoadContract:
             loader.load_arrow("contract_unmatched", data)
         assert self._count(loader, "contract_unmatched") == 3
 
+    def test_load_append_into_a_missing_table_says_so(self, loader: ComputePlugin) -> None:
+        with pytest.raises(ConfigError, match="contract_absent: no such table"):
+            loader.load_arrow("contract_absent", self.load_sample())
+        loader.load_arrow("contract_absent", self.load_sample(), mode="create")  # nothing was left
+        assert self._count(loader, "contract_absent") == 3
+
     def test_load_modes_create_and_replace(self, loader: ComputePlugin) -> None:
         sample = self.load_sample()
         loader.load_arrow("contract_modes", sample, mode="create")
