@@ -16,11 +16,13 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from floe_compute.sql_lexer import Segment, code_only, glot_dialect, segments
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sqlglot import exp
 
 __all__ = [
@@ -49,6 +51,24 @@ _PLACEHOLDER = re.compile(r"(?<![:\w\\]):([A-Za-z_]\w*)(?=::|[^:\w]|$)")
 _PLACEHOLDER_CAST = re.compile(r"(?<![:\w\\]):([A-Za-z_]\w*)::")
 # what SQLAlchemy's text() takes for a bind parameter: every other colon it would see is escaped
 _SQLALCHEMY_BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
+
+
+_F = TypeVar("_F", bound="Callable[..., Any]")
+_CACHED_TEXT_MAX = 4096  # longer texts (a load's multi-row INSERT) are rarely asked twice
+
+
+def _per_text(function: _F) -> _F:
+    """Cache a pure function of a SQL text asked again for every query, for short texts only:
+    a cache of 512 long statements would hold hundreds of MB."""
+    cached = functools.lru_cache(maxsize=512)(function)
+
+    @functools.wraps(function)
+    def call(sql: str, *args: Any, **kwargs: Any) -> Any:
+        if len(sql) <= _CACHED_TEXT_MAX:
+            return cached(sql, *args, **kwargs)
+        return function(sql, *args, **kwargs)
+
+    return call  # type: ignore[return-value]
 
 
 def bind_names(sql: str, dialect: str | None = None) -> list[str]:
@@ -151,7 +171,7 @@ def split_statements(sql: str, dialect: str | None = None) -> list[str]:
     return pieces
 
 
-@functools.lru_cache(maxsize=512)
+@_per_text
 def _semicolons(sql: str, dialect: str | None) -> list[int]:
     """Offsets of the semicolons that end statements: from sqlglot's tokenizer, else the lexer."""
     if len(sql) <= MAX_PARSED and not _plain(sql, dialect):
@@ -169,7 +189,7 @@ def _semicolons(sql: str, dialect: str | None) -> list[int]:
     return found
 
 
-@functools.lru_cache(maxsize=512)  # pure, and asked again for every query
+@_per_text
 def statement_count(sql: str, dialect: str | None = None) -> int:
     """How many statements ``sql`` holds (``SELECT 1; SELECT 2`` is 2; a trailing ``;`` is not)."""
     return len(split_statements(sql, dialect))
@@ -182,7 +202,7 @@ _CREATE_KINDS = re.compile(
 )
 
 
-@functools.lru_cache(maxsize=512)  # pure, and asked again for every query
+@_per_text
 def operation_name(sql: str, dialect: str | None = None) -> str:
     """The statement's operation, upper-cased: ``SELECT`` (also for ``WITH ... SELECT``),
     ``INSERT`` (also for ``WITH ... INSERT``), ``CREATE TABLE``, ``DROP VIEW``, ``UNKNOWN``."""
@@ -250,7 +270,7 @@ def reads_only(operation: str) -> bool:
     return operation.split(" ", 1)[0] in _READS
 
 
-@functools.lru_cache(maxsize=512)  # pure, and asked again for every query
+@_per_text
 def summarize(sql: str, dialect: str | None = None) -> str:
     """``operation target...`` without literals, at most 255 characters."""
     operation = operation_name(sql, dialect)
@@ -327,7 +347,7 @@ _ROW_VERBS = frozenset(
 )
 
 
-@functools.lru_cache(maxsize=512)  # pure, and asked again for every query
+@_per_text
 def declarable(sql: str, dialect: str | None = "postgres") -> bool:
     """Whether ``DECLARE c CURSOR FOR <sql>`` is valid: one query (``SELECT``, ``VALUES``,
     ``TABLE``, set operations, ``WITH`` whose parts only read, ``FOR UPDATE`` allowed), not
