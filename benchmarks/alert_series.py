@@ -93,7 +93,7 @@ PHASES = (
     Phase(
         "saturated",
         10,
-        6,
+        8,
         _slow,
         firing=(
             "FloeComputePoolSaturated",
@@ -153,12 +153,16 @@ def run_phase(
     """Runs the phase's callers until its last step has been scraped."""
     stop = threading.Event()
 
+    from floe_compute import PoolExhaustedError
+
     def caller() -> None:
         i = 0
         while not stop.is_set():
             i += 1
             try:
                 phase.work(plugin, i)
+            except PoolExhaustedError:  # waited its time: back in the queue at once, so that a
+                pass  # scrape on a loaded machine never finds every caller between two waits
             except Exception:  # timeouts and failures are the point; the metrics count them
                 time.sleep(0.01)
 

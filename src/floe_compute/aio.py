@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from floe_compute.result_helpers import AsyncResultHelpers
+from floe_compute.workers import wait_briefly
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -90,11 +91,13 @@ class AsyncExecution:
         *,
         workers: Workers,
         running: RunningQueries,
+        on_stop: Callable[[Future[Any]], None] | None = None,
     ) -> None:
         self._call = execute
         self.query_id = query_id
         self._workers = workers
         self._running = running
+        self._on_stop = on_stop
         self._result: AsyncQueryResult | None = None
 
     def __await__(self) -> Generator[Any, None, AsyncQueryResult]:
@@ -105,6 +108,8 @@ class AsyncExecution:
         try:
             result = await waiter
         except asyncio.CancelledError:
+            if self._on_stop is not None:  # told before the grace: it may run out first
+                self._on_stop(future)
             await _stop(self._workers, self._running, self.query_id, future)
             raise
         return AsyncQueryResult(result, self._workers)
@@ -144,8 +149,7 @@ async def _stop(workers: Workers, running: RunningQueries, query_id: str, future
         running.cancel_or_preempt(query_id)
         future.add_done_callback(abandon_late_result)
         waited = future
-    with contextlib.suppress(BaseException):
-        await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(waited)), CANCEL_GRACE_S)
+    await wait_briefly(waited, CANCEL_GRACE_S)
 
 
 class AsyncQueryResult(AsyncResultHelpers):
@@ -185,8 +189,7 @@ class AsyncQueryResult(AsyncResultHelpers):
         except asyncio.CancelledError:
             future.cancel()  # still queued: it never runs
             self._result.cancel()
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), CANCEL_GRACE_S)
+            await wait_briefly(future, CANCEL_GRACE_S)
             # rolled back: a write read to its end is not committed for a caller that went away
             await asyncio.shield(self._run_on_worker(self._result.abandon))
             raise

@@ -10,7 +10,6 @@ deadline, a cancel or Ctrl-C rolls it back where the engine has transactions.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from floe_compute.context import QUERY_OPTION, QueryContext, StatementStopped
 from floe_compute.errors import ComputeError, ConfigError
 from floe_compute.lifecycle import QueryLifecycle
 from floe_compute.timeouts import QueryHandle, QueryState, watchdog
+from floe_compute.workers import wait_briefly
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -123,8 +123,7 @@ async def aload(
     except asyncio.CancelledError:
         if not future.cancel():
             running.cancel_or_preempt(query_id)
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), CANCEL_GRACE_S)
+            await wait_briefly(future, CANCEL_GRACE_S)
         running.forget_preempted(query_id)
         raise
 

@@ -29,6 +29,7 @@ from floe_compute.result import QueryResult, result_of
 from floe_compute.units import check_timeout
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
     from types import TracebackType
 
     from sqlalchemy.engine import Connection
@@ -100,6 +101,7 @@ class Session:
         self._opened = False
         self._result: QueryResult | None = None
         self._lock = threading.Lock()
+        self._letting_go: Future[Any] | None = None  # a cancelled statement's worker call
 
     # -- the block ---------------------------------------------------------------------------
 
@@ -202,7 +204,9 @@ class Session:
             tags=tags,
             arrow=arrow,
         )
-        return AsyncExecution(call, query_id, workers=self._workers(), running=self._lifecycle.running)
+        return AsyncExecution(
+            call, query_id, workers=self._workers(), running=self._lifecycle.running, on_stop=self._stopping
+        )
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -268,9 +272,17 @@ class Session:
 
     # -- helpers -------------------------------------------------------------------------------
 
+    def _stopping(self, call: Future[Any]) -> None:
+        self._letting_go = call
+
     @contextlib.contextmanager
     def _turn(self, wait: float = 0.0) -> Iterator[None]:
-        """The session for this thread's call; another thread in it now is an error."""
+        """The session for this thread's call; another thread in it now is an error, but for a
+        statement whose task was cancelled: the next one waits for it to let go (as asyncpg's
+        next command waits for a pending cancel)."""
+        stopping = self._letting_go
+        if stopping is not None and not stopping.done():
+            wait = max(wait, END_WAIT_S)
         acquired = self._lock.acquire(timeout=wait) if wait else self._lock.acquire(blocking=False)
         if not acquired:
             raise SessionError(self._busy(), engine=self._hooks.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import threading
 from collections.abc import Callable
@@ -47,3 +48,20 @@ class Workers:
             executors, self._executors = self._executors, {}
         for executor in executors.values():
             executor.shutdown(wait=False)
+
+
+async def wait_briefly(future: Future[Any], seconds: float) -> None:
+    """Wait up to ``seconds`` for a worker's call to end, through further cancels of the waiting
+    task. Its outcome is nobody's once the time is up: retrieved here, so that asyncio never logs
+    "Future exception was never retrieved" for a query that was stopped as asked."""
+    import asyncio  # the asyncio face's own: a blocking caller never imports it
+
+    waiting = asyncio.wrap_future(future)
+    waiting.add_done_callback(_outcome_retrieved)
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait([waiting], timeout=seconds)
+
+
+def _outcome_retrieved(waiting: Any) -> None:
+    if not waiting.cancelled():
+        waiting.exception()

@@ -4,6 +4,7 @@ master and two workers; a fresh database per test)."""
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,6 +17,18 @@ from floe_compute.testing import ComputePluginContract
 
 pytest_plugins = ["spark_connect_fixtures"]
 pytestmark = [pytest.mark.spark_connect]
+
+
+_UUID = rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# protobuf string fields of length 36: ExecutePlanRequest.operation_id is field 6 (tag 0x32),
+# ExecutePlanResponse.operation_id field 12 (tag 0x62)
+_REQUEST_OPERATION = re.compile(rb"\x32\x24(" + _UUID + rb")")
+
+
+def _operation_answer(sent: bytes) -> bytes | None:
+    """The ExecutePlanResponse bytes that name the operation the marked request started."""
+    found = _REQUEST_OPERATION.search(sent)
+    return b"\x62\x24" + found.group(1) if found else None
 
 
 class TestSparkConnect(ComputePluginContract):
@@ -82,7 +95,10 @@ class TestSparkConnect(ComputePluginContract):
     # -- safe retries: a TCP relay cuts the channel's connection once the server has the statement.
     # pyspark's client sends each statement as a reattachable ExecutePlan with an operation id of
     # its own and, its stream lost, reattaches to that operation (ReattachExecute) on a new
-    # connection: the server runs the statement once and the library sees no error.
+    # connection: the server runs the statement once and the library sees no error. The cut waits
+    # for the server's first answer naming that operation: HTTP/2 bytes sent earlier (a window
+    # update) come before the server has the operation, and a reattach then finds none and pyspark
+    # rightly sends the statement again.
 
     @pytest.fixture
     def retry_plugin(self, connect_cluster: Any, connect_url: str) -> Iterator[ComputePlugin]:
@@ -113,6 +129,6 @@ class TestSparkConnect(ComputePluginContract):
                 ((count,),) = result.fetchall()
                 return int(count)
 
-        relay.cut(marker.encode())
+        relay.cut(marker.encode(), answer=_operation_answer)
         yield executions
         sent_once()

@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ from floe_compute import (
     HealthState,
     QueryCancelledError,
     QueryTimeoutError,
+    Session,
     create_plugin,
 )
 from floe_compute.testing.threads import Outcome, run_in_thread, wait_until_listed
@@ -245,3 +247,37 @@ def test_import_loads_no_engine_and_no_driver() -> None:
     first, second = out.stdout.splitlines()
     assert first == "[]"
     assert second == "['duckdb', 'duckdb_engine', 'floe_compute.engines.duckdb']"
+
+
+def test_a_session_statement_cancelled_past_the_grace_lets_the_next_one_wait_for_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A loaded machine: the cancelled task ends before its statement has let go of the session
+    (no grace at all here). The session's next statement waits for it instead of failing, and the
+    stopped statement's error, which nobody awaits any more, is not logged as never retrieved."""
+    import gc
+
+    import floe_compute.aio
+
+    monkeypatch.setattr(floe_compute.aio, "CANCEL_GRACE_S", 0.0)
+
+    async def _run(s: Session) -> None:
+        await (await s.aexecute(BLOCKING, query_id="held")).fetchall()
+
+    async def main() -> list[Any]:
+        async with compute.asession() as s:
+            task = asyncio.create_task(_run(s))
+            while "held" not in {q.query_id for q in compute.running_queries()}:
+                assert not task.done()
+                await asyncio.sleep(0.005)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            async with s.aexecute("SELECT 1") as result:
+                return await result.fetchall()
+
+    with create_plugin("duckdb:///:memory:") as compute:
+        assert asyncio.run(main()) == [(1,)]
+        assert compute.pool_stats().in_use == 0
+    gc.collect()  # asyncio logs a never retrieved exception when its future is collected
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
