@@ -75,6 +75,7 @@ bench: env spark-env
 	$(PY) benchmarks/asyncio_heartbeat.py
 	$(PY) benchmarks/postgres_arrow.py
 	$(PY) benchmarks/concurrency.py
+	$(PY) benchmarks/short_read_cost.py
 	$(PY) benchmarks/arrow_load.py
 	-$(MAKE) fakesnow  # without it the Snowflake bench says it is skipped
 	$(PY) benchmarks/snowflake_bench.py
