@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from floe_compute.errors import QueryError
 from floe_compute.timeouts import QueryHandle
 
 if TYPE_CHECKING:
@@ -96,6 +97,10 @@ class QueryContext:
     path must be chosen before the statement runs (PostgreSQL's COPY) starts that path."""
     _state: Any = None
     _state_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def error(self, engine: str, message: str, kind: type[QueryError] = QueryError) -> QueryError:
+        """A ``QueryError`` (or ``kind``) of this query: its id and statement summary attached."""
+        return kind(message, engine=engine, query_id=self.query_id, statement=self.summary)
 
     def state(self, kind: type[S]) -> S:
         """The engine's own per-query state, an instance of ``kind`` made on first use.

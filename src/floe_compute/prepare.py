@@ -15,7 +15,7 @@ from sqlalchemy import Sequence, select, text
 
 from floe_compute.config import check_timeout
 from floe_compute.context import Params, QueryContext
-from floe_compute.errors import ConfigError, QueryError
+from floe_compute.errors import ConfigError
 from floe_compute.hooks import EngineHooks
 from floe_compute.sql import bindable_text, operation_name, statement_count, summarize
 from floe_compute.timeouts import QueryHandle
@@ -112,13 +112,11 @@ def statement(
     if not isinstance(sql, str):
         return sql
     if not hooks.runs_scripts and (count := statement_count(sql, hooks.sql_dialect)) > 1:
-        raise QueryError(
+        raise context.error(
+            hooks.name,
             f"{hooks.name}: query {context.query_id} ({context.summary}): the string holds "
             f"{count} statements; run them one at a time ({hooks.name} runs one statement per "
             "execute())",
-            engine=hooks.name,
-            query_id=context.query_id,
-            statement=context.summary,
         )
     return text(bindable_text(sql, hooks.sql_dialect)) if params else sql
 
@@ -137,10 +135,8 @@ def match_placeholders(
     if given - expected:
         problems.append("unexpected " + ", ".join(f":{p}" for p in sorted(given - expected)))
     takes = ", ".join(f":{p}" for p in sorted(expected)) or "no parameters"
-    raise QueryError(
+    raise context.error(
+        hooks.name,
         f"{hooks.name}: query {context.query_id} ({context.summary}): parameters do not "
         f"match the statement: {'; '.join(problems)} (the statement takes {takes})",
-        engine=hooks.name,
-        query_id=context.query_id,
-        statement=context.summary,
     )

@@ -103,11 +103,10 @@ class ResultHelpers:
     def _shape_error(self, cls: type[QueryError], what: str) -> QueryError:
         self.abandon()
         context = self._context
-        return cls(
+        return context.error(
+            self._hooks.name,
             f"{self._hooks.name}: query {context.query_id} ({context.summary}): {what}",
-            engine=self._hooks.name,
-            query_id=context.query_id,
-            statement=context.summary,
+            cls,
         )
 
     def first(self) -> Row | None:

@@ -102,13 +102,13 @@ class TestSparkConnect(ComputePluginContract):
 
     @pytest.fixture
     def retry_plugin(self, connect_cluster: Any, connect_url: str) -> Iterator[ComputePlugin]:
-        from fixtures.tcp_cut import TcpCutRelay
+        from fixtures.tcp_cut import relayed
 
-        with TcpCutRelay(connect_cluster.host, connect_cluster.port) as relay:
-            self.relay = relay
-            url = connect_url.replace(f":{connect_cluster.port}/", f":{relay.port}/")
-            with create_plugin(url) as plugin:
-                yield plugin
+        with (
+            relayed(connect_url, connect_cluster.host, connect_cluster.port) as (self.relay, url),
+            create_plugin(url) as plugin,
+        ):
+            yield plugin
 
     @contextlib.contextmanager
     def losing(self, plugin: ComputePlugin, query_id: str, marker: str) -> Iterator[Callable[[], int]]:

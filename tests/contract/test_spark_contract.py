@@ -103,13 +103,13 @@ class TestSpark(ComputePluginContract):
 
     @pytest.fixture
     def retry_plugin(self, spark_server: Any, spark_url: str) -> Iterator[ComputePlugin]:
-        from fixtures.tcp_cut import TcpCutRelay
+        from fixtures.tcp_cut import relayed
 
-        with TcpCutRelay(spark_server.host, spark_server.port) as relay:
-            self.relay = relay
-            url = spark_url.replace(f":{spark_server.port}/", f":{relay.port}/")
-            with create_plugin(url) as plugin:
-                yield plugin
+        with (
+            relayed(spark_url, spark_server.host, spark_server.port) as (self.relay, url),
+            create_plugin(url) as plugin,
+        ):
+            yield plugin
 
     @contextlib.contextmanager
     def losing(self, plugin: ComputePlugin, query_id: str, marker: str) -> Iterator[Callable[[], int]]:

@@ -273,11 +273,9 @@ def _stream(
     # not abandoned once sent: the commit is the point after which the rows are the table's
     answer = client.batch_commit_write_streams(request=commit, timeout=CALL_TIMEOUT_S)
     if answer.stream_errors:
-        raise QueryError(
+        raise context.error(
+            "bigquery",
             f"bigquery: load into {parent}: the commit was refused: {answer.stream_errors[0].error_message}",
-            engine="bigquery",
-            query_id=context.query_id,
-            statement=context.summary,
         )
 
 
@@ -286,11 +284,9 @@ def _check(answers: list[Any], context: QueryContext, parent: str) -> None:
     refused = [a for a in answers if a.error.code or a.row_errors]
     if refused:
         detail = refused[0].error.message or f"{len(refused[0].row_errors)} rows refused"
-        raise QueryError(
+        raise context.error(
+            "bigquery",
             f"bigquery: load into {parent}: the Storage Write API refused a batch: {detail}",
-            engine="bigquery",
-            query_id=context.query_id,
-            statement=context.summary,
         )
 
 

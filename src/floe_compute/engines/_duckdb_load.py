@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from floe_compute.errors import QueryError
-
 if TYPE_CHECKING:
     import pyarrow as pa
     from sqlalchemy.engine import Connection
@@ -53,12 +51,10 @@ def load_batches(
     try:
         cursor.execute(statement)  # marks the connection busy: cancel() reports the interrupt
     except (duckdb.ConversionException, duckdb.ConstraintException) as exc:
-        raise QueryError(
+        raise context.error(
+            "duckdb",
             f"duckdb: load into {table}: a value cannot be stored in its column "
             f"({type(exc).__name__}; columns {', '.join(schema.names)})",
-            engine="duckdb",
-            query_id=context.query_id,
-            statement=context.summary,
         ) from plugin.driver_cause(exc)
     finally:
         dbapi.busy = False

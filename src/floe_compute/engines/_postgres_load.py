@@ -124,11 +124,9 @@ def _value_error(exc: psycopg.Error, table: str, context: QueryContext) -> Query
     what = f"column {column}" if column else "a column"
     row = f" (row {line} of the load)" if line else ""
     reason = f"{type(exc).__name__}, SQLSTATE {diag.sqlstate}"
-    return QueryError(
+    return context.error(
+        "postgresql",
         f"postgresql: load into {table}: {what}{row} cannot take a value ({reason})",
-        engine="postgresql",
-        query_id=context.query_id,
-        statement=context.summary,
     )
 
 

@@ -140,11 +140,9 @@ def _value_error(exc: sa_exc.DBAPIError, table: str, context: QueryContext) -> Q
     column = next((g for g in found.groups() if g), None) if found else None
     what = f"column {column}" if column else "a column"
     code = f"Snowflake error {getattr(exc.orig, 'errno', '')}, SQLSTATE {sqlstate}"
-    return QueryError(
+    return context.error(
+        "snowflake",
         f"snowflake: load into {table}: {what} cannot take a value ({code})",
-        engine="snowflake",
-        query_id=context.query_id,
-        statement=context.summary,
     )
 
 

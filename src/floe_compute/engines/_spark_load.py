@@ -25,7 +25,7 @@ import itertools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from floe_compute.errors import ConfigError, QueryError
+from floe_compute.errors import ConfigError
 from floe_compute.load import run_statement
 
 if TYPE_CHECKING:
@@ -206,12 +206,10 @@ def conformed(
             try:
                 column = column.cast(kind)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise QueryError(
+                raise context.error(
+                    engine,
                     f"{engine}: load into {table}: column {field.name} cannot take a value "
                     f"of its data ({field.type} to the table's {kind}: {type(exc).__name__})",
-                    engine=engine,
-                    query_id=context.query_id,
-                    statement=context.summary,
                 ) from None
         columns.append(column)
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
