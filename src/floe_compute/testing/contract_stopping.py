@@ -40,9 +40,10 @@ class StoppingContract(ContractBase):
         assert 0.5 <= error.elapsed < 0.5 + self.cancel_grace
         assert waited < 0.5 + self.cancel_grace
         assert str(error.query_id) in str(error)
-        # the only connection is free again and usable: the query is not still running on it
+        # the only connection is free again and usable: the query is not still running on it (no
+        # deadline of its own: a loaded engine may take seconds to answer, a stuck one never does)
         assert plugin.pool_stats().in_use == 0
-        with plugin.execute("SELECT 1", timeout=5) as result:
+        with plugin.execute("SELECT 1") as result:
             assert result.fetchall() == [(1,)]
 
     def test_timeout_is_logged_once(self, plugin: ComputePlugin, caplog: pytest.LogCaptureFixture) -> None:
