@@ -83,6 +83,10 @@ class EngineHooks(abc.ABC):
     """Whether the pool pings a connection before handing it out, unless ``pool.pre_ping`` says."""
     default_batch_size: ClassVar[int] = 10_000
     """Rows per driver fetch when the caller names no ``batch_size``."""
+    short_batch_ends: ClassVar[bool] = False
+    """Whether the driver's ``fetchmany(n)`` returns fewer than ``n`` rows only at the end of the
+    result: then a short batch ends the read at once (its connection goes back without one more
+    fetch to find the end). PEP 249 allows fewer rows at any time, so an engine opts in."""
     ping_statement: ClassVar[str] = "SELECT 1"
     """What ``health_check()`` runs."""
     runs_scripts: ClassVar[bool] = False

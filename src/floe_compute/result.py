@@ -107,8 +107,10 @@ class QueryResult(ArrowReading, ResultHelpers):
 
     # -- rows -------------------------------------------------------------------------------
 
-    def _fetch_batch(self, size: int) -> list[Row]:
-        """Up to ``size`` rows from the driver; [] and the connection released at the end."""
+    def _fetch_batch(self, size: int, *, short_ends: bool = True) -> list[Row]:
+        """Up to ``size`` rows from the driver; [] and the connection released at the end, or
+        already with fewer rows than asked where the engine says that is the end (unless
+        ``short_ends`` is False: the caller still has work that may fail with these rows)."""
         if self._exhausted:
             return []
         with self._lock:
@@ -124,6 +126,8 @@ class QueryResult(ArrowReading, ResultHelpers):
                 self._end()
                 return []
             self._deliver(len(rows))
+            if short_ends and len(rows) < size and self._hooks.short_batch_ends:
+                self._end()
             return rows
 
     def _fetch_rows(self, size: int) -> tuple[list[Row], BaseException | None]:
@@ -197,10 +201,12 @@ class QueryResult(ArrowReading, ResultHelpers):
 
     def fetchmany(self, size: int | None = None) -> list[Row]:
         """Up to ``size`` rows (default: the batch size); [] when the result is exhausted."""
-        size = size or self._batch_size
+        return self._next_rows(size or self._batch_size)
+
+    def _next_rows(self, size: int, *, short_ends: bool = True) -> list[Row]:
         rows = self._take_buffer(size)
         if len(rows) < size and not self._exhausted:
-            rows.extend(self._fetch_batch(size - len(rows)))
+            rows.extend(self._fetch_batch(size - len(rows), short_ends=short_ends))
         return rows
 
     def fetchone(self) -> Row | None:

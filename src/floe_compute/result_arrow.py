@@ -41,7 +41,7 @@ class ArrowReading:
 
     if TYPE_CHECKING:  # what QueryResult provides
 
-        def fetchmany(self, size: int | None = None) -> list[Row]: ...
+        def _next_rows(self, size: int, *, short_ends: bool = True) -> list[Row]: ...
         def _check_running(self) -> None: ...
         def _fail(self, exc: BaseException | None) -> BaseException: ...
         def _closed_error(self) -> BaseException: ...
@@ -79,7 +79,7 @@ class ArrowReading:
         builder = RowBatchBuilder.for_cursor(
             self._hooks.arrow_type, self._cursor.cursor if self._cursor else None, self.columns
         )
-        first = [] if builder.schema is not None else self.fetchmany(size)
+        first = [] if builder.schema is not None else self._next_rows(size, short_ends=False)
         schema = builder.infer(first)
         return pa.RecordBatchReader.from_batches(schema, self._built_batches(builder, first, size))
 
@@ -100,7 +100,8 @@ class ArrowReading:
     def _built_batches(
         self, builder: RowBatchBuilder, first: list[Row], size: int
     ) -> Iterator[pa.RecordBatch]:
-        rows = first or self.fetchmany(size)
+        # the query ends with the next fetch, after these rows converted (or failed naming a column)
+        rows = first or self._next_rows(size, short_ends=False)
         while rows:
             failure: BaseException | None = None
             try:
@@ -110,7 +111,7 @@ class ArrowReading:
             if failure is not None:
                 raise failure
             yield batch
-            rows = self.fetchmany(size)
+            rows = self._next_rows(size, short_ends=False)
 
     def to_arrow(self) -> pa.Table:
         """The rest of the result as one ``pyarrow.Table``."""

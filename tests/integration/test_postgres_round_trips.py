@@ -68,3 +68,14 @@ def test_a_declared_query_with_a_trailing_comment_or_semicolon_runs(pg_url: str)
                 assert result.fetchall() == [(1,)]
         with plugin.execute("SELECT 1 AS one", tags={"team": "a"}) as result:
             assert result.fetchall() == [(1,)]
+
+
+def test_a_read_shorter_than_the_rows_asked_for_ends_its_transaction_at_once(pg_url: str) -> None:
+    with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0, "timeout": 2}) as plugin:
+        result = plugin.execute("SELECT g FROM generate_series(1, 3) g")
+        assert result.fetchmany(10) == [(1,), (2,), (3,)]
+        # the cursor said it was done: the connection is back, not idle in a transaction
+        assert plugin.pool_stats().in_use == 0
+        with plugin.execute("SELECT state FROM pg_stat_activity WHERE pid = pg_backend_pid()") as own:
+            assert own.fetchall() == [("active",)]
+        assert result.fetchmany(10) == []

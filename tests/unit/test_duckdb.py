@@ -232,3 +232,14 @@ def test_url_with_a_host_is_refused_not_opened_in_memory(
     assert absolute in message
     assert "Zq-pw-9x" not in message
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_read_shorter_than_the_rows_asked_for_gives_its_connection_back_at_once() -> None:
+    with create_plugin("duckdb:///:memory:", pool={"size": 1, "max_overflow": 0, "timeout": 2}) as plugin:
+        result = plugin.execute("SELECT i FROM range(3) t(i)")
+        assert result.fetchmany(10) == [(0,), (1,), (2,)]
+        # the only connection is free again: no further fetch was needed to find the end
+        assert plugin.pool_stats().in_use == 0
+        assert plugin.execute("SELECT 42").fetchall() == [(42,)]
+        assert result.fetchmany(10) == []
+        assert result.rowcount == 3

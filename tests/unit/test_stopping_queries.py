@@ -76,17 +76,16 @@ def test_timeout_log_line_and_error_carry_query_id_and_tags(caplog: pytest.LogCa
 
 def test_only_an_interrupt_that_stopped_something_is_claimed(caplog: pytest.LogCaptureFixture) -> None:
     """The log line and the error say "cancelled on the engine" only when DuckDB was running the
-    statement: a deadline that passes once DuckDB has delivered every row interrupts nothing."""
+    statement; a deadline that passes once DuckDB has delivered every row interrupts nothing: the
+    read was over, and its rows stay the caller's."""
     with create_plugin() as plugin, caplog.at_level("WARNING", logger="floe_compute"):
         result = plugin.execute("SELECT * FROM range(10)", timeout=0.3, query_id="delivered")
         assert result.fetchone() == (0,)  # the first batch holds all 10 rows: DuckDB is done
-        deadline = time.monotonic() + 30
-        while plugin.running_queries():  # a stopped query is no longer listed
-            assert time.monotonic() < deadline, "the deadline never passed"
+        assert plugin.running_queries() == []
+        passed = time.monotonic() + 0.3
+        while time.monotonic() < passed:  # the deadline itself is the event waited for
             time.sleep(0.01)
-        with pytest.raises(QueryTimeoutError) as caught:
-            result.fetchall()
-        assert "cancelled on the engine" not in str(caught.value)
+        assert result.fetchall() == [(i,) for i in range(1, 10)]
         with pytest.raises(QueryTimeoutError) as caught:
             plugin.execute(BLOCKING, timeout=0.3, query_id="working")
         assert "cancelled on the engine" in str(caught.value)
@@ -95,7 +94,7 @@ def test_only_an_interrupt_that_stopped_something_is_claimed(caplog: pytest.LogC
         for r in caplog.records
         if "timed out" in r.getMessage()
     }  # type: ignore[attr-defined]
-    assert logged == {"delivered": False, "working": True}
+    assert logged == {"working": True}
 
 
 CTRL_C_SCRIPT = textwrap.dedent(

@@ -188,6 +188,7 @@ class DuckDBComputePlugin(ComputePlugin):
     default_pre_ping = False  # an embedded database cannot drop its connections
     runs_scripts = True  # DuckDB runs every statement of a string and returns the last one's rows
     default_batch_size = 10_000
+    short_batch_ends = True  # fetchmany() loops fetchone() until it has the rows or the end
 
     _root: duckdb.DuckDBPyConnection | None = None
 

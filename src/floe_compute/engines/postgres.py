@@ -242,6 +242,7 @@ class PostgresComputePlugin(ComputePlugin):
     db_system = "postgresql"
     sql_dialect = "postgres"
     default_batch_size = 10_000
+    short_batch_ends = True  # a FETCH FORWARD n, a COPY read or a client cursor: n rows unless at the end
 
     @property
     def config(self) -> PostgresConfig:
