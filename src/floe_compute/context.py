@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from floe_compute.errors import QueryError
 from floe_compute.timeouts import QueryHandle
@@ -27,6 +27,7 @@ __all__ = ["QueryContext", "RunningQuery", "SessionPin", "StatementStopped", "qu
 Params = Mapping[str, Any]
 
 S = TypeVar("S")
+E = TypeVar("E", bound=QueryError)
 
 QUERY_OPTION = "floe_query"
 """The execution option that carries the :class:`QueryContext` of a statement."""
@@ -98,6 +99,10 @@ class QueryContext:
     _state: Any = None
     _state_lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @overload
+    def error(self, engine: str, message: str) -> QueryError: ...
+    @overload
+    def error(self, engine: str, message: str, kind: type[E]) -> E: ...
     def error(self, engine: str, message: str, kind: type[QueryError] = QueryError) -> QueryError:
         """A ``QueryError`` (or ``kind``) of this query: its id and statement summary attached."""
         return kind(message, engine=engine, query_id=self.query_id, statement=self.summary)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.engine.cursor import CursorFetchStrategy
 
-from floe_compute.errors import QueryError, ResourceLimitError
+from floe_compute.errors import ResourceLimitError
 from floe_compute.result_arrow import ArrowReading
 from floe_compute.result_helpers import ResultHelpers
 from floe_compute.timeouts import QueryHandle
@@ -171,12 +171,11 @@ class QueryResult(ArrowReading, ResultHelpers):
     def _deliver(self, count: int) -> None:
         limit = self._context.max_rows
         if limit is not None and self._fetched + count > limit:
-            error = ResourceLimitError(
+            error = self._context.error(
+                self._hooks.name,
                 f"{self._hooks.name}: query {self.query_id} ({self._context.summary}) returns "
                 f"more than limits.max_result_rows={limit} rows",
-                engine=self._hooks.name,
-                query_id=self.query_id,
-                statement=self._context.summary,
+                ResourceLimitError,
             )
             error.limit = "max_result_rows"
             self._release(error)
@@ -241,12 +240,10 @@ class QueryResult(ArrowReading, ResultHelpers):
         """Reading a result released before its last row: never a silent, short result."""
         if self._context.handle.stopped:
             return self._lifecycle.query_error(None, self._context)
-        return QueryError(
+        return self._context.error(
+            self._hooks.name,
             f"{self._hooks.name}: query {self.query_id} ({self._context.summary}): the result was "
             f"closed after {self.rowcount} rows, before all its rows were read",
-            engine=self._hooks.name,
-            query_id=self.query_id,
-            statement=self._context.summary,
         )
 
     def _end(self) -> None:
