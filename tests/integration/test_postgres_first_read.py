@@ -58,6 +58,19 @@ def test_rows_then_arrow_on_one_result(hint: bool, copy_plugin: ComputePlugin) -
     assert copy_plugin.pool_stats().in_use == 0
 
 
+def test_batches_larger_than_one_fetch_come_whole_and_in_order(copy_plugin: ComputePlugin) -> None:
+    # a batch of more rows than one FETCH asks for is read in several, and handed out as one
+    sql = "SELECT g FROM generate_series(1, 60001) g"
+    with copy_plugin.execute(sql) as result:
+        assert result.fetchmany(1) == [(1,)]  # then Arrow is built from rows
+        batches = list(result.arrow_batches(25_000))
+    assert [batch.num_rows for batch in batches] == [25_000, 25_000, 10_000]
+    assert pa.Table.from_batches(batches).column("g").to_pylist() == list(range(2, 60002))
+    with copy_plugin.execute(sql) as result:
+        assert [len(result.fetchmany(35_000)) for _ in range(3)] == [35_000, 25_001, 0]
+    assert copy_plugin.pool_stats().in_use == 0
+
+
 def test_errors_still_surface_at_execute(hint: bool, copy_plugin: ComputePlugin) -> None:
     with pytest.raises(QueryError, match="no_such_table"):
         copy_plugin.execute("SELECT * FROM no_such_table", arrow=hint)
