@@ -228,6 +228,15 @@ def test_usage_errors_exit_2(args: list[str], message: str, capsys: pytest.Captu
     assert "Traceback" not in err
 
 
+def test_version_is_the_installed_distributions(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"floe-compute {version('floe-compute')}\n"
+
+
 def test_missing_or_empty_sql_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["query", "duckdb:///:memory:"]) == 2  # SQL is optional only with --file
     assert_one_line_error(capsys.readouterr().err, "SQL", "--file")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from floe_compute.cli.commands import cmd_config, cmd_dbt_profile, cmd_health, cmd_plugins, cmd_query
 from floe_compute.cli.load import add_load
@@ -35,6 +36,17 @@ def _seconds(text: str) -> float:
     return value
 
 
+class _Version(argparse.Action):
+    """``--version``, read from the installed distribution only when asked: its metadata costs
+    ``--help`` and every usage error a third of their start-up time otherwise."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from floe_compute import __version__
+
+        sys.stdout.write(f"{parser.prog} {__version__}\n")  # where argparse's own action prints it
+        parser.exit()
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -53,9 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Query, check and describe any SQL engine through floe-compute.",
         epilog="Exit status: 0 ok, 1 query/engine error, 2 usage/config error, 3 timeout, 130 interrupted.",
     )
-    from floe_compute import __version__
-
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     target = _target_options()
     _add_query(sub, target)
