@@ -50,8 +50,3 @@ def test_the_plotted_ratios_are_plugin_over_raw_driver(tmp_path: Path) -> None:
     assert ratios["Arrow batches / duckdb Arrow reader"] == 1.1
     assert ratios["rows / duckdb fetchmany"] == 1.1
     assert ratios["SELECT 1 / pooled SQLAlchemy"] == round(700 / 600, 3)
-
-
-def test_make_bench_draws_the_plots_last() -> None:
-    bench = (ROOT / "Makefile").read_text().split("\nbench:", 1)[1].split("\n\n", 1)[0]
-    assert bench.strip().splitlines()[-1].split("#")[0].strip() == "$(PY) benchmarks/plots.py"
