@@ -93,6 +93,24 @@ def test_parquet_to_a_file_keeps_the_types(tmp_path: Path, capsys: pytest.Captur
     assert table.column("amount")[3].as_py() == Decimal("3.00")
 
 
+def test_parquet_row_groups_gather_the_engines_batches(tmp_path: Path) -> None:
+    # a row group per batch of 1,000 rows would make a file slow to write and to read
+    target = tmp_path / "out.parquet"
+    sql = "SELECT i, i / 7 AS ratio FROM range(25000) AS t(i)"
+    assert main(["query", URL, sql, "-f", "parquet", "--batch-size", "1000", "--output", str(target)]) == 0
+    metadata = pq.ParquetFile(target).metadata
+    assert (metadata.num_rows, metadata.num_row_groups) == (25000, 1)
+    assert pq.read_table(target).column("i").to_pylist() == list(range(25000))
+
+
+def test_parquet_of_no_rows_still_names_the_columns(tmp_path: Path) -> None:
+    target = tmp_path / "out.parquet"
+    sql = "SELECT 1 AS a, 'x' AS b WHERE false"
+    assert main(["query", URL, sql, "-f", "parquet", "-o", str(target)]) == 0
+    table = pq.read_table(target)
+    assert (table.num_rows, table.column_names) == (0, ["a", "b"])
+
+
 def _display_width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 

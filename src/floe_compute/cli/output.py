@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 __all__ = ["BINARY_FORMATS", "TABLE_MAX_WIDTH", "WRITERS", "unique_columns"]
 
 TABLE_MAX_WIDTH = 60
+ROW_GROUP_ROWS = 1_048_576
+"""Rows per Parquet row group (pyarrow's own default for a whole table)."""
+ROW_GROUP_BYTES = 64 * 1024 * 1024
+"""The most Arrow memory gathered for one row group: wide rows make smaller groups."""
 """A table column is at most this wide; longer values are printed in full and overflow it."""
 
 
@@ -99,22 +103,42 @@ class _TsvWriter(_CsvWriter):
 
 
 class _ParquetWriter(_Writer):
-    """pyarrow's Parquet writer, fed the engine's batches as they are (typed, never as text)."""
+    """pyarrow's Parquet writer, fed the engine's batches as they are (typed, never as text).
+
+    Batches are gathered into row groups of :data:`ROW_GROUP_ROWS` rows (or
+    :data:`ROW_GROUP_BYTES`, whichever comes first): each ``write_batch`` is a row group of its
+    own, and one per engine batch made the file several times slower to write and to read.
+    """
 
     def __init__(self, out: TextIO, columns: list[str], page: int | None = None) -> None:
         super().__init__(out, columns, page)
         self._binary = binary_stream(out)
         self._writer: Any = None
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._pending_bytes = 0
 
     def batch(self, batch: pa.RecordBatch) -> bool:
         import pyarrow as pa
+
+        self._pending.append(pa.RecordBatch.from_arrays(batch.columns, names=self.columns))
+        self._pending_rows += batch.num_rows
+        self._pending_bytes += batch.nbytes
+        if self._pending_rows >= ROW_GROUP_ROWS or self._pending_bytes >= ROW_GROUP_BYTES:
+            self._write_row_group()
+        return True
+
+    def _write_row_group(self) -> None:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        renamed = pa.RecordBatch.from_arrays(batch.columns, names=self.columns)
+        if not self._pending:
+            return
+        table = pa.Table.from_batches(self._pending)
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self._binary, renamed.schema)
-        self._writer.write_batch(renamed)
-        return True
+            self._writer = pq.ParquetWriter(self._binary, table.schema)
+        self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
 
     def flush(self) -> None:
         """Parquet is only readable once its footer is written: nothing to flush before."""
@@ -123,6 +147,7 @@ class _ParquetWriter(_Writer):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        self._write_row_group()
         if self._writer is None:  # no rows: still a valid file with the columns
             schema = pa.schema([(name, pa.null()) for name in self.columns])
             self._writer = pq.ParquetWriter(self._binary, schema)
