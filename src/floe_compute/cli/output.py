@@ -20,11 +20,11 @@ if TYPE_CHECKING:
 __all__ = ["BINARY_FORMATS", "TABLE_MAX_WIDTH", "WRITERS", "unique_columns"]
 
 TABLE_MAX_WIDTH = 60
+"""A table column is at most this wide; longer values are printed in full and overflow it."""
 ROW_GROUP_ROWS = 1_048_576
 """Rows per Parquet row group (pyarrow's own default for a whole table)."""
 ROW_GROUP_BYTES = 64 * 1024 * 1024
 """The most Arrow memory gathered for one row group: wide rows make smaller groups."""
-"""A table column is at most this wide; longer values are printed in full and overflow it."""
 
 
 def binary_stream(out: TextIO) -> BinaryIO:
