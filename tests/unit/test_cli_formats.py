@@ -103,6 +103,22 @@ def test_parquet_row_groups_gather_the_engines_batches(tmp_path: Path) -> None:
     assert pq.read_table(target).column("i").to_pylist() == list(range(25000))
 
 
+def test_parquet_row_groups_of_wide_rows_stop_at_their_byte_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what one row group gathers in memory is bounded in bytes too, not only in rows
+    from floe_compute.cli import output
+
+    monkeypatch.setattr(output, "ROW_GROUP_BYTES", 500_000)  # 64 MB of wide rows, scaled down
+    target = tmp_path / "out.parquet"
+    sql = "SELECT i, repeat('x', 100) AS wide FROM range(25000) AS t(i)"
+    assert main(["query", URL, sql, "-f", "parquet", "--batch-size", "1000", "--output", str(target)]) == 0
+    metadata = pq.ParquetFile(target).metadata
+    assert metadata.num_rows == 25000
+    assert 1 < metadata.num_row_groups < 25
+    assert pq.read_table(target).column("i").to_pylist() == list(range(25000))
+
+
 def test_parquet_of_no_rows_still_names_the_columns(tmp_path: Path) -> None:
     target = tmp_path / "out.parquet"
     sql = "SELECT 1 AS a, 'x' AS b WHERE false"
