@@ -65,19 +65,20 @@ def fetch_gen(cursor: Any, num: int | None, comment: str = "") -> Any:
         yield from cursor._start_query()
         yield from cursor._describe_gen()
     if num is None:
-        return (yield from _fetch_chunk(cursor, "ALL", comment))
+        return (yield from _fetch_chunk(cursor, None, comment))
     rows: list[Any] = []
     while len(rows) < num:
         asked = min(num - len(rows), FETCH_CHUNK_ROWS)
-        chunk = yield from _fetch_chunk(cursor, str(int(asked)), comment)
+        chunk = yield from _fetch_chunk(cursor, asked, comment)
         rows.extend(chunk)
         if len(chunk) < asked:  # the portal's end
             break
     return rows
 
 
-def _fetch_chunk(cursor: Any, count: str, comment: str) -> Any:
-    command = f"FETCH FORWARD {count} FROM {_quoted(cursor)} {comment}".rstrip()
+def _fetch_chunk(cursor: Any, count: int | None, comment: str) -> Any:
+    forward = "ALL" if count is None else count
+    command = f"FETCH FORWARD {forward} FROM {_quoted(cursor)} {comment}".rstrip()
     res = yield from cursor._conn._exec_command(
         command.encode(cursor._encoding), result_format=cursor._format
     )
