@@ -4,7 +4,7 @@ Everything goes through the global providers, so it costs nothing until the appl
 an SDK. Until something in the process imports ``opentelemetry``, no provider can exist: then a
 query records nothing and does not import it either (a short-lived command starts faster). Each
 query checks again, so an application that sets up the SDK later gets spans and metrics from then
-on. Instruments are created once per process; observable ones read every live plugin's pool.
+on (a variable naming a provider, ``OTEL_PYTHON_TRACER_PROVIDER``, is read when the plugin is made). Instruments are created once per process; observable ones read every live plugin's pool.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from floe_compute.context import QueryContext
     from floe_compute.pool import PoolTracker
 
-__all__ = ["Telemetry", "otel_loaded"]
+__all__ = ["Telemetry"]
 
 _SCOPE = "floe_compute"
 _POOL = "db.client.connection.pool.name"
@@ -36,14 +36,11 @@ _HEALTH_STATES = ("healthy", "degraded", "unhealthy")
 _PROVIDER_VARIABLES = ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER")
 
 
-def otel_loaded() -> bool:
-    """Whether an OpenTelemetry provider can be configured in this process: the API is imported
-    (by the application, an instrumentation, ``opentelemetry-instrument``), or a variable names a
-    provider that the API would load on first use."""
-    environ = os.environ  # no generator: this runs for every query
-    return "opentelemetry" in sys.modules or bool(
-        environ.get(_PROVIDER_VARIABLES[0]) or environ.get(_PROVIDER_VARIABLES[1])
-    )
+def _provider_named() -> bool:
+    """Whether a variable names a provider that the OpenTelemetry API would load on first use.
+    Read once per plugin: a lookup of an unset name in ``os.environ`` costs a ``KeyError``, which
+    for every query was a twentieth of a short query's CPU."""
+    return any(os.environ.get(name) for name in _PROVIDER_VARIABLES)
 
 
 class _Instruments:
@@ -202,13 +199,16 @@ class Telemetry:
         self.health: str | None = None
         self._tracer: Tracer | None = None
         self._lock = threading.Lock()
+        self._provider_named = enabled and _provider_named()
 
     def _active(self) -> bool:
         """Whether spans and metrics are recorded; the first call that finds OpenTelemetry in use
         gets the tracer and attaches the pool's instruments."""
         if self._tracer is not None:
             return True
-        if not self.enabled or not otel_loaded():
+        # in use: the API imported (by the application, an instrumentation, opentelemetry-instrument)
+        # or a provider named
+        if not self.enabled or not (self._provider_named or "opentelemetry" in sys.modules):
             return False
         with self._lock:
             if self._tracer is None:
