@@ -76,10 +76,11 @@ def kill_backends() -> Any:
 
 
 def terminate(server: PostgresServer, url: str | None = None) -> int:
-    """``pg_terminate_backend`` every connection of the URL's test (default: every ``floe`` one)."""
+    """``pg_terminate_backend`` every connection of the URL's test (default: every ``floe`` one),
+    returning once each backend has ended (its client's socket then holds the server's goodbye)."""
     match = f"application_name = '{url.split('application_name=')[1].split('&')[0]}'" if url else "true"
     out = server.psql(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "SELECT count(pg_terminate_backend(pid, 30000)) FROM pg_stat_activity "
         f"WHERE usename = '{server.user}' AND {match} AND pid <> pg_backend_pid();",
         dbname="postgres",
     )

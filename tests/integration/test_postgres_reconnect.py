@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from floe_compute import ConnectionFailedError, create_plugin
+from floe_compute.engines import _postgres_ping
 
 if TYPE_CHECKING:
     from fixtures.postgres import PostgresServer
@@ -34,6 +35,22 @@ def test_killed_pooled_connections_are_replaced_without_an_error(
         assert not before & after
         stats = plugin.pool_stats()
         assert (stats.invalidations, stats.reconnects, stats.connects, stats.in_use) == (3, 3, 6, 0)
+
+
+def test_a_connection_killed_since_its_last_use_is_replaced_before_a_statement_uses_it(
+    pg_server: PostgresServer, pg_url: str, kill_backends: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # within the window no ping round trip is made: the socket shows that the server ended it
+    monkeypatch.setattr(_postgres_ping, "PING_AFTER_IDLE_S", 3600.0)
+    with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}, retry={"reads": 0}) as plugin:
+        plugin.execute("CREATE TABLE kept (i int)").close()
+        assert kill_backends(pg_server, pg_url) == 1
+        assert plugin.execute("SELECT 1").fetchall() == [(1,)]  # retries off: the first try
+        assert kill_backends(pg_server, pg_url) == 1
+        plugin.execute("INSERT INTO kept VALUES (1)").close()  # a write, never retried
+        assert plugin.execute("SELECT count(*) FROM kept").fetchall() == [(1,)]
+        stats = plugin.pool_stats()
+        assert (stats.invalidations, stats.reconnects) == (2, 2)
 
 
 def test_query_running_when_its_backend_dies_says_the_connection_was_lost(

@@ -4,10 +4,12 @@ connection: under concurrency they are what a query costs."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 
 import pytest
 
 from floe_compute import create_plugin
+from floe_compute.engines import _postgres_ping
 
 pytest_plugins = ["postgres_fixtures"]
 pytestmark = pytest.mark.postgres
@@ -32,21 +34,47 @@ def _round_trips(sent: list[str]) -> list[str]:
     return [m for m in sent if m.startswith(("Query", "Sync"))]
 
 
-def test_the_pre_ping_opens_the_query_transaction(pg_url: str) -> None:
+def _select_one(plugin: object) -> Callable[[], None]:
+    def run() -> None:
+        with plugin.execute("SELECT 1") as result:  # type: ignore[attr-defined]
+            assert result.fetchall() == [(1,)]
+
+    return run
+
+
+def test_a_connection_that_just_answered_is_not_pinged_and_begins_with_its_declare(pg_url: str) -> None:
     with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0, "pre_ping": True}) as plugin:
-
-        def run() -> None:
-            with plugin.execute("SELECT 1") as result:
-                assert result.fetchall() == [(1,)]
-
+        run = _select_one(plugin)
         run()
         sent = _sent(plugin, run)
     trips = _round_trips(sent)
-    # the ping is the BEGIN; the DECLARE and the cursor's description come in one round trip;
-    # then the FETCH and the COMMIT: one more than the statement alone (the first read chooses
-    # between the cursor and a COPY)
+    # the BEGIN, the DECLARE and the cursor's description in one round trip, then the FETCH and
+    # the COMMIT: as many as the statement alone (BEGIN, SELECT, COMMIT)
+    assert trips[0].startswith('Query\t "BEGIN;DECLARE '), sent
+    assert len(trips) == 3, sent
+
+
+def test_a_connection_idle_longer_than_the_window_is_pinged_with_the_begin(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_postgres_ping, "PING_AFTER_IDLE_S", 0.0)  # every checkout is "idle long"
+    with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0, "pre_ping": True}) as plugin:
+        run = _select_one(plugin)
+        run()
+        sent = _sent(plugin, run)
+    trips = _round_trips(sent)
+    # the ping is the BEGIN; then the DECLARE (with the description), the FETCH and the COMMIT
     assert trips[0] == 'Query\t "BEGIN"', sent
+    assert trips[1].startswith('Query\t "DECLARE '), sent
     assert len(trips) == 4, sent
+
+
+def test_without_pre_ping_the_begin_still_goes_with_the_declare(pg_url: str) -> None:
+    with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0, "pre_ping": False}) as plugin:
+        run = _select_one(plugin)
+        run()
+        trips = _round_trips(_sent(plugin, run))
+    assert len(trips) == 3, trips
 
 
 def test_a_session_opened_and_closed_unused_ends_cleanly(pg_url: str) -> None:

@@ -1,9 +1,10 @@
-"""``DECLARE`` and the cursor's description in one round trip.
+"""``DECLARE`` and the cursor's description in one round trip, with the transaction's ``BEGIN``.
 
-psycopg declares a server-side cursor (one round trip), then asks for its columns with a portal
-``Describe`` (a second). A statement sent without parameters goes instead as one simple query,
-``DECLARE ... ; FETCH FORWARD 0 FROM ...``: the empty ``FETCH`` carries the columns and runs
-nothing (the cursor is still before its first row), so the first read can still choose a COPY.
+psycopg begins the transaction (one round trip), declares a server-side cursor (a second), then asks
+for its columns with a portal ``Describe`` (a third). A statement sent without parameters goes
+instead as one simple query, ``BEGIN; DECLARE ... ; FETCH FORWARD 0 FROM ...``: the empty ``FETCH``
+carries the columns and runs nothing (the cursor is still before its first row), so the first read
+can still choose a COPY.
 The ``DECLARE`` and ``FETCH`` texts are formatted directly (psycopg composes them from ``sql``
 objects, a few hundred Python calls per query).
 """
@@ -14,7 +15,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from psycopg import errors, pq, sql
+from psycopg import adapt, errors, pq, sql
 from psycopg.generators import execute
 
 __all__ = ["FETCH_CHUNK_ROWS", "declare_gen", "fetch_gen"]
@@ -38,22 +39,38 @@ def declare_gen(
     plain = cursor._scrollable is None and not cursor._withhold
     if params is not None or binary or cursor._described or not isinstance(query, str) or not plain:
         return (yield from psycopgs(query, params, binary))
+    begin = _begin(cursor._conn)
     # the newline ends a trailing -- comment of the statement before the FETCH
-    command = f"DECLARE {name} CURSOR FOR {query}\n;FETCH FORWARD 0 FROM {name}"
+    command = f"{begin}DECLARE {name} CURSOR FOR {query}\n;FETCH FORWARD 0 FROM {name}"
     cursor._iter_rows = None
-    yield from cursor._start_query(query)
+    if begin:  # psycopg's _start_query, but for the BEGIN it would send on its own
+        if cursor.closed:
+            raise errors.InterfaceError("the cursor is closed")
+        cursor._reset()
+        cursor._last_query = None
+        cursor._tx = adapt.Transformer(cursor)
+    else:
+        yield from cursor._start_query(query)
     cursor._pgconn.send_query(command.encode(cursor._encoding))
     results = yield from execute(cursor._pgconn)
     for result in results:
         if result.status not in _OK:
             cursor._raise_for_result(result)
-    if len(results) != 2 or results[-1].status != pq.ExecStatus.TUPLES_OK:
+    if len(results) != 2 + bool(begin) or results[-1].status != pq.ExecStatus.TUPLES_OK:
         raise errors.ProgrammingError("DECLARE CURSOR takes one query")
     cursor._format = cursor.format
     cursor._results = results[-1:]
     cursor._select_current_result(0, format=cursor._format)
     cursor._described = True
     return None
+
+
+def _begin(connection: Any) -> str:
+    """The ``BEGIN`` psycopg would send before the ``DECLARE`` (none when a transaction is open),
+    to go in the same message."""
+    if connection.autocommit or connection.pgconn.transaction_status != pq.TransactionStatus.IDLE:
+        return ""
+    return f"{connection._get_tx_start_command().decode()};"
 
 
 def fetch_gen(cursor: Any, num: int | None, comment: str = "") -> Any:

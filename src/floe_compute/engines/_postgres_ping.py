@@ -1,32 +1,47 @@
-"""The pool's pre-ping on PostgreSQL, merged with the ``BEGIN`` the query sends next.
+"""The pool's pre-ping on PostgreSQL: no round trip for a connection that just had one, and the
+``BEGIN`` the query sends next for the others.
 
-A checkout pinged with ``;`` and then opening its transaction costs two round trips; pinging with
-the transaction's own ``BEGIN`` costs one, and still finds a dead connection before a query uses
-it. The transaction so opened is empty until the query's first statement: the few things that
-cannot run in one (changing ``autocommit`` or the isolation level) roll it back first.
+A connection whose last round trip ended less than :data:`PING_AFTER_IDLE_S` ago, and whose socket
+holds nothing the server sent unasked, is handed out as it is: a server that ends a session (a
+terminated backend, a shutdown, an idle timeout) sends its error and closes the socket, which makes
+it readable at once. pgx's pool likewise pings only connections idle for more than a second. The
+others are pinged with the transaction's own ``BEGIN`` (one round trip, where ``;`` and then the
+``BEGIN`` would be two), which still finds a dead connection before a query uses it. The transaction
+so opened is empty until the query's first statement: the few things that cannot run in one
+(changing ``autocommit`` or the isolation level) roll it back first.
 """
 
 from __future__ import annotations
 
+import select
+import time
 import weakref
 from typing import Any
 
+import psycopg
 from psycopg.pq import TransactionStatus
 
-__all__ = ["begun_by_ping", "ping", "statement_sent", "unbegin"]
+__all__ = ["PING_AFTER_IDLE_S", "answered", "ending", "ping", "statement_sent", "unbegin"]
+
+PING_AFTER_IDLE_S = 1.0
+"""How long after its last round trip a connection is pinged before it is handed out again."""
 
 _BEGUN: weakref.WeakSet[Any] = weakref.WeakSet()
 """Connections whose open transaction the ping began and no statement has used yet."""
+_ANSWERED: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+"""When each connection's last transaction ended (``time.monotonic()``)."""
 
 
 def ping(dbapi_connection: Any) -> bool:
-    """``BEGIN`` (as psycopg would send it) on an idle connection, ``;`` inside an empty
-    transaction a previous ping began; False when the connection cannot take it (then the
-    dialect pings the usual way)."""
+    """True when the connection is alive: answered lately and quiet, or it took a ``BEGIN`` (as
+    psycopg would send it) when idle, ``;`` inside an empty transaction a previous ping began;
+    False when it cannot take either (then the dialect pings the usual way)."""
     status = dbapi_connection.info.transaction_status
     if dbapi_connection.autocommit:
         return False
     if status == TransactionStatus.IDLE:
+        if _recent(dbapi_connection) and _quiet(dbapi_connection):
+            return True
         command = dbapi_connection._get_tx_start_command()
     elif status == TransactionStatus.INTRANS and dbapi_connection in _BEGUN:
         command = b";"
@@ -38,8 +53,34 @@ def ping(dbapi_connection: Any) -> bool:
     return True
 
 
-def begun_by_ping(dbapi_connection: Any) -> bool:
-    return dbapi_connection in _BEGUN
+def ending(dbapi_connection: Any) -> bool:
+    """The transaction is about to end: whether one is open (its end is then a round trip)."""
+    _BEGUN.discard(dbapi_connection)
+    return bool(dbapi_connection.info.transaction_status != TransactionStatus.IDLE)
+
+
+def answered(dbapi_connection: Any) -> None:
+    """The transaction's end went through: the server answered just now."""
+    _ANSWERED[dbapi_connection] = time.monotonic()
+
+
+def _recent(dbapi_connection: Any) -> bool:
+    ended = _ANSWERED.get(dbapi_connection)
+    return ended is not None and time.monotonic() - ended < PING_AFTER_IDLE_S
+
+
+def _quiet(dbapi_connection: Any) -> bool:
+    """Nothing waits on the socket: an idle session hears from the server only when it ends (or
+    for a notification, which a ping then reads)."""
+    try:
+        fd = dbapi_connection.pgconn.socket
+    except psycopg.OperationalError:  # closed
+        return False
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return not poller.poll(0)
+    return not select.select([fd], [], [], 0)[0]
 
 
 def statement_sent(dbapi_connection: Any) -> None:

@@ -198,16 +198,22 @@ class FloePsycopgDialect(PGDialect_psycopg):
         super().do_execute_no_params(cursor, statement, context)  # type: ignore[no-untyped-call]
 
     def do_rollback(self, dbapi_connection: Any) -> None:
-        _postgres_ping.statement_sent(getattr(dbapi_connection, "dbapi_connection", dbapi_connection))
+        driver = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)
+        in_transaction = _postgres_ping.ending(driver)
         _postgres_copy.settle(dbapi_connection, run_unread=False)
         _postgres_copy.stop(dbapi_connection)  # a result closed in the middle of its COPY
         super().do_rollback(dbapi_connection)  # type: ignore[no-untyped-call]
+        if in_transaction:
+            _postgres_ping.answered(driver)
 
     def do_commit(self, dbapi_connection: Any) -> None:
-        _postgres_ping.statement_sent(getattr(dbapi_connection, "dbapi_connection", dbapi_connection))
+        driver = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)
+        in_transaction = _postgres_ping.ending(driver)
         _postgres_copy.settle(dbapi_connection, run_unread=True)
         _postgres_copy.stop(dbapi_connection)
         super().do_commit(dbapi_connection)  # type: ignore[no-untyped-call]
+        if in_transaction:
+            _postgres_ping.answered(driver)
 
 
 registry.register("postgresql.floe_psycopg", __name__, "FloePsycopgDialect")
