@@ -4,7 +4,8 @@ Everything goes through the global providers, so it costs nothing until the appl
 an SDK. Until something in the process imports ``opentelemetry``, no provider can exist: then a
 query records nothing and does not import it either (a short-lived command starts faster). Each
 query checks again, so an application that sets up the SDK later gets spans and metrics from then
-on (a variable naming a provider, ``OTEL_PYTHON_TRACER_PROVIDER``, is read when the plugin is made). Instruments are created once per process; observable ones read every live plugin's pool.
+on (a variable naming a provider, ``OTEL_PYTHON_TRACER_PROVIDER``, is read when the plugin is made).
+Instruments are created once per process; observable ones read every live plugin's pool.
 """
 
 from __future__ import annotations
