@@ -14,7 +14,7 @@ import collections
 import itertools
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import quote
 
@@ -198,20 +198,20 @@ class FloePsycopgDialect(PGDialect_psycopg):
         super().do_execute_no_params(cursor, statement, context)  # type: ignore[no-untyped-call]
 
     def do_rollback(self, dbapi_connection: Any) -> None:
-        driver = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)
-        in_transaction = _postgres_ping.ending(driver)
-        _postgres_copy.settle(dbapi_connection, run_unread=False)
-        _postgres_copy.stop(dbapi_connection)  # a result closed in the middle of its COPY
-        super().do_rollback(dbapi_connection)  # type: ignore[no-untyped-call]
-        if in_transaction:
-            _postgres_ping.answered(driver)
+        self._end_transaction(dbapi_connection, super().do_rollback, run_unread=False)
 
     def do_commit(self, dbapi_connection: Any) -> None:
+        self._end_transaction(dbapi_connection, super().do_commit, run_unread=True)
+
+    @staticmethod
+    def _end_transaction(dbapi_connection: Any, end: Callable[[Any], None], *, run_unread: bool) -> None:
+        """Before the end: the unread cursor settled and an unfinished COPY stopped (a result
+        closed in the middle of it); after it, the server's answer noted for the pool's ping."""
         driver = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)
         in_transaction = _postgres_ping.ending(driver)
-        _postgres_copy.settle(dbapi_connection, run_unread=True)
+        _postgres_copy.settle(dbapi_connection, run_unread=run_unread)
         _postgres_copy.stop(dbapi_connection)
-        super().do_commit(dbapi_connection)  # type: ignore[no-untyped-call]
+        end(dbapi_connection)
         if in_transaction:
             _postgres_ping.answered(driver)
 
