@@ -18,6 +18,8 @@ from typing import Any
 from psycopg import adapt, errors, pq, sql
 from psycopg.generators import execute
 
+from floe_compute.engines import _postgres_blocking
+
 __all__ = ["FETCH_CHUNK_ROWS", "declare_gen", "fetch_gen"]
 
 FETCH_CHUNK_ROWS = 10_000
@@ -52,7 +54,10 @@ def declare_gen(
     else:
         yield from cursor._start_query(query)
     cursor._pgconn.send_query(command.encode(cursor._encoding))
-    results = yield from execute(cursor._pgconn)
+    if _postgres_blocking.waits_in_libpq():
+        results = _postgres_blocking.results(cursor._pgconn)
+    else:
+        results = yield from execute(cursor._pgconn)
     for result in results:
         if result.status not in _OK:
             cursor._raise_for_result(result)

