@@ -150,13 +150,17 @@ def test_a_backend_killed_during_a_fetch_on_a_worker_thread_says_the_connection_
 
 CTRL_C_SCRIPT = textwrap.dedent(
     """
-    import sys, time
+    import os, sys
     from floe_compute import create_plugin
 
-    plugin = create_plugin(sys.argv[1], pool={"size": 1, "max_overflow": 0}).connect()
-    print("started", flush=True)
+    plugin = create_plugin(sys.argv[1], pool={"size": 1, "max_overflow": 0})
+    if sys.argv[2] == "forked" and os.fork():  # a prefork server's worker: its main thread is its own
+        os.wait()
+        sys.exit(0)
+    plugin.connect()
+    print("started", os.getpid(), flush=True)
     try:
-        plugin.execute("SELECT pg_sleep(60)", tags={"test": "ctrl_c"}).fetchall()
+        plugin.execute("SELECT pg_sleep(60)", tags={"test": sys.argv[3]}).fetchall()
     except KeyboardInterrupt as exc:
         print("interrupted", type(exc.__cause__).__name__, flush=True)
     print("next", plugin.execute("SELECT 1").fetchall(), plugin.running_queries(), flush=True)
@@ -165,22 +169,33 @@ CTRL_C_SCRIPT = textwrap.dedent(
 )
 
 
-def test_ctrl_c_on_the_main_thread_stops_a_postgresql_query(pg_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("process", ["started", "forked"])
+def test_ctrl_c_on_the_main_thread_stops_a_postgresql_query(
+    pg_url: str, tmp_path: Path, process: str
+) -> None:
     script = tmp_path / "ctrl_c.py"
     script.write_text(CTRL_C_SCRIPT)
+    tag = f"ctrl_c_{process}"
     with (tmp_path / "stderr").open("w+") as errors:
         proc = subprocess.Popen(
-            [sys.executable, str(script), pg_url], stdout=subprocess.PIPE, stderr=errors, text=True
+            [sys.executable, str(script), pg_url, process, tag],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
         )
         assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "started"
-        wait_active(pg_url, "ctrl_c")
-        os.kill(proc.pid, signal.SIGINT)
+        started, pid = proc.stdout.readline().split()
+        assert started == "started"
+        wait_active(pg_url, tag)
+        sent = time.monotonic()
+        os.kill(int(pid), signal.SIGINT)
         line = proc.stdout.readline().strip()
+        stopped = time.monotonic() - sent
         rest = proc.stdout.read()
         proc.wait(timeout=60)
         errors.seek(0)
         stderr = errors.read()
     assert line == "interrupted QueryCancelledError", stderr
+    assert stopped < 30, stderr  # not when the minute of pg_sleep is over
     assert rest.strip() == "next [(1,)] []", stderr
     assert proc.returncode == 0, stderr

@@ -5,18 +5,21 @@ result functions one by one, and each call releases the GIL and takes it back (a
 ``PyEval_SaveThread`` counted 34 releases in a short read, 27 in plain SQLAlchemy's). With many
 threads, every release lets another thread in, and the query's thread then waits its turn to go on.
 Waiting inside libpq instead (``PQexec``, or ``PQgetResult`` until the last result) releases the GIL
-once per result: 16 threads reading ``SELECT 1`` through a pool of 4 did 17% more queries per second
-with 8.5 voluntary context switches per query instead of 20.3.
+once per result: 16 threads reading ``SELECT 1`` through a pool of 4 used 519 us of CPU per query
+instead of 702, with 8.5 voluntary context switches per query instead of 20.3 (docs/benchmarks.md).
 
 psycopg waits from Python for a reason that holds on the main thread only: a signal (Ctrl-C) is
 handled there, between two waits, and psycopg then cancels the statement. Python runs signal
 handlers on the main thread alone, so another thread loses nothing by waiting in libpq: a deadline
-or ``cancel_query()`` stops its statement with a cancel request, which ends the wait. Green threads
-(gevent) share the main thread's OS thread and keep psycopg's waits.
+or ``cancel_query()`` stops its statement with a cancel request, which ends the wait. The main thread
+is looked up at each call, so the main thread of a forked worker process keeps psycopg's waits too;
+so do green threads when gevent has patched ``threading`` (psycopg makes the same check for its own
+waits), since a wait in libpq would stop all of them.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
@@ -27,13 +30,17 @@ from psycopg.sql import Composable
 
 __all__ = ["Connection", "results", "waits_in_libpq"]
 
-_MAIN_THREAD = threading.main_thread().native_id
 _ANSWERS = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
 
 
 def waits_in_libpq() -> bool:
     """Whether this thread may wait for the server inside libpq: any OS thread but the main one."""
-    return threading.get_native_id() != _MAIN_THREAD
+    return threading.current_thread() is not threading.main_thread() and not _green()
+
+
+def _green() -> bool:
+    monkey = sys.modules.get("gevent.monkey")  # never imported here
+    return monkey is not None and bool(monkey.is_module_patched("threading"))
 
 
 def results(pgconn: pq.abc.PGconn) -> list[pq.abc.PGresult]:
