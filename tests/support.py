@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +59,39 @@ def duckdb_is_free(connection: Any, timeout: float = 10.0) -> bool:
     if probe.error is not None:
         raise probe.error
     return bool(probe.value == [(42,)])
+
+
+@dataclass
+class Interrupted:
+    """What a script printed after a SIGINT, and how long the interrupt took to reach its caller."""
+
+    line: str
+    """The first line printed after the signal."""
+    stopped: float
+    """Seconds from the signal to that line."""
+    rest: str
+    returncode: int
+    stderr: str
+
+
+def interrupt(script: Path, args: Sequence[str], ready: Callable[[str, int], int]) -> Interrupted:
+    """Run ``script`` with ``args``; once ``ready(first line, pid)`` returns the pid to interrupt
+    (it waits for the query to run), send that process SIGINT and read what follows."""
+    with (script.parent / f"{script.stem}.stderr").open("w+") as errors:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), *args], stdout=subprocess.PIPE, stderr=errors, text=True
+        )
+        assert proc.stdout is not None
+        target = ready(proc.stdout.readline().strip(), proc.pid)
+        # timed from the signal (the query has run for a while) to the KeyboardInterrupt reaching
+        # the caller: start-up and the query's own run are not in it
+        sent = time.monotonic()
+        os.kill(target, signal.SIGINT)
+        line = proc.stdout.readline().strip()
+        stopped = time.monotonic() - sent
+        # the rest from the same reader: readline() may already hold the next line in its buffer
+        # (communicate() reads the pipe itself and would lose it)
+        rest = proc.stdout.read()
+        proc.wait(timeout=60)
+        errors.seek(0)
+        return Interrupted(line, stopped, rest, proc.returncode, errors.read())

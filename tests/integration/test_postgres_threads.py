@@ -3,10 +3,6 @@ Ctrl-C on the main thread, where they wait from Python so that the signal can st
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Callable
@@ -18,6 +14,7 @@ import pytest
 
 from floe_compute import ConnectionFailedError, QueryError, QueryTimeoutError, create_plugin
 from floe_compute.testing.threads import run_in_thread
+from support import interrupt
 
 if TYPE_CHECKING:
     from fixtures.postgres import PostgresServer
@@ -176,26 +173,15 @@ def test_ctrl_c_on_the_main_thread_stops_a_postgresql_query(
     script = tmp_path / "ctrl_c.py"
     script.write_text(CTRL_C_SCRIPT)
     tag = f"ctrl_c_{process}"
-    with (tmp_path / "stderr").open("w+") as errors:
-        proc = subprocess.Popen(
-            [sys.executable, str(script), pg_url, process, tag],
-            stdout=subprocess.PIPE,
-            stderr=errors,
-            text=True,
-        )
-        assert proc.stdout is not None
-        started, pid = proc.stdout.readline().split()
+
+    def running(line: str, pid: int) -> int:
+        started, child = line.split()
         assert started == "started"
         wait_active(pg_url, tag)
-        sent = time.monotonic()
-        os.kill(int(pid), signal.SIGINT)
-        line = proc.stdout.readline().strip()
-        stopped = time.monotonic() - sent
-        rest = proc.stdout.read()
-        proc.wait(timeout=60)
-        errors.seek(0)
-        stderr = errors.read()
-    assert line == "interrupted QueryCancelledError", stderr
-    assert stopped < 30, stderr  # not when the minute of pg_sleep is over
-    assert rest.strip() == "next [(1,)] []", stderr
-    assert proc.returncode == 0, stderr
+        return int(child)  # the forked worker, not its parent
+
+    outcome = interrupt(script, [pg_url, process, tag], running)
+    assert outcome.line == "interrupted QueryCancelledError", outcome.stderr
+    assert outcome.stopped < 30, outcome.stderr  # not when the minute of pg_sleep is over
+    assert outcome.rest.strip() == "next [(1,)] []", outcome.stderr
+    assert outcome.returncode == 0, outcome.stderr

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -24,7 +22,7 @@ from floe_compute import (
     create_plugin,
 )
 from floe_compute.testing.threads import Outcome, run_in_thread, wait_until_listed
-from support import duckdb_connection, duckdb_is_free
+from support import duckdb_connection, duckdb_is_free, interrupt
 
 BLOCKING = "SELECT count(*) FROM range(10000000000)"
 """An aggregate: execute() blocks in the driver until it is done (minutes) or stopped."""
@@ -134,28 +132,16 @@ def test_ctrl_c_in_the_main_thread_stops_the_query(tmp_path: Path) -> None:
     """A library user's KeyboardInterrupt stops the query on the engine within a second."""
     script = tmp_path / "ctrl_c.py"
     script.write_text(CTRL_C_SCRIPT)
-    with (tmp_path / "stderr").open("w+") as errors:
-        proc = subprocess.Popen(
-            [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=errors, text=True
-        )
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "running"
-        # timed from the signal (the query has run for a while) to the KeyboardInterrupt reaching
-        # the caller: start-up and the query's own run are not in it
-        sent = time.monotonic()
-        os.kill(proc.pid, signal.SIGINT)
-        line = proc.stdout.readline().strip()
-        stopped = time.monotonic() - sent
-        # the rest from the same reader: readline() may already hold the next line in its buffer
-        # (communicate() reads the pipe itself and would lose it)
-        rest = proc.stdout.read()
-        proc.wait(timeout=60)
-        errors.seek(0)
-        stderr = errors.read()
-    assert line == "interrupted QueryCancelledError", stderr
-    assert stopped < 1.0
-    assert rest.strip() == "next [(1,)] []", stderr
-    assert proc.returncode == 0, stderr
+
+    def running(line: str, pid: int) -> int:
+        assert line == "running"
+        return pid
+
+    outcome = interrupt(script, [], running)
+    assert outcome.line == "interrupted QueryCancelledError", outcome.stderr
+    assert outcome.stopped < 1.0
+    assert outcome.rest.strip() == "next [(1,)] []", outcome.stderr
+    assert outcome.returncode == 0, outcome.stderr
 
 
 def test_event_loop_keeps_ticking_while_queries_run() -> None:
