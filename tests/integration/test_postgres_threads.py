@@ -91,6 +91,24 @@ def test_a_read_on_a_worker_thread_waits_for_the_server_inside_libpq(
         assert sum(python_waits) >= 5, python_waits  # DECLARE, three FETCHes, COMMIT
 
 
+def test_other_threads_run_while_a_worker_threads_declare_waits_for_the_server(pg_url: str) -> None:
+    """The DECLARE's answer is waited for with the GIL released: this thread can still see the
+    worker's query waiting for a lock and release it (else the worker's statement timeout ends it)."""
+    import sqlalchemy
+
+    holder = sqlalchemy.create_engine(pg_url)
+    with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}) as plugin:
+        plugin.execute("CREATE TABLE locked (i int)").close()
+        with holder.begin() as connection:
+            connection.exec_driver_sql("LOCK TABLE locked IN ACCESS EXCLUSIVE MODE")
+            read = lambda: plugin.execute("SELECT i FROM locked", tags={"test": "declare"}, timeout=5)  # noqa: E731
+            outcome = run_in_thread(lambda: read().fetchall())
+            wait_active(pg_url, "declare")  # the DECLARE, waiting for the lock
+        assert outcome.join(60).error is None, outcome
+        assert outcome.value == []
+    holder.dispose()
+
+
 @pytest.mark.parametrize("where", WHERE)
 def test_a_write_commits_on_close_and_rolls_back_when_abandoned(pg_url: str, where: str) -> None:
     with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}) as plugin:
@@ -143,6 +161,28 @@ def test_a_backend_killed_during_a_fetch_on_a_worker_thread_says_the_connection_
         assert "the connection was lost" in str(error)
         assert plugin.pool_stats().in_use == 0
         assert on("worker thread", lambda: plugin.execute("SELECT 1").fetchall()) == [(1,)]
+
+
+def test_a_backend_killed_while_a_worker_threads_declare_waits_says_the_connection_was_lost(
+    pg_server: PostgresServer, pg_url: str, kill_backends: Any
+) -> None:
+    import sqlalchemy
+
+    holder = sqlalchemy.create_engine(pg_url.replace("application_name=", "application_name=holder_"))
+    with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}, retry={"reads": 0}) as plugin:
+        plugin.execute("CREATE TABLE locked (i int)").close()
+        with holder.begin() as connection:
+            connection.exec_driver_sql("LOCK TABLE locked IN ACCESS EXCLUSIVE MODE")
+            doomed = lambda: plugin.execute("SELECT i FROM locked", tags={"test": "doomed"}).fetchall()  # noqa: E731
+            outcome = run_in_thread(doomed)
+            wait_active(pg_url, "doomed")
+            assert kill_backends(pg_server, pg_url) >= 1
+            error = outcome.join(60).error
+        assert isinstance(error, ConnectionFailedError), outcome
+        assert "the connection was lost" in str(error)
+        assert plugin.pool_stats().in_use == 0
+        assert on("worker thread", lambda: plugin.execute("SELECT i FROM locked").fetchall()) == []
+    holder.dispose()
 
 
 CTRL_C_SCRIPT = textwrap.dedent(

@@ -4,9 +4,11 @@ psycopg waits for the server from Python: a round trip calls libpq's send, flush
 result functions one by one, and each call releases the GIL and takes it back (a uprobe on
 ``PyEval_SaveThread`` counted 34 releases in a short read, 27 in plain SQLAlchemy's). With many
 threads, every release lets another thread in, and the query's thread then waits its turn to go on.
-Waiting inside libpq instead (``PQexec``, or ``PQgetResult`` until the last result) releases the GIL
-once per result: 16 threads reading ``SELECT 1`` through a pool of 4 used 519 us of CPU per query
-instead of 702, with 8.5 voluntary context switches per query instead of 20.3 (docs/benchmarks.md).
+Waiting inside libpq instead (``PQexec``) releases the GIL once per round trip: 16 threads reading
+``SELECT 1`` through a pool of 4 used 519 us of CPU per query instead of 702, with 8.5 voluntary
+context switches per query instead of 20.3 (docs/benchmarks.md). ``PQgetResult`` would keep the GIL
+while it waits, stopping every other thread (a deadline, ``cancel_query()``) until the server
+answers, so a message with several results waits with a ``poll()`` on the socket instead.
 
 psycopg waits from Python for a reason that holds on the main thread only: a signal (Ctrl-C) is
 handled there, between two waits, and psycopg then cancels the statement. Python runs signal
@@ -19,6 +21,7 @@ waits), since a wait in libpq would stop all of them.
 
 from __future__ import annotations
 
+import select
 import sys
 import threading
 from typing import Any
@@ -44,11 +47,32 @@ def _green() -> bool:
 
 
 def results(pgconn: pq.abc.PGconn) -> list[pq.abc.PGresult]:
-    """Every result of the query just sent, each waited for inside libpq."""
-    answers = []
-    while (result := pgconn.get_result()) is not None:
+    """Every result of the query just sent. ``PQgetResult`` keeps the GIL while it waits (psycopg
+    calls it only once an answer is in), so the wait for the answer is a ``poll()``, which lets the
+    other threads run meanwhile."""
+    while pgconn.flush():  # the rest of a long statement, as the server reads it
+        _wait(pgconn, writing=True)
+        pgconn.consume_input()
+    answers: list[pq.abc.PGresult] = []
+    while True:
+        while pgconn.is_busy():
+            _wait(pgconn, writing=False)
+            pgconn.consume_input()
+        result = pgconn.get_result()
+        if result is None:
+            return answers
         answers.append(result)
-    return answers
+
+
+def _wait(pgconn: pq.abc.PGconn, *, writing: bool) -> None:
+    """Until the socket is readable (or writable too), or closed: the next libpq call says so."""
+    fd = pgconn.socket
+    if not hasattr(select, "poll"):  # Windows
+        select.select([fd], [fd] if writing else [], [fd])
+        return
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLOUT if writing else select.POLLIN)
+    poller.poll()
 
 
 class Connection(psycopg.Connection[Any]):
