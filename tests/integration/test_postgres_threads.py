@@ -109,6 +109,14 @@ def test_other_threads_run_while_a_worker_threads_declare_waits_for_the_server(p
     holder.dispose()
 
 
+@pytest.mark.slow  # the SQL checks read 32 MB of text
+def test_a_statement_longer_than_the_sockets_buffer_is_sent_whole_from_a_worker_thread(pg_url: str) -> None:
+    with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}) as plugin:
+        literal = "x" * 32_000_000  # more than the socket takes at once: sent as the server reads it
+        read = lambda: plugin.execute(f"SELECT length('{literal}')").fetchall()  # noqa: E731
+        assert on("worker thread", read) == [(32_000_000,)]
+
+
 @pytest.mark.parametrize("where", WHERE)
 def test_a_write_commits_on_close_and_rolls_back_when_abandoned(pg_url: str, where: str) -> None:
     with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}) as plugin:
