@@ -175,7 +175,8 @@ class QueryLifecycle:
         context: QueryContext,
         size: int | None,
     ) -> CursorResult[Any]:
-        with self.telemetry.current(context):
+        token = self.telemetry.enter(context)
+        try:
             self.hooks.begin_query(connection, context)
             options = {"stream_results": True, "yield_per": size, **self.hooks.query_options(context)}
             options[QUERY_OPTION] = context
@@ -183,6 +184,8 @@ class QueryLifecycle:
                 options["no_parameters"] = True  # in the same call: each one fires an event
                 return connection.execution_options(**options).exec_driver_sql(statement)
             return connection.execution_options(**options).execute(statement, params or {})
+        finally:
+            self.telemetry.leave(token)
 
     def before_cursor_execute(
         self,

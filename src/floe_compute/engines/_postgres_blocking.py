@@ -24,6 +24,7 @@ from __future__ import annotations
 import select
 import sys
 import threading
+from _thread import get_ident
 from typing import Any
 
 import psycopg
@@ -38,12 +39,10 @@ _ANSWERS = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
 
 def waits_in_libpq() -> bool:
     """Whether this thread may wait for the server inside libpq: any OS thread but the main one."""
-    return threading.current_thread() is not threading.main_thread() and not _green()
-
-
-def _green() -> bool:
+    if get_ident() == threading.main_thread().ident:
+        return False
     monkey = sys.modules.get("gevent.monkey")  # never imported here
-    return monkey is not None and bool(monkey.is_module_patched("threading"))
+    return monkey is None or not monkey.is_module_patched("threading")
 
 
 def results(pgconn: pq.abc.PGconn) -> list[pq.abc.PGresult]:
