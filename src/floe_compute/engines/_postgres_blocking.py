@@ -78,6 +78,11 @@ class Connection(psycopg.Connection[Any]):
     """psycopg's connection, whose own commands (``BEGIN``, ``COMMIT``, ``ROLLBACK``, a server-side
     cursor's ``FETCH`` and ``CLOSE``) wait inside libpq off the main thread."""
 
+    floe_begun = False
+    """The open transaction is the pre-ping's ``BEGIN``, unused yet (``_postgres_ping``)."""
+    floe_answered: float | None = None
+    """``time.monotonic()`` when the last transaction ended, for the pre-ping."""
+
     def _exec_command(
         self, command: QueryNoTemplate, result_format: pq.Format = pq.Format.TEXT
     ) -> PQGen[pq.abc.PGresult | None]:

@@ -9,13 +9,16 @@ others are pinged with the transaction's own ``BEGIN`` (one round trip, where ``
 ``BEGIN`` would be two), which still finds a dead connection before a query uses it. The transaction
 so opened is empty until the query's first statement: the few things that cannot run in one
 (changing ``autocommit`` or the isolation level) roll it back first.
+
+What it knows of each connection lives on the driver's connection object: ``floe_begun`` (the open
+transaction is a ping's, unused yet) and ``floe_answered`` (``time.monotonic()`` when its last
+transaction ended).
 """
 
 from __future__ import annotations
 
 import select
 import time
-import weakref
 from typing import Any
 
 import psycopg
@@ -25,11 +28,6 @@ __all__ = ["PING_AFTER_IDLE_S", "answered", "ending", "ping", "statement_sent", 
 
 PING_AFTER_IDLE_S = 1.0
 """How long after its last round trip a connection is pinged before it is handed out again."""
-
-_BEGUN: weakref.WeakSet[Any] = weakref.WeakSet()
-"""Connections whose open transaction the ping began and no statement has used yet."""
-_ANSWERED: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
-"""When each connection's last transaction ended (``time.monotonic()``)."""
 
 
 def ping(dbapi_connection: Any) -> bool:
@@ -43,29 +41,29 @@ def ping(dbapi_connection: Any) -> bool:
         if _recent(dbapi_connection) and _quiet(dbapi_connection):
             return True
         command = dbapi_connection._get_tx_start_command()
-    elif status == TransactionStatus.INTRANS and dbapi_connection in _BEGUN:
+    elif status == TransactionStatus.INTRANS and getattr(dbapi_connection, "floe_begun", False):
         command = b";"
     else:
         return False
     with dbapi_connection.lock:
         dbapi_connection.wait(dbapi_connection._exec_command(command))
-    _BEGUN.add(dbapi_connection)
+    dbapi_connection.floe_begun = True
     return True
 
 
 def ending(dbapi_connection: Any) -> bool:
     """The transaction is about to end: whether one is open (its end is then a round trip)."""
-    _BEGUN.discard(dbapi_connection)
+    dbapi_connection.floe_begun = False
     return bool(dbapi_connection.pgconn.transaction_status != TransactionStatus.IDLE)
 
 
 def answered(dbapi_connection: Any) -> None:
     """The transaction's end went through: the server answered just now."""
-    _ANSWERED[dbapi_connection] = time.monotonic()
+    dbapi_connection.floe_answered = time.monotonic()
 
 
 def _recent(dbapi_connection: Any) -> bool:
-    ended = _ANSWERED.get(dbapi_connection)
+    ended = getattr(dbapi_connection, "floe_answered", None)
     return ended is not None and time.monotonic() - ended < PING_AFTER_IDLE_S
 
 
@@ -85,12 +83,12 @@ def _quiet(dbapi_connection: Any) -> bool:
 
 def statement_sent(dbapi_connection: Any) -> None:
     """A statement (or the transaction's end) used the transaction: it is the query's now."""
-    _BEGUN.discard(dbapi_connection)
+    dbapi_connection.floe_begun = False
 
 
 def unbegin(dbapi_connection: Any) -> None:
     """Roll back the empty transaction a ping began (before a change that needs none open)."""
-    if dbapi_connection in _BEGUN:
-        _BEGUN.discard(dbapi_connection)
+    if getattr(dbapi_connection, "floe_begun", False):
+        dbapi_connection.floe_begun = False
         if dbapi_connection.info.transaction_status == TransactionStatus.INTRANS:
             dbapi_connection.rollback()
