@@ -131,14 +131,15 @@ class QueryLifecycle:
         check_params(sql, params, hooks.sql_dialect)
         self._engine()
         context = prepare.new_context(hooks, sql, timeout, query_id, tags)
-        size = prepare.check_batch_size(batch_size)
+        size = None if batch_size is None else prepare.check_batch_size(batch_size)
         statement = prepare.statement(hooks, sql, params, context)
         if params:
             context.bound_values = bound_texts(params)
         context.session = session
         self.running.add(context)
         context.span = self.telemetry.query_started(context)
-        watchdog.watch(context.handle)
+        if context.handle.deadline is not None:
+            watchdog.watch(context.handle)
         return context, statement, size
 
     def _acquire(

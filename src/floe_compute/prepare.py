@@ -48,9 +48,8 @@ def new_context(
     tags: Mapping[str, str] | None,
 ) -> QueryContext:
     """The context of a new query: its id, summary, deadline and tags, all checked."""
-    timeout = check_timeout(timeout)
-    if timeout is None:
-        timeout = hooks.config.timeouts.query
+    config = hooks.config
+    timeout = config.timeouts.query if timeout is None else check_timeout(timeout)
     if query_id is not None and not (isinstance(query_id, str) and _QUERY_ID.match(query_id)):
         raise ConfigError(
             f"query_id {query_id!r} is not valid: expected 1-128 characters of letters, digits and _ . : -"
@@ -61,8 +60,8 @@ def new_context(
         summary=summarize(sql_text, hooks.sql_dialect),
         operation=operation_name(sql_text, hooks.sql_dialect),
         timeout=timeout,
-        max_rows=hooks.config.limits.max_result_rows,
-        tags=check_tags(tags),
+        max_rows=config.limits.max_result_rows,
+        tags={} if tags is None else check_tags(tags),
     )
     context.handle = QueryHandle(context.query_id, timeout, None)
     return context

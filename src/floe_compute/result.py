@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import operator
-import threading
 import warnings
+from _thread import RLock
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -69,7 +69,7 @@ class QueryResult(ArrowReading, ResultHelpers):
         self._buffer: list[Row] = []
         self._buffer_pos = 0
         self._current: Iterator[Row] | None = None
-        self._lock = threading.RLock()
+        self._lock = RLock()  # threading.RLock() is a Python call returning this
         self._exhausted = cursor is None or not cursor.returns_rows
         self.columns: list[str] = list(cursor.keys()) if cursor is not None and cursor.returns_rows else []
         """Column names, in order."""
@@ -116,7 +116,8 @@ class QueryResult(ArrowReading, ResultHelpers):
         with self._lock:
             if self._connection is None:
                 raise self._closed_error()
-            self._check_running()
+            if self._context.handle.stopped:
+                raise self._fail(None)
             rows, failed = self._fetch_rows(size)
             if failed is not None and self._fetched == 0 and self._rerun(failed):
                 rows, failed = self._fetch_rows(size)
@@ -217,7 +218,7 @@ class QueryResult(ArrowReading, ResultHelpers):
 
     def fetchall(self) -> list[Row]:
         rows = self._take_buffer(len(self._buffer) - self._buffer_pos)
-        while batch := self._fetch_batch(self._batch_size):
+        while not self._exhausted and (batch := self._fetch_batch(self._batch_size)):
             rows.extend(batch)
         return rows
 
