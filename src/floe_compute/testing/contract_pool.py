@@ -72,9 +72,11 @@ class PoolContract(ContractBase):
 
     # -- health and statistics --------------------------------------------------------------
 
-    def test_health_check_is_healthy(self, plugin: ComputePlugin) -> None:
+    def test_health_check_is_healthy(self, make_plugin: Factory) -> None:
+        # a working engine answering slowly (a JVM on a loaded machine) is graded elsewhere
+        plugin = make_plugin(health={"slow_ping_ms": 60_000})
         status = plugin.health_check()
-        assert status.status is HealthState.HEALTHY
+        assert status.status is HealthState.HEALTHY, status.message
         assert str(status.status) == "healthy"
         assert status.latency_ms > 0
         assert status.pool is not None and status.pool.in_use == 0
