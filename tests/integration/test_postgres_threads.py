@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
+import sqlalchemy
 
 from floe_compute import ConnectionFailedError, QueryError, QueryTimeoutError, create_plugin
 from floe_compute.testing.threads import run_in_thread
@@ -47,6 +49,33 @@ def on(where: str, call: Callable[[], Any]) -> Any:
     if outcome.error is not None:
         raise outcome.error
     return outcome.value
+
+
+@contextmanager
+def table_locked(pg_url: str, plugin: Any) -> Iterator[None]:
+    """A table ``locked`` that another session holds in ``ACCESS EXCLUSIVE`` mode until the block
+    ends: a read of it waits in its ``DECLARE``."""
+    plugin.execute("CREATE TABLE locked (i int)").close()
+    # an application name of its own: kill_backends leaves this session alone
+    holder = sqlalchemy.create_engine(pg_url.replace("application_name=", "application_name=holder_"))
+    try:
+        with holder.begin() as connection:
+            connection.exec_driver_sql("LOCK TABLE locked IN ACCESS EXCLUSIVE MODE")
+            yield
+    finally:
+        holder.dispose()
+
+
+def read_loses_its_connection(server: PostgresServer, url: str, kill: Any, plugin: Any, sql: str) -> None:
+    """``sql`` read on a worker thread, its backend killed once the server shows it active: the
+    read says the connection was lost, and the pool has its connection back."""
+    outcome = run_in_thread(lambda: plugin.execute(sql, tags={"test": "doomed"}).fetchall())
+    wait_active(url, "doomed")
+    assert kill(server, url) >= 1
+    error = outcome.join(60).error
+    assert isinstance(error, ConnectionFailedError), outcome
+    assert "the connection was lost" in str(error)
+    assert plugin.pool_stats().in_use == 0
 
 
 @pytest.fixture
@@ -94,19 +123,13 @@ def test_a_read_on_a_worker_thread_waits_for_the_server_inside_libpq(
 def test_other_threads_run_while_a_worker_threads_declare_waits_for_the_server(pg_url: str) -> None:
     """The DECLARE's answer is waited for with the GIL released: this thread can still see the
     worker's query waiting for a lock and release it (else the worker's statement timeout ends it)."""
-    import sqlalchemy
-
-    holder = sqlalchemy.create_engine(pg_url)
     with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}) as plugin:
-        plugin.execute("CREATE TABLE locked (i int)").close()
-        with holder.begin() as connection:
-            connection.exec_driver_sql("LOCK TABLE locked IN ACCESS EXCLUSIVE MODE")
+        with table_locked(pg_url, plugin):
             read = lambda: plugin.execute("SELECT i FROM locked", tags={"test": "declare"}, timeout=5)  # noqa: E731
             outcome = run_in_thread(lambda: read().fetchall())
             wait_active(pg_url, "declare")  # the DECLARE, waiting for the lock
         assert outcome.join(60).error is None, outcome
         assert outcome.value == []
-    holder.dispose()
 
 
 @pytest.mark.slow  # the SQL checks read 32 MB of text
@@ -160,37 +183,17 @@ def test_a_backend_killed_during_a_fetch_on_a_worker_thread_says_the_connection_
     pg_server: PostgresServer, pg_url: str, kill_backends: Any
 ) -> None:
     with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}, retry={"reads": 0}) as plugin:
-        doomed = lambda: plugin.execute("SELECT pg_sleep(60)", tags={"test": "doomed"}).fetchall()  # noqa: E731
-        outcome = run_in_thread(doomed)
-        wait_active(pg_url, "doomed")
-        assert kill_backends(pg_server, pg_url) >= 1
-        error = outcome.join(60).error
-        assert isinstance(error, ConnectionFailedError), outcome
-        assert "the connection was lost" in str(error)
-        assert plugin.pool_stats().in_use == 0
+        read_loses_its_connection(pg_server, pg_url, kill_backends, plugin, "SELECT pg_sleep(60)")
         assert on("worker thread", lambda: plugin.execute("SELECT 1").fetchall()) == [(1,)]
 
 
 def test_a_backend_killed_while_a_worker_threads_declare_waits_says_the_connection_was_lost(
     pg_server: PostgresServer, pg_url: str, kill_backends: Any
 ) -> None:
-    import sqlalchemy
-
-    holder = sqlalchemy.create_engine(pg_url.replace("application_name=", "application_name=holder_"))
     with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}, retry={"reads": 0}) as plugin:
-        plugin.execute("CREATE TABLE locked (i int)").close()
-        with holder.begin() as connection:
-            connection.exec_driver_sql("LOCK TABLE locked IN ACCESS EXCLUSIVE MODE")
-            doomed = lambda: plugin.execute("SELECT i FROM locked", tags={"test": "doomed"}).fetchall()  # noqa: E731
-            outcome = run_in_thread(doomed)
-            wait_active(pg_url, "doomed")
-            assert kill_backends(pg_server, pg_url) >= 1
-            error = outcome.join(60).error
-        assert isinstance(error, ConnectionFailedError), outcome
-        assert "the connection was lost" in str(error)
-        assert plugin.pool_stats().in_use == 0
+        with table_locked(pg_url, plugin):
+            read_loses_its_connection(pg_server, pg_url, kill_backends, plugin, "SELECT i FROM locked")
         assert on("worker thread", lambda: plugin.execute("SELECT i FROM locked").fetchall()) == []
-    holder.dispose()
 
 
 CTRL_C_SCRIPT = textwrap.dedent(
