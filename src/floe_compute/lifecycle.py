@@ -96,7 +96,8 @@ class QueryLifecycle:
         context.connection = connection
         context.dbapi_connection = connection.connection.dbapi_connection
         context.handle.bind(partial(self.hooks.cancel, context))
-        run = partial(self._run, statement=statement, params=params, context=context, size=size)
+        # the context is passed to a rerun, not held by it: a cycle would outlive every query
+        run = partial(self._run, statement=statement, params=params, size=size)
         context.rerun = Rerun(sql if isinstance(sql, str) else str(sql), run)
         failed: BaseException | None = None
         try:
@@ -179,12 +180,14 @@ class QueryLifecycle:
         token = self.telemetry.enter(context)
         try:
             self.hooks.begin_query(connection, context)
+            # the statement's own options, not the connection's: a connection holding the
+            # query's context would make a reference cycle of every query
             options = {"stream_results": True, "yield_per": size, **self.hooks.query_options(context)}
             options[QUERY_OPTION] = context
             if isinstance(statement, str):  # no parameters: the SQL runs exactly as written
-                options["no_parameters"] = True  # in the same call: each one fires an event
-                return connection.execution_options(**options).exec_driver_sql(statement)
-            return connection.execution_options(**options).execute(statement, params or {})
+                options["no_parameters"] = True
+                return connection.exec_driver_sql(statement, execution_options=options)
+            return connection.execute(statement, params or {}, execution_options=options)
         finally:
             self.telemetry.leave(token)
 
@@ -232,7 +235,7 @@ class QueryLifecycle:
         context.dbapi_connection = fresh.connection.dbapi_connection
         failed: BaseException | None = None
         try:
-            return fresh, context.rerun.run(fresh)
+            return fresh, context.rerun.run(fresh, context=context)
         except BaseException as again:
             failed = again
         raise self.fail(context, fresh, failed, 0)

@@ -43,10 +43,11 @@ _CHANGES = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class Rerun:
-    """What running a statement again takes: its SQL (to judge) and the call that runs it."""
+    """What running a statement again takes: its SQL (to judge) and the call that runs it, with
+    the fresh connection and the query's ``context=``."""
 
     sql: str
-    run: Callable[[Connection], CursorResult[Any]]
+    run: Callable[..., CursorResult[Any]]
 
 
 def safe_to_repeat(sql: str, dialect: str | None) -> bool:

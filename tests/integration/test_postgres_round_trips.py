@@ -3,6 +3,7 @@ connection: under concurrency they are what a query costs."""
 
 from __future__ import annotations
 
+import gc
 import tempfile
 from collections.abc import Callable
 
@@ -10,6 +11,7 @@ import pytest
 
 from floe_compute import create_plugin
 from floe_compute.engines import _postgres_ping
+from floe_compute.testing.threads import run_in_thread
 
 pytest_plugins = ["postgres_fixtures"]
 pytestmark = pytest.mark.postgres
@@ -107,3 +109,27 @@ def test_a_read_shorter_than_the_rows_asked_for_ends_its_transaction_at_once(pg_
         with plugin.execute("SELECT state FROM pg_stat_activity WHERE pid = pg_backend_pid()") as own:
             assert own.fetchall() == [("active",)]
         assert result.fetchmany(10) == []
+
+
+@pytest.mark.parametrize("where", ["main thread", "worker thread"])
+def test_a_query_leaves_no_reference_cycle_behind(pg_url: str, where: str) -> None:
+    """Its objects (context, SQLAlchemy connection, server-side cursor) are freed when the result
+    closes, not by the garbage collector (which holds the GIL while it walks them)."""
+
+    def queries() -> None:
+        for _ in range(20):
+            with plugin.execute("SELECT i FROM generate_series(1, 3) i", tags={"team": "growth"}) as result:
+                assert len(result.fetchall()) == 3
+
+    with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}) as plugin:
+        plugin.execute("SELECT 1").fetchall()
+        gc.collect()
+        gc.disable()
+        try:
+            if where == "main thread":
+                queries()
+            else:
+                assert run_in_thread(queries).join(60).error is None
+            assert gc.collect() == 0
+        finally:
+            gc.enable()

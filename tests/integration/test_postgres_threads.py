@@ -169,6 +169,16 @@ def test_an_error_in_a_fetch_is_a_query_error_and_the_connection_serves_again(
 
 
 @pytest.mark.parametrize("where", WHERE)
+def test_a_value_python_cannot_hold_is_a_query_error_naming_its_column(pg_url: str, where: str) -> None:
+    with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}) as plugin:
+        read = lambda: plugin.execute("SELECT 1 AS id, 'infinity'::date AS starts").fetchall()  # noqa: E731
+        with pytest.raises(QueryError, match="column 'starts'"):
+            on(where, read)
+        assert plugin.pool_stats().in_use == 0
+        assert on(where, lambda: plugin.execute("SELECT 1").fetchall()) == [(1,)]
+
+
+@pytest.mark.parametrize("where", WHERE)
 def test_a_deadline_stops_a_fetch_on_the_server(pg_url: str, where: str) -> None:
     with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}) as plugin:
         sleeping = lambda: plugin.execute("SELECT pg_sleep(60)", timeout=0.5).fetchall()  # noqa: E731

@@ -14,13 +14,15 @@ psycopg waits from Python for a reason that holds on the main thread only: a sig
 handled there, between two waits, and psycopg then cancels the statement. Python runs signal
 handlers on the main thread alone, so another thread loses nothing by waiting in libpq: a deadline
 or ``cancel_query()`` stops its statement with a cancel request, which ends the wait. The main thread
-is looked up at each call, so the main thread of a forked worker process keeps psycopg's waits too;
-so do green threads when gevent has patched ``threading`` (psycopg makes the same check for its own
-waits), since a wait in libpq would stop all of them.
+is looked up again in a forked child, whose forking thread becomes its main thread, so the main
+thread of a forked worker process keeps psycopg's waits too; so do green threads when gevent has
+patched ``threading`` (psycopg makes the same check for its own waits), since a wait in libpq
+would stop all of them.
 """
 
 from __future__ import annotations
 
+import os
 import select
 import sys
 import threading
@@ -32,14 +34,25 @@ from psycopg import errors, pq
 from psycopg.abc import PQGen, QueryNoTemplate
 from psycopg.sql import Composable
 
-__all__ = ["Connection", "results", "waits_in_libpq"]
+__all__ = ["Connection", "exec_command", "plain_waits", "results", "waits_in_libpq"]
 
 _ANSWERS = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
+_IDLE = pq.TransactionStatus.IDLE
+_main_ident = threading.main_thread().ident
+
+
+def _forked() -> None:
+    global _main_ident
+    _main_ident = get_ident()  # Python makes the thread that forked the child's main thread
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_forked)
 
 
 def waits_in_libpq() -> bool:
     """Whether this thread may wait for the server inside libpq: any OS thread but the main one."""
-    if get_ident() == threading.main_thread().ident:
+    if get_ident() == _main_ident:
         return False
     monkey = sys.modules.get("gevent.monkey")  # never imported here
     return monkey is None or not monkey.is_module_patched("threading")
@@ -74,6 +87,25 @@ def _wait(pgconn: pq.abc.PGconn, *, writing: bool) -> None:
     poller.poll()
 
 
+def plain_waits(connection: psycopg.Connection[Any]) -> bool:
+    """Whether a command on this connection can go through :func:`exec_command` now."""
+    return not connection._pipeline and waits_in_libpq()
+
+
+def exec_command(connection: psycopg.Connection[Any], command: bytes) -> pq.abc.PGresult:
+    """psycopg's ``_exec_command`` waiting inside libpq (one GIL release for the round trip),
+    for a thread where :func:`waits_in_libpq` and a connection not in pipeline mode."""
+    connection._check_connection_ok()
+    result = connection.pgconn.exec_(command)
+    if result.status not in _ANSWERS:
+        if result.status == pq.ExecStatus.FATAL_ERROR:
+            raise errors.error_from_result(result, encoding=connection.pgconn._encoding)
+        raise errors.InterfaceError(
+            f"unexpected result {pq.ExecStatus(result.status).name} from command {command.decode()!r}"
+        )
+    return result
+
+
 class Connection(psycopg.Connection[Any]):
     """psycopg's connection, whose own commands (``BEGIN``, ``COMMIT``, ``ROLLBACK``, a server-side
     cursor's ``FETCH`` and ``CLOSE``) wait inside libpq off the main thread."""
@@ -88,16 +120,17 @@ class Connection(psycopg.Connection[Any]):
     ) -> PQGen[pq.abc.PGresult | None]:
         if self._pipeline or result_format != pq.Format.TEXT or not waits_in_libpq():
             return (yield from super()._exec_command(command, result_format))
-        self._check_connection_ok()
         if isinstance(command, str):
             command = command.encode(self.pgconn._encoding)
         elif isinstance(command, Composable):
             command = command.as_bytes(self)
-        result = self.pgconn.exec_(command)
-        if result.status not in _ANSWERS:
-            if result.status == pq.ExecStatus.FATAL_ERROR:
-                raise errors.error_from_result(result, encoding=self.pgconn._encoding)
-            raise errors.InterfaceError(
-                f"unexpected result {pq.ExecStatus(result.status).name} from command {command.decode()!r}"
-            )
-        return result
+        return exec_command(self, command)
+
+    def commit(self) -> None:
+        """psycopg's, without its generators and its wait loop where the wait is in libpq."""
+        if self._num_transactions or self._tpc or not plain_waits(self):
+            super().commit()  # which also raises psycopg's errors for the last two
+            return
+        with self.lock:
+            if self.pgconn.transaction_status != _IDLE:
+                exec_command(self, b"COMMIT")

@@ -30,7 +30,7 @@ import psycopg
 from psycopg import pq
 
 from floe_compute.arrow import ArrowConversionError
-from floe_compute.engines import _postgres_declare, _postgres_values
+from floe_compute.engines import _postgres_blocking, _postgres_declare, _postgres_values
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -61,6 +61,8 @@ class CopySource(_postgres_values.NamesColumn, psycopg.ServerCursor):
 
     floe_source: tuple[str, Any] | None
     """The statement and parameters as sent, recorded by the dialect's ``do_execute``."""
+    fetch_comment = ""
+    """A comment ending each ``FETCH`` (a subclass with instance attributes sets one)."""
 
     def copy_unread(self) -> bool:
         """Stream the query through a COPY unless a ``FETCH`` ran it already: True if it now
@@ -80,13 +82,25 @@ class CopySource(_postgres_values.NamesColumn, psycopg.ServerCursor):
         if getattr(self, "floe_ended", False):
             return []  # the last FETCH came back short: the portal is at its end, no round trip
         self.floe_fetched = True  # the portal ran: a COPY now would run the query again
-        rows = yield from self._fetch_portal(num)
+        rows = yield from _postgres_declare.fetch_gen(self, num, self.fetch_comment)
         if num is None or len(rows) < num:
             self.floe_ended = True
         return rows
 
-    def _fetch_portal(self, num: int | None) -> Any:
-        return (yield from _postgres_declare.fetch_gen(self, num))
+    def _fetch_now(self, num: int) -> list[Any]:
+        """``fetchmany(num)`` on a thread that waits inside libpq, in plain calls."""
+        if getattr(self, "floe_ended", False):
+            return []
+        self.floe_fetched = True
+        try:
+            with self._conn.lock:
+                rows = _postgres_declare.fetch_now(self, num, self.fetch_comment)
+        except psycopg.DataError as exc:
+            raise _postgres_values.named(self, exc) from exc
+        if len(rows) < num:
+            self.floe_ended = True
+        self._pos += len(rows)
+        return rows
 
     def close(self) -> None:
         """A portal read to its end is dropped by the end of its transaction, which follows: no
@@ -123,6 +137,9 @@ class CopySource(_postgres_values.NamesColumn, psycopg.ServerCursor):
     def fetchmany(self, size: int = 0) -> list[Any]:
         copy: _CopyStream | None = getattr(self, "floe_copy", None)
         if copy is None:
+            text = self._format == pq.Format.TEXT
+            if text and self._described and _postgres_blocking.plain_waits(self._conn):
+                return self._fetch_now(size or self.arraysize)
             return super().fetchmany(size)
         batch = copy.next_batch(size or self.arraysize)
         if batch is None:

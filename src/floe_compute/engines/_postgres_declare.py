@@ -20,7 +20,7 @@ from psycopg.generators import execute
 
 from floe_compute.engines import _postgres_blocking
 
-__all__ = ["FETCH_CHUNK_ROWS", "declare_gen", "fetch_gen"]
+__all__ = ["FETCH_CHUNK_ROWS", "declare_gen", "fetch_gen", "fetch_now"]
 
 FETCH_CHUNK_ROWS = 10_000
 """The most rows one ``FETCH`` asks for. Measured on psycopg 3 (three columns, 2 million rows):
@@ -87,27 +87,47 @@ def fetch_gen(cursor: Any, num: int | None, comment: str = "") -> Any:
         yield from cursor._start_query()
         yield from cursor._describe_gen()
     if num is None:
-        return (yield from _fetch_chunk(cursor, None, comment))
+        command = _fetch_command(cursor, None, comment)
+        res = yield from cursor._conn._exec_command(command, result_format=cursor._format)
+        return _loaded(cursor, res)
     rows: list[Any] = []
     while len(rows) < num:
         asked = min(num - len(rows), FETCH_CHUNK_ROWS)
-        chunk = yield from _fetch_chunk(cursor, asked, comment)
+        command = _fetch_command(cursor, asked, comment)
+        res = yield from cursor._conn._exec_command(command, result_format=cursor._format)
+        chunk = _loaded(cursor, res)
         rows.extend(chunk)
         if len(chunk) < asked:  # the portal's end
             break
     return rows
 
 
-def _fetch_chunk(cursor: Any, count: int | None, comment: str) -> Any:
+def fetch_now(cursor: Any, num: int, comment: str = "") -> list[Any]:
+    """:func:`fetch_gen` of ``num`` rows from a described cursor, for a thread that waits inside
+    libpq: plain calls instead of psycopg's generators and wait loop."""
+    if cursor.closed:
+        raise errors.InterfaceError("the cursor is closed")
+    rows: list[Any] = []
+    while len(rows) < num:
+        asked = min(num - len(rows), FETCH_CHUNK_ROWS)
+        command = _fetch_command(cursor, asked, comment)
+        chunk = _loaded(cursor, _postgres_blocking.exec_command(cursor._conn, command))
+        rows.extend(chunk)
+        if len(chunk) < asked:  # the portal's end
+            break
+    return rows
+
+
+def _fetch_command(cursor: Any, count: int | None, comment: str) -> bytes:
     forward = "ALL" if count is None else count
-    command = f"FETCH FORWARD {forward} FROM {_quoted(cursor)} {comment}".rstrip()
-    res = yield from cursor._conn._exec_command(
-        command.encode(cursor._encoding), result_format=cursor._format
-    )
-    assert res is not None
+    return f"FETCH FORWARD {forward} FROM {_quoted(cursor)} {comment}".rstrip().encode(cursor._encoding)
+
+
+def _loaded(cursor: Any, res: Any) -> list[Any]:
+    """The rows of a ``FETCH``'s result, loaded as psycopg's own fetch does."""
     cursor.pgresult = res
     cursor._tx.set_pgresult(res, set_loaders=False)
-    return cursor._tx.load_rows(0, res.ntuples, cursor._make_row)
+    return cursor._tx.load_rows(0, res.ntuples, cursor._make_row)  # type: ignore[no-any-return]
 
 
 def _quoted(cursor: Any) -> str:

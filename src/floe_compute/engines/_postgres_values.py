@@ -126,26 +126,26 @@ class NamesColumn:
         try:
             return super().fetchone()  # type: ignore[misc]
         except psycopg.DataError as exc:
-            raise _named(self, exc) from exc
+            raise named(self, exc) from exc
 
     def fetchmany(self, size: int = 0) -> list[Any]:
         try:
             return super().fetchmany(size)  # type: ignore[misc,no-any-return]
         except psycopg.DataError as exc:
-            raise _named(self, exc) from exc
+            raise named(self, exc) from exc
 
     def fetchall(self) -> list[Any]:
         try:
             return super().fetchall()  # type: ignore[misc,no-any-return]
         except psycopg.DataError as exc:
-            raise _named(self, exc) from exc
+            raise named(self, exc) from exc
 
 
 class ClientCursor(NamesColumn, psycopg.Cursor[Any]):
     """The connection's plain cursor, naming the column of a value it cannot convert."""
 
 
-def _named(cursor: Any, exc: psycopg.DataError) -> psycopg.DataError:
+def named(cursor: Any, exc: psycopg.DataError) -> psycopg.DataError:
     if exc.sqlstate is not None or isinstance(exc, ValueConversionError):
         return exc  # the server's error, or already named
     error = ValueConversionError(str(exc))

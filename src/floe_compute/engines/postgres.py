@@ -31,7 +31,6 @@ from floe_compute.context import QueryContext, SessionPin, query_context
 from floe_compute.engines import (
     _postgres_blocking,
     _postgres_copy,
-    _postgres_declare,
     _postgres_load,
     _postgres_ping,
     _postgres_values,
@@ -99,12 +98,8 @@ class _CommentedServerCursor(_postgres_copy.CopySource):
 
     A streamed query runs while its ``FETCH`` runs, and that is the statement ``pg_stat_activity``
     shows then; the comment on the ``DECLARE`` alone would be invisible while the query works.
+    Its instances take a ``fetch_comment`` of their own.
     """
-
-    comment = ""
-
-    def _fetch_portal(self, num: int | None) -> Any:
-        return (yield from _postgres_declare.fetch_gen(self, num, self.comment))
 
 
 class _ExecutionContext(PGExecutionContext_psycopg):
@@ -119,7 +114,7 @@ class _ExecutionContext(PGExecutionContext_psycopg):
         cursor = _CommentedServerCursor(
             connection, f"c_floe_{id(self):x}_{next(_CURSOR_NUMBERS):x}", row_factory=connection.row_factory
         )
-        cursor.comment = sqlcommenter(query.tags)
+        cursor.fetch_comment = sqlcommenter(query.tags)
         return cursor
 
     def create_cursor(self) -> Any:
