@@ -177,7 +177,7 @@ class QueryLifecycle:
         context: QueryContext,
         size: int | None,
     ) -> CursorResult[Any]:
-        token = self.telemetry.enter(context)
+        token = None if context.span is None else self.telemetry.enter(context)
         try:
             self.hooks.begin_query(connection, context)
             # the statement's own options, not the connection's: a connection holding the
@@ -189,7 +189,8 @@ class QueryLifecycle:
                 return connection.exec_driver_sql(statement, execution_options=options)
             return connection.execute(statement, params or {}, execution_options=options)
         finally:
-            self.telemetry.leave(token)
+            if token is not None:
+                self.telemetry.leave(token)
 
     def before_cursor_execute(
         self,

@@ -85,7 +85,7 @@ class PoolTracker:
             event.remove(self._pool, name, getattr(self, f"_on_{name}"))
 
     def _emit(self, name: str, seconds: float) -> None:
-        for listener in self.listeners:
+        for listener in self.listeners:  # the callers skip the call when there is none
             listener(name, seconds)
 
     def connect_started(self) -> None:
@@ -115,7 +115,8 @@ class PoolTracker:
             if started is None:
                 return
             self._in_use -= 1
-        self._emit("use", time.perf_counter() - started)
+        if self.listeners:
+            self._emit("use", time.perf_counter() - started)
 
     def _on_close(self, dbapi_connection: Any, record: Any) -> None:
         # SQLAlchemy fires no invalidate event when it recycles a connection older than a pool-wide
@@ -167,10 +168,12 @@ class PoolTracker:
         with self._lock:
             self._waiting -= 1
             self._wait_total += seconds
-            self._wait_max = max(self._wait_max, seconds)
+            if seconds > self._wait_max:
+                self._wait_max = seconds
             if gave_up:
                 self._timeouts += 1
-        self._emit("wait", seconds)
+        if self.listeners:
+            self._emit("wait", seconds)
 
     def snapshot(self) -> PoolStats:
         pool = self._pool

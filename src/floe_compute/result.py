@@ -135,13 +135,15 @@ class QueryResult(ArrowReading, ResultHelpers):
         """Rows from the driver, or the exception it raised (handled outside its except block)."""
         cursor = self._cursor
         assert cursor is not None
-        token = self._lifecycle.telemetry.enter(self._context)
+        context = self._context
+        token = None if context.span is None else self._lifecycle.telemetry.enter(context)
         try:
             return self._driver_fetchmany(cursor, size), None
         except BaseException as exc:
             return [], exc
         finally:
-            self._lifecycle.telemetry.leave(token)
+            if token is not None:
+                self._lifecycle.telemetry.leave(token)
 
     def _rerun(self, failed: BaseException) -> bool:
         """A read whose connection was lost before its first row: run again on a fresh one."""

@@ -114,6 +114,10 @@ class Connection(psycopg.Connection[Any]):
     """The open transaction is the pre-ping's ``BEGIN``, unused yet (``_postgres_ping``)."""
     floe_answered: float | None = None
     """``time.monotonic()`` when the last transaction ended, for the pre-ping."""
+    floe_declared: Any = None
+    """The server-side cursor its transaction declared last (``_postgres_copy``)."""
+    floe_copy_stream: Any = None
+    """Its unfinished ``COPY ... TO STDOUT`` (``_postgres_copy``)."""
 
     def _exec_command(
         self, command: QueryNoTemplate, result_format: pq.Format = pq.Format.TEXT

@@ -13,8 +13,10 @@ and the query's transaction.
 
 The COPY runs on the query's own pooled connection, in its transaction (the statement timeout set
 by ``begin_query`` applies), and the watchdog's cancel request stops it on the server. A COPY left
-unfinished (result closed early, row limit, failure) is cancelled and drained by :func:`stop`
-before the transaction ends, so the connection goes back to the pool clean.
+unfinished (result closed early, row limit, failure) is cancelled and drained by
+:func:`before_end` before the transaction ends, so the connection goes back to the pool clean.
+The driver's connection holds its declared cursor (``floe_declared``) and its unfinished COPY
+(``floe_copy_stream``) for that.
 """
 
 from __future__ import annotations
@@ -35,15 +37,10 @@ from floe_compute.engines import _postgres_blocking, _postgres_declare, _postgre
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["CopySource", "arrow_type", "copy_reader", "declared", "settle", "stop"]
+__all__ = ["CopySource", "arrow_type", "before_end", "copy_reader", "declared"]
 
 CANCEL_TIMEOUT_S = 1.0
 _CSV_COLUMN = re.compile(r"CSV column #(\d+)")
-_ACTIVE: dict[int, _CopyStream] = {}
-"""The unfinished COPY of each connection (by ``id()``), for :func:`stop`."""
-_ACTIVE_LOCK = threading.Lock()
-_DECLARED: dict[int, CopySource] = {}
-"""The declared cursor of each connection (by ``id()``), for :func:`settle` (under ``_ACTIVE_LOCK``)."""
 _SESSION = "SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL extra_float_digits = 1; "
 """The text forms the CSV parser expects, whatever the session set (ends with the transaction)."""
 
@@ -59,17 +56,27 @@ class CopySource(_postgres_values.NamesColumn, psycopg.ServerCursor):
 
     __slots__ = ("floe_copy", "floe_description", "floe_ended", "floe_fetched", "floe_source")
 
-    floe_source: tuple[str, Any] | None
-    """The statement and parameters as sent, recorded by the dialect's ``do_execute``."""
     fetch_comment = ""
     """A comment ending each ``FETCH`` (a subclass with instance attributes sets one)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # each one set (an unset slot read through getattr() raises and formats an error inside)
+        self.floe_source: tuple[str, Any] | None = None
+        """The statement and parameters as sent, recorded by the dialect's ``do_execute``."""
+        self.floe_copy: _CopyStream | None = None
+        self.floe_description: Any = None
+        self.floe_ended = False
+        """The last ``FETCH`` came back short: the portal is at its end."""
+        self.floe_fetched = False
+        """A ``FETCH`` ran the portal: a COPY now would run the query again."""
 
     def copy_unread(self) -> bool:
         """Stream the query through a COPY unless a ``FETCH`` ran it already: True if it now
         streams from one (started here or before)."""
-        if getattr(self, "floe_copy", None) is not None:
+        if self.floe_copy is not None:
             return True
-        if getattr(self, "floe_fetched", False) or self.closed:
+        if self.floe_fetched or self.closed:
             return False
         columns = self.description or ()
         types = [arrow_type(c.type_code, c.precision, c.scale) for c in columns]
@@ -79,7 +86,7 @@ class CopySource(_postgres_values.NamesColumn, psycopg.ServerCursor):
         return _postgres_declare.declare_gen(self, super()._declare_gen, query, params, binary)
 
     def _fetch_gen(self, num: int | None) -> Any:
-        if getattr(self, "floe_ended", False):
+        if self.floe_ended:
             return []  # the last FETCH came back short: the portal is at its end, no round trip
         self.floe_fetched = True  # the portal ran: a COPY now would run the query again
         rows = yield from _postgres_declare.fetch_gen(self, num, self.fetch_comment)
@@ -89,7 +96,7 @@ class CopySource(_postgres_values.NamesColumn, psycopg.ServerCursor):
 
     def _fetch_now(self, num: int) -> list[Any]:
         """``fetchmany(num)`` on a thread that waits inside libpq, in plain calls."""
-        if getattr(self, "floe_ended", False):
+        if self.floe_ended:
             return []
         self.floe_fetched = True
         try:
@@ -105,7 +112,7 @@ class CopySource(_postgres_values.NamesColumn, psycopg.ServerCursor):
     def close(self) -> None:
         """A portal read to its end is dropped by the end of its transaction, which follows: no
         ``CLOSE`` round trip of its own."""
-        if getattr(self, "floe_ended", False) and getattr(self, "floe_copy", None) is None:
+        if self.floe_ended and self.floe_copy is None:
             psycopg.Cursor.close(self)  # the client side only
             return
         super().close()
@@ -115,7 +122,7 @@ class CopySource(_postgres_values.NamesColumn, psycopg.ServerCursor):
         cannot read one of its columns' types."""
         import pyarrow as pa
 
-        source = getattr(self, "floe_source", None)
+        source = self.floe_source
         if source is None or not names or not all(_csv_readable(t) for t in arrow_types):
             return False
         statement, params = source
@@ -131,11 +138,10 @@ class CopySource(_postgres_values.NamesColumn, psycopg.ServerCursor):
 
     @property
     def description(self) -> Any:
-        copy: _CopyStream | None = getattr(self, "floe_copy", None)
-        return super().description if copy is None else self.floe_description
+        return super().description if self.floe_copy is None else self.floe_description
 
     def fetchmany(self, size: int = 0) -> list[Any]:
-        copy: _CopyStream | None = getattr(self, "floe_copy", None)
+        copy: _CopyStream | None = self.floe_copy
         if copy is None:
             text = self._format == pq.Format.TEXT
             if text and self._described and _postgres_blocking.plain_waits(self._conn):
@@ -193,29 +199,22 @@ def _conversion_error(exc: Exception, schema: pa.Schema) -> Exception:
 
 
 def declared(cursor: CopySource) -> None:
-    """Remember the cursor just declared on its connection, for :func:`settle`."""
-    with _ACTIVE_LOCK:
-        _DECLARED[id(cursor.connection)] = cursor
+    """Remember the cursor just declared on its connection, for :func:`before_end`."""
+    cursor.connection.floe_declared = cursor  # type: ignore[attr-defined]
 
 
-def settle(connection: Any, *, run_unread: bool) -> None:
-    """Before the transaction ends: a cursor nobody read runs to its first row if ``run_unread``
-    (the statement of a result closed unread has run, as it did when ``execute()`` fetched one row)."""
-    connection = getattr(connection, "dbapi_connection", connection)
-    with _ACTIVE_LOCK:
-        cursor = _DECLARED.pop(id(connection), None)
-    if not run_unread or cursor is None or cursor.connection is not connection or cursor.closed:
-        return
-    if not getattr(cursor, "floe_fetched", False) and getattr(cursor, "floe_copy", None) is None:
-        cursor.scroll(1)  # a MOVE: runs the query up to its first row, fetches nothing
-
-
-def stop(connection: Any) -> None:
-    """Cancel and drain the unfinished COPY of this connection, if any (before its transaction ends)."""
-    connection = getattr(connection, "dbapi_connection", connection)  # the pool's proxy: the driver's
-    with _ACTIVE_LOCK:
-        stream = _ACTIVE.get(id(connection))
-    if stream is not None and stream.connection is connection:
+def before_end(connection: Any, *, run_unread: bool) -> None:
+    """Before the driver's connection ends its transaction: a cursor nobody read runs to its first
+    row if ``run_unread`` (the statement of a result closed unread has run, as it did when
+    ``execute()`` fetched one row), and an unfinished COPY is cancelled and drained."""
+    cursor: CopySource | None = getattr(connection, "floe_declared", None)
+    if cursor is not None:
+        connection.floe_declared = None
+        unread = not cursor.floe_fetched and cursor.floe_copy is None
+        if run_unread and unread and not cursor.closed:
+            cursor.scroll(1)  # a MOVE: runs the query up to its first row, fetches nothing
+    stream: _CopyStream | None = getattr(connection, "floe_copy_stream", None)
+    if stream is not None:
         stream.close()
 
 
@@ -250,8 +249,7 @@ class _CopyStream:
 
     def start(self, sql: str) -> None:
         pgconn = self._pgconn
-        with _ACTIVE_LOCK:
-            _ACTIVE[id(self.connection)] = self
+        self.connection.floe_copy_stream = self  # type: ignore[attr-defined]
         self._running = True
         pgconn.send_query(sql.encode(self._encoding))
         while pgconn.flush():
@@ -344,9 +342,8 @@ class _CopyStream:
 
     def _finished(self) -> None:
         self._running = False
-        with _ACTIVE_LOCK:
-            if _ACTIVE.get(id(self.connection)) is self:
-                del _ACTIVE[id(self.connection)]
+        if getattr(self.connection, "floe_copy_stream", None) is self:
+            self.connection.floe_copy_stream = None  # type: ignore[attr-defined]
 
     def _result(self) -> pq.abc.PGresult | None:
         pgconn = self._pgconn

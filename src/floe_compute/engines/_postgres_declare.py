@@ -73,7 +73,7 @@ def declare_gen(
 def _begin(connection: Any) -> str:
     """The ``BEGIN`` psycopg would send before the ``DECLARE`` (none when a transaction is open),
     to go in the same message."""
-    if connection.autocommit or connection.pgconn.transaction_status != pq.TransactionStatus.IDLE:
+    if connection._autocommit or connection.pgconn.transaction_status != pq.TransactionStatus.IDLE:
         return ""
     return f"{connection._get_tx_start_command().decode()};"
 

@@ -35,10 +35,12 @@ def ping(dbapi_connection: Any) -> bool:
     psycopg would send it) when idle, ``;`` inside an empty transaction a previous ping began;
     False when it cannot take either (then the dialect pings the usual way)."""
     status = dbapi_connection.pgconn.transaction_status  # an int: info's enum costs a few calls
-    if dbapi_connection.autocommit:
+    if dbapi_connection._autocommit:  # the property's value, without its call
         return False
     if status == TransactionStatus.IDLE:
-        if _recent(dbapi_connection) and _quiet(dbapi_connection):
+        ended = getattr(dbapi_connection, "floe_answered", None)
+        recent = ended is not None and time.monotonic() - ended < PING_AFTER_IDLE_S
+        if recent and _quiet(dbapi_connection):
             return True
         command = dbapi_connection._get_tx_start_command()
     elif status == TransactionStatus.INTRANS and getattr(dbapi_connection, "floe_begun", False):
@@ -60,11 +62,6 @@ def ending(dbapi_connection: Any) -> bool:
 def answered(dbapi_connection: Any) -> None:
     """The transaction's end went through: the server answered just now."""
     dbapi_connection.floe_answered = time.monotonic()
-
-
-def _recent(dbapi_connection: Any) -> bool:
-    ended = getattr(dbapi_connection, "floe_answered", None)
-    return ended is not None and time.monotonic() - ended < PING_AFTER_IDLE_S
 
 
 def _quiet(dbapi_connection: Any) -> bool:

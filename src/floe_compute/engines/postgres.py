@@ -208,8 +208,7 @@ class FloePsycopgDialect(PGDialect_psycopg):
         closed in the middle of it); after it, the server's answer noted for the pool's ping."""
         driver = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)
         in_transaction = _postgres_ping.ending(driver)
-        _postgres_copy.settle(dbapi_connection, run_unread=run_unread)
-        _postgres_copy.stop(dbapi_connection)
+        _postgres_copy.before_end(driver, run_unread=run_unread)
         end(dbapi_connection)
         if in_transaction:
             _postgres_ping.answered(driver)
