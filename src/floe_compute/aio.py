@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from floe_compute.result import QueryResult, Row
     from floe_compute.running import RunningQueries
-    from floe_compute.workers import Workers
+    from floe_compute.workers import Job, Workers
 
 __all__ = ["AsyncExecution", "AsyncQueryResult"]
 
@@ -46,8 +46,8 @@ async def run_blocking(call: Callable[..., T], *args: Any) -> T:
 
 def _hand_over(
     workers: Workers, kind: str, call: Callable[..., T], *args: Any
-) -> tuple[Future[T], asyncio.Future[T]]:
-    """Start a blocking call on a worker thread: its future (for a cancel) and an asyncio future
+) -> tuple[Job[T], asyncio.Future[T]]:
+    """Start a blocking call on a worker thread: its job (for a cancel) and an asyncio future
     the worker thread settles itself, in one call back to the loop (``asyncio.wrap_future`` chains
     the two through a few dozen Python calls per query, every one holding the GIL)."""
     loop = asyncio.get_running_loop()
@@ -62,7 +62,7 @@ def _hand_over(
         _settle_from_thread(loop, waiter, result, None)
         return result
 
-    return workers.submit(kind, run), waiter
+    return workers.start(kind, run), waiter
 
 
 def _settle_from_thread(
@@ -104,13 +104,13 @@ class AsyncExecution:
         return self._start().__await__()
 
     async def _start(self) -> AsyncQueryResult:
-        future, waiter = _hand_over(self._workers, "execute", self._call)
+        job, waiter = _hand_over(self._workers, "execute", self._call)
         try:
             result = await waiter
         except asyncio.CancelledError:
             if self._on_stop is not None:  # told before the grace: it may run out first
-                self._on_stop(future)
-            await _stop(self._workers, self._running, self.query_id, future)
+                self._on_stop(job.future())
+            await _stop(self._workers, self._running, self.query_id, job)
             raise
         return AsyncQueryResult(result, self._workers)
 
@@ -128,15 +128,16 @@ class AsyncExecution:
             await self._result.__aexit__(exc_type, exc, tb)
 
 
-async def _stop(workers: Workers, running: RunningQueries, query_id: str, future: Future[Any]) -> None:
+async def _stop(workers: Workers, running: RunningQueries, query_id: str, job: Job[Any]) -> None:
     """The awaiting task was cancelled: stop the query on the engine and wait (briefly, shielded
     from further cancels) until its connection is back in the pool.
 
     A statement that finished before the cancel reached it is rolled back: its caller gets
     ``CancelledError``, so nothing it ran may stay committed.
     """
-    if future.cancel():  # still queued for a worker thread: it never ran
+    if job.cancel():  # still queued for a worker thread: it never ran
         return
+    future = job.future()
 
     def abandon_late_result(done: Future[Any]) -> None:
         if not done.cancelled() and done.exception() is None:
@@ -183,13 +184,13 @@ class AsyncQueryResult(AsyncResultHelpers):
 
     async def _run(self, call: Callable[..., T], *args: Any) -> T:
         """A blocking call on a worker thread; a cancelled task cancels the query."""
-        future, waiter = _hand_over(self._workers, "fetch", call, *args)
+        job, waiter = _hand_over(self._workers, "fetch", call, *args)
         try:
             return await waiter
         except asyncio.CancelledError:
-            future.cancel()  # still queued: it never runs
+            job.cancel()  # still queued: it never runs
             self._result.cancel()
-            await wait_briefly(future, CANCEL_GRACE_S)
+            await wait_briefly(job.future(), CANCEL_GRACE_S)
             # rolled back: a write read to its end is not committed for a caller that went away
             await asyncio.shield(self._run_on_worker(self._result.abandon))
             raise

@@ -76,3 +76,27 @@ def test_shutdown_ends_the_threads_after_the_calls_queued_before_it() -> None:
     again = workers.submit("execute", lambda: "new threads")  # a call after shutdown starts them anew
     assert again.result(timeout=30) == "new threads"
     workers.shutdown()
+
+
+def test_a_job_cancelled_while_queued_never_runs_and_a_started_one_reports_its_outcome() -> None:
+    workers = Workers("jobs", 1)
+    release = threading.Event()
+    started = threading.Event()
+    ran: list[str] = []
+
+    def first() -> str:
+        started.set()
+        assert release.wait(30)
+        return "first"
+
+    running = workers.start("fetch", first)
+    queued = workers.start("fetch", ran.append, "queued")
+    assert started.wait(30)
+    assert not running.cancel()  # started: it runs to its end
+    waiting = running.future()  # made while it runs: settled when it ends
+    assert queued.cancel() and queued.done() and queued.future().cancelled()
+    release.set()
+    assert waiting.result(timeout=30) == "first"
+    assert running.future() is waiting and running.done()
+    assert ran == []
+    workers.shutdown()
