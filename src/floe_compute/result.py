@@ -71,8 +71,15 @@ class QueryResult(ArrowReading, ResultHelpers):
         self._current: Iterator[Row] | None = None
         self._lock = RLock()  # threading.RLock() is a Python call returning this
         self._exhausted = cursor is None or not cursor.returns_rows
-        self.columns: list[str] = list(cursor.keys()) if cursor is not None and cursor.returns_rows else []
-        """Column names, in order."""
+        self._columns: list[str] | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        """Column names, in order (made when first asked: most reads never ask)."""
+        if self._columns is None:
+            cursor = self._cursor
+            self._columns = list(cursor.keys()) if cursor is not None and cursor.returns_rows else []
+        return self._columns
 
     @property
     def query_id(self) -> str:

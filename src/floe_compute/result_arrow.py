@@ -37,9 +37,11 @@ class ArrowReading:
     _fetched: int
     _exhausted: bool
     _lock: threading.RLock
-    columns: list[str]
 
     if TYPE_CHECKING:  # what QueryResult provides
+
+        @property
+        def columns(self) -> list[str]: ...
 
         def _next_rows(self, size: int, *, short_ends: bool = True) -> list[Row]: ...
         def _check_running(self) -> None: ...

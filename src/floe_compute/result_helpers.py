@@ -80,7 +80,10 @@ class ResultHelpers:
     """Mixed into :class:`~floe_compute.result.QueryResult`."""
 
     if TYPE_CHECKING:  # what QueryResult provides
-        columns: list[str]
+
+        @property
+        def columns(self) -> list[str]: ...
+
         _hooks: EngineHooks
         _context: QueryContext
 
