@@ -250,9 +250,7 @@ class PostgresComputePlugin(ComputePlugin):
 
     @property
     def config(self) -> PostgresConfig:
-        config = super().config
-        assert isinstance(config, PostgresConfig)
-        return config
+        return self._config  # type: ignore[return-value]  # checked against config_class when made
 
     def session_settings(self) -> dict[str, str | int | float | bool]:
         """Settings every connection starts with: the supported limits, then ``settings``."""
