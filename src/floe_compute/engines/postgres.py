@@ -250,7 +250,9 @@ class PostgresComputePlugin(ComputePlugin):
 
     @property
     def config(self) -> PostgresConfig:
-        return self._config  # type: ignore[return-value]  # checked against config_class when made
+        config = super().config
+        assert isinstance(config, PostgresConfig)
+        return config
 
     def session_settings(self) -> dict[str, str | int | float | bool]:
         """Settings every connection starts with: the supported limits, then ``settings``."""
