@@ -292,17 +292,6 @@ class QueryResult(ArrowReading, ResultHelpers):
                 if self._connection is not None:
                     self._release(None)
 
-    def settle(self, *, rollback: bool) -> bool:
-        """Close (or with ``rollback``, abandon) the result unless another thread is reading it
-        now (then False): a session settles its previous statement this way before the next."""
-        if not self._lock.acquire(blocking=False):
-            return False
-        try:
-            self.abandon() if rollback else self.close()
-        finally:
-            self._lock.release()
-        return True
-
     def __enter__(self) -> QueryResult:
         return self
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from floe_compute.errors import QueryError
 
 if TYPE_CHECKING:
+    from _thread import RLock
+
     import pandas
     import polars
 
@@ -86,12 +88,24 @@ class ResultHelpers:
 
         _hooks: EngineHooks
         _context: QueryContext
+        _lock: RLock
 
         def fetchmany(self, size: int | None = None) -> list[Row]: ...
         def close(self) -> None: ...
         def abandon(self) -> None: ...
         def __iter__(self) -> Iterator[Row]: ...
         def to_arrow(self) -> Any: ...
+
+    def settle(self, *, rollback: bool) -> bool:
+        """Close (or with ``rollback``, abandon) the result unless another thread is reading it
+        now (then False): a session settles its previous statement this way before the next."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            self.abandon() if rollback else self.close()
+        finally:
+            self._lock.release()
+        return True
 
     def _first_rows(self, count: int) -> list[Row]:
         """Up to ``count`` rows, then the result closed (rolled back when reading failed)."""

@@ -21,26 +21,20 @@ The driver's connection holds its declared cursor (``floe_declared``) and its un
 
 from __future__ import annotations
 
-import itertools
-import re
-import select
-import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import pq
 
-from floe_compute.arrow import ArrowConversionError
 from floe_compute.engines import _postgres_blocking, _postgres_declare, _postgres_values
+from floe_compute.engines._postgres_copy_stream import CopyStream
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = ["CopySource", "arrow_type", "before_end", "copy_reader", "declared"]
 
-CANCEL_TIMEOUT_S = 1.0
-_CSV_COLUMN = re.compile(r"CSV column #(\d+)")
 _SESSION = "SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL extra_float_digits = 1; "
 """The text forms the CSV parser expects, whatever the session set (ends with the transaction)."""
 
@@ -64,7 +58,7 @@ class CopySource(_postgres_values.NamesColumn, psycopg.ServerCursor):
         # each one set (an unset slot read through getattr() raises and formats an error inside)
         self.floe_source: tuple[str, Any] | None = None
         """The statement and parameters as sent, recorded by the dialect's ``do_execute``."""
-        self.floe_copy: _CopyStream | None = None
+        self.floe_copy: CopyStream | None = None
         self.floe_description: Any = None
         self.floe_ended = False
         """The last ``FETCH`` came back short: the portal is at its end."""
@@ -131,7 +125,7 @@ class CopySource(_postgres_values.NamesColumn, psycopg.ServerCursor):
         schema = pa.schema([pa.field(n, t) for n, t in zip(names, arrow_types, strict=True)])
         self.floe_description = self.description
         self.close()  # CLOSE the declared portal: the COPY runs the query instead
-        stream = _CopyStream(self.connection, schema, _postgres_values.clamps_infinity(self.connection))
+        stream = CopyStream(self.connection, schema, _postgres_values.clamps_infinity(self.connection))
         self.floe_copy = stream
         stream.start(f"{_SESSION}COPY (\n{query}\n) TO STDOUT (FORMAT csv, ENCODING 'UTF8')")
         return True
@@ -141,7 +135,7 @@ class CopySource(_postgres_values.NamesColumn, psycopg.ServerCursor):
         return super().description if self.floe_copy is None else self.floe_description
 
     def fetchmany(self, size: int = 0) -> list[Any]:
-        copy: _CopyStream | None = self.floe_copy
+        copy: CopyStream | None = self.floe_copy
         if copy is None:
             text = self._format == pq.Format.TEXT
             if text and self._described and _postgres_blocking.plain_waits(self._conn):
@@ -157,7 +151,7 @@ def copy_reader(cursor: Any, batch_size: int) -> pa.RecordBatchReader | None:
     """An Arrow reader over the cursor's COPY, if :meth:`CopySource.start_copy` started one."""
     import pyarrow as pa
 
-    stream: _CopyStream | None = getattr(cursor, "floe_copy", None)
+    stream: CopyStream | None = getattr(cursor, "floe_copy", None)
     if stream is None:
         return None
     return pa.RecordBatchReader.from_batches(stream.schema, _batches(stream, batch_size))
@@ -181,21 +175,12 @@ def _csv_readable(arrow_type: pa.DataType | None) -> bool:
     )
 
 
-def _batches(stream: _CopyStream, batch_size: int) -> Iterator[pa.RecordBatch]:
+def _batches(stream: CopyStream, batch_size: int) -> Iterator[pa.RecordBatch]:
     try:
         while (batch := stream.next_batch(batch_size)) is not None:
             yield batch
     finally:
         stream.close()
-
-
-def _conversion_error(exc: Exception, schema: pa.Schema) -> Exception:
-    found = _CSV_COLUMN.search(str(exc))
-    if found is None or int(found.group(1)) >= len(schema):
-        return exc
-    field = schema.field(int(found.group(1)))
-    infinite = "'infinity'" in str(exc) or "'-infinity'" in str(exc)
-    return ArrowConversionError(field.name, field.type, _postgres_values.INFINITY_HINT if infinite else "")
 
 
 def declared(cursor: CopySource) -> None:
@@ -213,151 +198,9 @@ def before_end(connection: Any, *, run_unread: bool) -> None:
         unread = not cursor.floe_fetched and cursor.floe_copy is None
         if run_unread and unread and not cursor.closed:
             cursor.scroll(1)  # a MOVE: runs the query up to its first row, fetches nothing
-    stream: _CopyStream | None = getattr(connection, "floe_copy_stream", None)
+    stream: CopyStream | None = getattr(connection, "floe_copy_stream", None)
     if stream is not None:
         stream.close()
-
-
-class _CopyStream:
-    """One ``COPY ... TO STDOUT`` on a connection, driven through libpq's non-blocking calls."""
-
-    def __init__(self, connection: psycopg.Connection[Any], schema: pa.Schema, clamp: bool = False) -> None:
-        import pyarrow as pa
-        import pyarrow.csv as pacsv
-
-        self.connection = connection
-        self.schema = schema
-        self._names = [f"c{i}" for i in range(len(schema))]  # result columns may share a name
-        # infinity clamped: dates and timestamps read as text, clamped, then typed
-        temporal = (pa.types.is_date32, pa.types.is_timestamp)
-        self._clamped = {i for i, t in enumerate(schema.types) if clamp and any(f(t) for f in temporal)}
-        types = [pa.string() if i in self._clamped else t for i, t in enumerate(schema.types)]
-        self._convert = pacsv.ConvertOptions(
-            column_types=dict(zip(self._names, types, strict=True)),
-            null_values=[""],
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-            true_values=["t"],
-            false_values=["f"],
-        )
-        # an empty line is a NULL when there is one column
-        self._parse = pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False)
-        self._pgconn = connection.pgconn
-        self._encoding = connection.info.encoding
-        self._lock = threading.Lock()
-        self._running = False
-
-    def start(self, sql: str) -> None:
-        pgconn = self._pgconn
-        self.connection.floe_copy_stream = self  # type: ignore[attr-defined]
-        self._running = True
-        pgconn.send_query(sql.encode(self._encoding))
-        while pgconn.flush():
-            self._wait(write=True)
-        error: psycopg.Error | None = None
-        while (result := self._result()) is not None:
-            if result.status == pq.ExecStatus.COPY_OUT:
-                return
-            if result.status != pq.ExecStatus.COMMAND_OK and error is None:
-                error = psycopg.errors.error_from_result(result, encoding=self._encoding)
-        self._finished()
-        raise error or psycopg.ProgrammingError("the COPY did not start")
-
-    def next_batch(self, max_rows: int) -> pa.RecordBatch | None:
-        """The next up to ``max_rows`` rows as a record batch; None at the end."""
-        import pyarrow as pa
-        import pyarrow.csv as pacsv
-
-        data, rows = self.read(max_rows)
-        if not rows:
-            return None
-        read = pacsv.ReadOptions(column_names=self._names, block_size=max(len(data) + 1, 1 << 20))
-        try:
-            table = pacsv.read_csv(pa.py_buffer(data), read, self._parse, self._convert)
-        except pa.ArrowInvalid as exc:
-            raise _conversion_error(exc, self.schema) from exc
-        columns = [column.combine_chunks() for column in table.columns]
-        for i in self._clamped:
-            field = self.schema.field(i)
-            try:
-                columns[i] = _postgres_values.clamp_text(columns[i], field.type)
-            except pa.ArrowInvalid as exc:
-                raise ArrowConversionError(field.name, field.type) from exc
-        return pa.RecordBatch.from_arrays(columns, schema=self.schema)
-
-    def read(self, max_rows: int) -> tuple[bytearray, int]:
-        """The CSV lines of up to ``max_rows`` rows (the server sends one message per row).
-
-        The hot loop of the Arrow path: one libpq call and one copy per row.
-        """
-        get = self._pgconn.get_copy_data
-        data = bytearray()  # each row's libpq buffer is copied and freed at once
-        rows = 0
-        with self._lock:
-            if not self._running:
-                return data, 0
-            for _ in itertools.repeat(None, max_rows):
-                size, line = get(1)
-                if size <= 0:
-                    while size == 0:
-                        self._wait()
-                        self._pgconn.consume_input()
-                        size, line = get(1)
-                    if size < 0:
-                        self._end(size)
-                        break
-                data += line
-                rows += 1
-        return data, rows
-
-    def _end(self, size: int) -> None:
-        error: psycopg.Error | None = None
-        if size == -2:
-            error = psycopg.OperationalError(self._pgconn.get_error_message(self._encoding))
-        while (result := self._result()) is not None:
-            if result.status != pq.ExecStatus.COMMAND_OK and error is None:
-                error = psycopg.errors.error_from_result(result, encoding=self._encoding)
-        self._finished()
-        if error is not None:
-            raise error
-
-    def close(self) -> None:
-        """Stop an unfinished COPY: a cancel request, then read what the server still sends."""
-        with self._lock:
-            if not self._running:
-                return
-            try:
-                self.connection.cancel_safe(timeout=CANCEL_TIMEOUT_S)
-                while self._running:
-                    size, _ = self._pgconn.get_copy_data(1)
-                    if size == 0:
-                        self._wait()
-                        self._pgconn.consume_input()
-                    elif size < 0:
-                        self._end(size)
-            except psycopg.Error:
-                pass  # the expected "canceling statement"; a broken connection fails its rollback
-            finally:
-                self._finished()
-
-    def _finished(self) -> None:
-        self._running = False
-        if getattr(self.connection, "floe_copy_stream", None) is self:
-            self.connection.floe_copy_stream = None  # type: ignore[attr-defined]
-
-    def _result(self) -> pq.abc.PGresult | None:
-        pgconn = self._pgconn
-        while pgconn.is_busy():
-            self._wait()
-            pgconn.consume_input()
-        return pgconn.get_result()
-
-    def _wait(self, write: bool = False) -> None:
-        fd = self._pgconn.socket
-        if write:
-            select.select([fd], [fd], [])
-        else:
-            select.select([fd], [], [])
 
 
 def arrow_type(oid: int, precision: int | None, scale: int | None) -> pa.DataType | None:
