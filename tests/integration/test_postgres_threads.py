@@ -156,24 +156,22 @@ def test_a_write_commits_on_close_and_rolls_back_when_abandoned(pg_url: str, whe
         assert plugin.pool_stats().in_use == 0
 
 
+FAILING_READS = {
+    "server error": ("SELECT 1 / (i - 3) FROM generate_series(1, 5) i", "division by zero"),
+    # a value Python cannot hold: the error names its column
+    "value": ("SELECT 1 AS id, 'infinity'::date AS starts", "column 'starts'"),
+}
+
+
 @pytest.mark.parametrize("where", WHERE)
+@pytest.mark.parametrize("failure", FAILING_READS)
 def test_an_error_in_a_fetch_is_a_query_error_and_the_connection_serves_again(
-    pg_url: str, where: str
+    pg_url: str, where: str, failure: str
 ) -> None:
+    sql, message = FAILING_READS[failure]
     with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}) as plugin:
-        failing = lambda: plugin.execute("SELECT 1 / (i - 3) FROM generate_series(1, 5) i").fetchall()  # noqa: E731
-        with pytest.raises(QueryError, match="division by zero"):
-            on(where, failing)
-        assert plugin.pool_stats().in_use == 0
-        assert on(where, lambda: plugin.execute("SELECT 1").fetchall()) == [(1,)]
-
-
-@pytest.mark.parametrize("where", WHERE)
-def test_a_value_python_cannot_hold_is_a_query_error_naming_its_column(pg_url: str, where: str) -> None:
-    with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}) as plugin:
-        read = lambda: plugin.execute("SELECT 1 AS id, 'infinity'::date AS starts").fetchall()  # noqa: E731
-        with pytest.raises(QueryError, match="column 'starts'"):
-            on(where, read)
+        with pytest.raises(QueryError, match=message):
+            on(where, lambda: plugin.execute(sql).fetchall())
         assert plugin.pool_stats().in_use == 0
         assert on(where, lambda: plugin.execute("SELECT 1").fetchall()) == [(1,)]
 
