@@ -6,9 +6,9 @@ result functions one by one, and each call releases the GIL and takes it back (a
 threads, every release lets another thread in, and the query's thread then waits its turn to go on.
 Waiting inside libpq instead (``PQexec``) releases the GIL once per round trip: 16 threads reading
 ``SELECT 1`` through a pool of 4 used 519 us of CPU per query instead of 702, with 8.5 voluntary
-context switches per query instead of 20.3 (docs/benchmarks.md). ``PQgetResult`` would keep the GIL
-while it waits, stopping every other thread (a deadline, ``cancel_query()``) until the server
-answers, so a message with several results waits with a ``poll()`` on the socket instead.
+context switches per query instead of 20.3 (docs/benchmarks.md). A message of several statements
+(the ``BEGIN; DECLARE ...; FETCH``) goes through ``PQexec`` too, which returns the last result, or
+the first error, where the server stopped.
 
 psycopg waits from Python for a reason that holds on the main thread only: a signal (Ctrl-C) is
 handled there, between two waits, and psycopg then cancels the statement. Python runs signal
@@ -23,7 +23,6 @@ would stop all of them.
 from __future__ import annotations
 
 import os
-import select
 import sys
 import threading
 from _thread import get_ident
@@ -34,7 +33,7 @@ from psycopg import errors, pq
 from psycopg.abc import PQGen, QueryNoTemplate
 from psycopg.sql import Composable
 
-__all__ = ["Connection", "exec_command", "plain_waits", "results", "waits_in_libpq"]
+__all__ = ["Connection", "exec_command", "plain_waits", "waits_in_libpq"]
 
 _ANSWERS = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
 _IDLE = pq.TransactionStatus.IDLE
@@ -56,35 +55,6 @@ def waits_in_libpq() -> bool:
         return False
     monkey = sys.modules.get("gevent.monkey")  # never imported here
     return monkey is None or not monkey.is_module_patched("threading")
-
-
-def results(pgconn: pq.abc.PGconn) -> list[pq.abc.PGresult]:
-    """Every result of the query just sent. ``PQgetResult`` keeps the GIL while it waits (psycopg
-    calls it only once an answer is in), so the wait for the answer is a ``poll()``, which lets the
-    other threads run meanwhile."""
-    while pgconn.flush():  # the rest of a long statement, as the server reads it
-        _wait(pgconn, writing=True)
-        pgconn.consume_input()
-    answers: list[pq.abc.PGresult] = []
-    while True:
-        while pgconn.is_busy():
-            _wait(pgconn, writing=False)
-            pgconn.consume_input()
-        result = pgconn.get_result()
-        if result is None:
-            return answers
-        answers.append(result)
-
-
-def _wait(pgconn: pq.abc.PGconn, *, writing: bool) -> None:
-    """Until the socket is readable (or writable too), or closed: the next libpq call says so."""
-    fd = pgconn.socket
-    if not hasattr(select, "poll"):  # Windows
-        select.select([fd], [fd] if writing else [], [fd])
-        return
-    poller = select.poll()
-    poller.register(fd, select.POLLIN | select.POLLOUT if writing else select.POLLIN)
-    poller.poll()
 
 
 def plain_waits(connection: psycopg.Connection[Any]) -> bool:

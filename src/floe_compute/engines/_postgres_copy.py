@@ -48,7 +48,14 @@ class CopySource(_postgres_values.NamesColumn, psycopg.ServerCursor):
     so it still runs once. Rows asked of the cursor afterwards come from the COPY's Arrow batches.
     """
 
-    __slots__ = ("floe_copy", "floe_description", "floe_ended", "floe_fetched", "floe_source")
+    __slots__ = (
+        "floe_copy",
+        "floe_description",
+        "floe_ended",
+        "floe_fetch_from",
+        "floe_fetched",
+        "floe_source",
+    )
 
     fetch_comment = ""
     """A comment ending each ``FETCH`` (a subclass with instance attributes sets one)."""
@@ -64,6 +71,8 @@ class CopySource(_postgres_values.NamesColumn, psycopg.ServerCursor):
         """The last ``FETCH`` came back short: the portal is at its end."""
         self.floe_fetched = False
         """A ``FETCH`` ran the portal: a COPY now would run the query again."""
+        self.floe_fetch_from = b""
+        """The end of its ``FETCH`` commands (its name and comment), made when first needed."""
 
     def copy_unread(self) -> bool:
         """Stream the query through a COPY unless a ``FETCH`` ran it already: True if it now
@@ -83,7 +92,7 @@ class CopySource(_postgres_values.NamesColumn, psycopg.ServerCursor):
         if self.floe_ended:
             return []  # the last FETCH came back short: the portal is at its end, no round trip
         self.floe_fetched = True  # the portal ran: a COPY now would run the query again
-        rows = yield from _postgres_declare.fetch_gen(self, num, self.fetch_comment)
+        rows = yield from _postgres_declare.fetch_gen(self, num)
         if num is None or len(rows) < num:
             self.floe_ended = True
         return rows
@@ -95,7 +104,7 @@ class CopySource(_postgres_values.NamesColumn, psycopg.ServerCursor):
         self.floe_fetched = True
         try:
             with self._conn.lock:
-                rows = _postgres_declare.fetch_now(self, num, self.fetch_comment)
+                rows = _postgres_declare.fetch_now(self, num)
         except psycopg.DataError as exc:
             raise _postgres_values.named(self, exc) from exc
         if len(rows) < num:

@@ -37,36 +37,44 @@ def declare_gen(
 ) -> Any:
     """psycopg's ``ServerCursor._declare_gen`` (with its describe), merged for a statement without
     parameters; anything else goes psycopg's own way (``psycopgs``)."""
-    name = _quoted(cursor)
-    plain = cursor._scrollable is None and not cursor._withhold
-    if params is not None or binary or cursor._described or not isinstance(query, str) or not plain:
+    if params is not None or binary or cursor._described or not isinstance(query, str):
         return (yield from psycopgs(query, params, binary))
+    if cursor._scrollable is not None or cursor._withhold:
+        return (yield from psycopgs(query, params, binary))
+    name = _quoted(cursor)
     begin = _begin(cursor._conn)
     # the newline ends a trailing -- comment of the statement before the FETCH
     command = f"{begin}DECLARE {name} CURSOR FOR {query}\n;FETCH FORWARD 0 FROM {name}"
     cursor._iter_rows = None
     if begin:  # psycopg's _start_query, but for the BEGIN it would send on its own
-        if cursor.closed:
+        if cursor._closed:
             raise errors.InterfaceError("the cursor is closed")
-        cursor._reset()
+        if cursor.pgresult is not None:  # a new cursor is reset already
+            cursor._reset()
         cursor._last_query = None
         cursor._tx = adapt.Transformer(cursor)
     else:
         yield from cursor._start_query(query)
-    cursor._pgconn.send_query(command.encode(cursor._encoding))
+    encoded = command.encode(cursor._encoding)
     if _postgres_blocking.waits_in_libpq():
-        results = _postgres_blocking.results(cursor._pgconn)
+        # the server stops at the first error, which is then the last result: PQexec's
+        described = _postgres_blocking.exec_command(cursor._conn, encoded)
     else:
+        cursor._pgconn.send_query(encoded)
         results = yield from execute(cursor._pgconn)
-    for result in results:
-        if result.status not in _OK:
-            cursor._raise_for_result(result)
-    if len(results) != 2 + bool(begin) or results[-1].status != pq.ExecStatus.TUPLES_OK:
+        for result in results:
+            if result.status not in _OK:
+                cursor._raise_for_result(result)
+        if len(results) != 2 + bool(begin):
+            raise errors.ProgrammingError("DECLARE CURSOR takes one query")
+        described = results[-1]
+    if described.status != pq.ExecStatus.TUPLES_OK:
         raise errors.ProgrammingError("DECLARE CURSOR takes one query")
     cursor._format = cursor.format
-    cursor._results = results[-1:]
+    cursor._results = [described]
     cursor._select_current_result(0, format=cursor._format)
     cursor._described = True
+    cursor.floe_fetch_from = f" FROM {name} {cursor.fetch_comment}".rstrip().encode(cursor._encoding)
     return None
 
 
@@ -78,22 +86,22 @@ def _begin(connection: Any) -> str:
     return f"{connection._get_tx_start_command().decode()};"
 
 
-def fetch_gen(cursor: Any, num: int | None, comment: str = "") -> Any:
-    """psycopg's ``ServerCursor._fetch_gen`` (3.2-3.3), with an optional trailing comment, and
-    ``num`` rows asked in ``FETCH`` of at most :data:`FETCH_CHUNK_ROWS` each."""
+def fetch_gen(cursor: Any, num: int | None) -> Any:
+    """psycopg's ``ServerCursor._fetch_gen`` (3.2-3.3), with the cursor's comment, and ``num`` rows
+    asked in ``FETCH`` of at most :data:`FETCH_CHUNK_ROWS` each."""
     if cursor.closed:
         raise errors.InterfaceError("the cursor is closed")
     if not cursor._described:
         yield from cursor._start_query()
         yield from cursor._describe_gen()
     if num is None:
-        command = _fetch_command(cursor, None, comment)
+        command = b"FETCH FORWARD ALL" + _fetch_from(cursor)
         res = yield from cursor._conn._exec_command(command, result_format=cursor._format)
         return _loaded(cursor, res)
     rows: list[Any] = []
     while len(rows) < num:
         asked = min(num - len(rows), FETCH_CHUNK_ROWS)
-        command = _fetch_command(cursor, asked, comment)
+        command = b"FETCH FORWARD %d%s" % (asked, _fetch_from(cursor))
         res = yield from cursor._conn._exec_command(command, result_format=cursor._format)
         chunk = _loaded(cursor, res)
         rows.extend(chunk)
@@ -102,15 +110,16 @@ def fetch_gen(cursor: Any, num: int | None, comment: str = "") -> Any:
     return rows
 
 
-def fetch_now(cursor: Any, num: int, comment: str = "") -> list[Any]:
+def fetch_now(cursor: Any, num: int) -> list[Any]:
     """:func:`fetch_gen` of ``num`` rows from a described cursor, for a thread that waits inside
     libpq: plain calls instead of psycopg's generators and wait loop."""
-    if cursor.closed:
+    if cursor._closed:
         raise errors.InterfaceError("the cursor is closed")
+    tail = cursor.floe_fetch_from or _fetch_from(cursor)
     rows: list[Any] = []
     while len(rows) < num:
         asked = min(num - len(rows), FETCH_CHUNK_ROWS)
-        command = _fetch_command(cursor, asked, comment)
+        command = b"FETCH FORWARD %d%s" % (asked, tail)
         chunk = _loaded(cursor, _postgres_blocking.exec_command(cursor._conn, command))
         rows.extend(chunk)
         if len(chunk) < asked:  # the portal's end
@@ -118,9 +127,13 @@ def fetch_now(cursor: Any, num: int, comment: str = "") -> list[Any]:
     return rows
 
 
-def _fetch_command(cursor: Any, count: int | None, comment: str) -> bytes:
-    forward = "ALL" if count is None else count
-    return f"FETCH FORWARD {forward} FROM {_quoted(cursor)} {comment}".rstrip().encode(cursor._encoding)
+def _fetch_from(cursor: Any) -> bytes:
+    """`` FROM <name> <comment>``, the end of each ``FETCH``, made once per cursor."""
+    tail: bytes = cursor.floe_fetch_from
+    if not tail:
+        tail = f" FROM {_quoted(cursor)} {cursor.fetch_comment}".rstrip().encode(cursor._encoding)
+        cursor.floe_fetch_from = tail
+    return tail
 
 
 def _loaded(cursor: Any, res: Any) -> list[Any]:
