@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from floe_compute.errors import QueryError
@@ -27,6 +27,10 @@ __all__ = ["QueryContext", "RunningQuery", "SessionPin", "StatementStopped", "qu
 Params = Mapping[str, Any]
 
 S = TypeVar("S")
+
+_STATE_LOCK = threading.Lock()
+"""Guards the first making of a query's engine state (rare, short: one lock for all queries)."""
+
 E = TypeVar("E", bound=QueryError)
 
 QUERY_OPTION = "floe_query"
@@ -75,7 +79,6 @@ class QueryContext:
     handle: QueryHandle = field(init=False)
     span: Any = None
     started: float = field(default_factory=time.perf_counter)
-    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     connection: Connection | None = None
     """The pooled SQLAlchemy connection, once checked out."""
     dbapi_connection: Any = None
@@ -97,7 +100,12 @@ class QueryContext:
     """The caller will read Arrow batches (``execute(..., arrow=True)``): an engine whose Arrow
     path must be chosen before the statement runs (PostgreSQL's COPY) starts that path."""
     _state: Any = None
-    _state_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def started_at(self) -> datetime:
+        """When the query started, in UTC (worked out from ``started``: no wall-clock read per
+        query)."""
+        return datetime.now(timezone.utc) - timedelta(seconds=time.perf_counter() - self.started)
 
     @overload
     def error(self, engine: str, message: str) -> QueryError: ...
@@ -115,7 +123,7 @@ class QueryContext:
         """
         state = self._state
         if state is None:
-            with self._state_lock:
+            with _STATE_LOCK:
                 if self._state is None:
                     self._state = kind()
                 state = self._state

@@ -133,7 +133,7 @@ class QueryLifecycle:
         self._engine()
         context = prepare.new_context(hooks, sql, timeout, query_id, tags)
         size = None if batch_size is None else prepare.check_batch_size(batch_size)
-        statement = prepare.statement(hooks, sql, params, context)
+        statement = prepare.statement(hooks, sql, params)
         if params:
             context.bound_values = bound_texts(params)
         context.session = session

@@ -17,7 +17,7 @@ from floe_compute.config import check_timeout
 from floe_compute.context import Params, QueryContext
 from floe_compute.errors import ConfigError
 from floe_compute.hooks import EngineHooks
-from floe_compute.sql import bindable_text, operation_name, statement_count, summarize
+from floe_compute.sql import bindable_text, text_facts
 from floe_compute.timeouts import QueryHandle
 
 if TYPE_CHECKING:
@@ -47,23 +47,33 @@ def new_context(
     query_id: str | None,
     tags: Mapping[str, str] | None,
 ) -> QueryContext:
-    """The context of a new query: its id, summary, deadline and tags, all checked."""
+    """The context of a new query: its id, summary, deadline and tags, all checked (and a string
+    of one statement, unless the engine runs scripts)."""
     config = hooks.config
     timeout = config.timeouts.query if timeout is None else check_timeout(timeout)
     if query_id is not None and not (isinstance(query_id, str) and _QUERY_ID.match(query_id)):
         raise ConfigError(
             f"query_id {query_id!r} is not valid: expected 1-128 characters of letters, digits and _ . : -"
         )
+    written = isinstance(sql, str)
     sql_text = sql if isinstance(sql, str) else str(sql)
+    summary, operation, count = text_facts(sql_text, hooks.sql_dialect)
     context = QueryContext(
         query_id=query_id or new_query_id(),
-        summary=summarize(sql_text, hooks.sql_dialect),
-        operation=operation_name(sql_text, hooks.sql_dialect),
+        summary=summary,
+        operation=operation,
         timeout=timeout,
         max_rows=config.limits.max_result_rows,
         tags={} if tags is None else check_tags(tags),
     )
     context.handle = QueryHandle(context.query_id, timeout, None)
+    if written and count > 1 and not hooks.runs_scripts:
+        name = hooks.name
+        raise context.error(
+            name,
+            f"{name}: query {context.query_id} ({summary}): the string holds {count} statements; "
+            f"run them one at a time ({name} runs one statement per execute())",
+        )
     return context
 
 
@@ -101,22 +111,13 @@ def check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
     return checked
 
 
-def statement(
-    hooks: EngineHooks, sql: str | Executable, params: Params | None, context: QueryContext
-) -> str | Executable:
+def statement(hooks: EngineHooks, sql: str | Executable, params: Params | None) -> str | Executable:
     """What to run: a string without parameters as written; with parameters through ``text()``,
     binding only its real ``:name`` placeholders (not a colon inside a literal or a comment)."""
     if isinstance(sql, Sequence):  # what SQLAlchemy executes as a scalar, as a query
         return select(sql.next_value())
     if not isinstance(sql, str):
         return sql
-    if not hooks.runs_scripts and (count := statement_count(sql, hooks.sql_dialect)) > 1:
-        raise context.error(
-            hooks.name,
-            f"{hooks.name}: query {context.query_id} ({context.summary}): the string holds "
-            f"{count} statements; run them one at a time ({hooks.name} runs one statement per "
-            "execute())",
-        )
     return text(bindable_text(sql, hooks.sql_dialect)) if params else sql
 
 

@@ -195,6 +195,13 @@ def statement_count(sql: str, dialect: str | None = None) -> int:
     return len(split_statements(sql, dialect))
 
 
+@_per_text
+def text_facts(sql: str, dialect: str | None = None) -> tuple[str, str, int]:
+    """:func:`summarize`, :func:`operation_name` and :func:`statement_count` of one text: every
+    query asks for all three, in one cached call."""
+    return summarize(sql, dialect), operation_name(sql, dialect), statement_count(sql, dialect)
+
+
 _CREATE_KINDS = re.compile(
     r"^\s*\(*\s*([A-Za-z]+)(?:\s+(?:OR\s+REPLACE\s+)?(?:TEMP(?:ORARY)?\s+)?"
     r"(TABLE|VIEW|SCHEMA|INDEX|SECRET|MACRO|SEQUENCE|FUNCTION|TYPE|DATABASE))?",

@@ -62,6 +62,7 @@ class QueryHandle:
         "query_id",
         "started",
         "state",
+        "stopped",
         "timeout",
     )
 
@@ -71,6 +72,9 @@ class QueryHandle:
         self.started = time.monotonic()
         self.deadline = None if timeout is None else self.started + timeout
         self.state = QueryState.RUNNING
+        self.stopped = False
+        """Timed out or cancelled: the statement must not start, or must stop (read on every
+        step of a query: an attribute, set with the state)."""
         self.cancel_sent = False
         """Whether an engine cancel has been sent to a statement the engine was running (False:
         the query was stopped before it ran there, or when the engine had nothing left to stop)."""
@@ -85,11 +89,6 @@ class QueryHandle:
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started
-
-    @property
-    def stopped(self) -> bool:
-        """Timed out or cancelled: the statement must not start, or must stop."""
-        return self.state is QueryState.TIMED_OUT or self.state is QueryState.CANCELLED
 
     def bind(self, cancel: Callable[[], bool]) -> None:
         """Set how to cancel on the engine, once the query has a connection."""
@@ -123,6 +122,7 @@ class QueryHandle:
             if self.state is not QueryState.RUNNING:
                 return False
             self.state = state
+            self.stopped = True
             self._stopped_at = time.monotonic()
             if not background:
                 self._send()

@@ -53,8 +53,12 @@ def waits_in_libpq() -> bool:
     """Whether this thread may wait for the server inside libpq: any OS thread but the main one."""
     if get_ident() == _main_ident:
         return False
-    monkey = sys.modules.get("gevent.monkey")  # never imported here
-    return monkey is None or not monkey.is_module_patched("threading")
+    return "gevent.monkey" not in sys.modules or not _green()
+
+
+def _green() -> bool:
+    """gevent has patched ``threading`` (its module is never imported here)."""
+    return bool(sys.modules["gevent.monkey"].is_module_patched("threading"))
 
 
 def plain_waits(connection: psycopg.Connection[Any]) -> bool:

@@ -30,6 +30,7 @@ larger result for libpq to grow and psycopg to load); a larger batch is several 
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
 _OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
+_FETCH = b"FETCH FORWARD %d%s"
 
 
 def declare_gen(
@@ -101,7 +102,7 @@ def fetch_gen(cursor: Any, num: int | None) -> Any:
     rows: list[Any] = []
     while len(rows) < num:
         asked = min(num - len(rows), FETCH_CHUNK_ROWS)
-        command = b"FETCH FORWARD %d%s" % (asked, _fetch_from(cursor))
+        command = _FETCH % (asked, _fetch_from(cursor))
         res = yield from cursor._conn._exec_command(command, result_format=cursor._format)
         chunk = _loaded(cursor, res)
         rows.extend(chunk)
@@ -116,10 +117,12 @@ def fetch_now(cursor: Any, num: int) -> list[Any]:
     if cursor._closed:
         raise errors.InterfaceError("the cursor is closed")
     tail = cursor.floe_fetch_from or _fetch_from(cursor)
+    if num <= FETCH_CHUNK_ROWS:  # one FETCH
+        return _loaded(cursor, _postgres_blocking.exec_command(cursor._conn, _FETCH % (num, tail)))
     rows: list[Any] = []
     while len(rows) < num:
         asked = min(num - len(rows), FETCH_CHUNK_ROWS)
-        command = b"FETCH FORWARD %d%s" % (asked, tail)
+        command = _FETCH % (asked, tail)
         chunk = _loaded(cursor, _postgres_blocking.exec_command(cursor._conn, command))
         rows.extend(chunk)
         if len(chunk) < asked:  # the portal's end
