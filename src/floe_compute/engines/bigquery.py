@@ -93,11 +93,10 @@ class BigQueryComputePlugin(ComputePlugin):
         self._write_client: BigQueryWriteClient | None = None
         self._write_lock = threading.Lock()
 
-    @property
-    def config(self) -> BigQueryConfig:
-        config = super().config
-        assert isinstance(config, BigQueryConfig)
-        return config
+    if TYPE_CHECKING:  # the core checked it is a BigQueryConfig (config_class); no override to call
+
+        @property
+        def config(self) -> BigQueryConfig: ...
 
     @property
     def client(self) -> bigquery.Client:

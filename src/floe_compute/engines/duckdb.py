@@ -192,11 +192,10 @@ class DuckDBComputePlugin(ComputePlugin):
 
     _root: duckdb.DuckDBPyConnection | None = None
 
-    @property
-    def config(self) -> DuckDBConfig:
-        config = super().config
-        assert isinstance(config, DuckDBConfig)
-        return config
+    if TYPE_CHECKING:  # the core checked it is a DuckDBConfig (config_class); no override to call
+
+        @property
+        def config(self) -> DuckDBConfig: ...
 
     def database_config(self) -> dict[str, Any]:
         """DuckDB configuration for the database: the limits, then the session settings."""

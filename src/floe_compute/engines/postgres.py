@@ -248,11 +248,10 @@ class PostgresComputePlugin(ComputePlugin):
     default_batch_size = 10_000
     short_batch_ends = True  # a FETCH FORWARD n, a COPY read or a client cursor: n rows unless at the end
 
-    @property
-    def config(self) -> PostgresConfig:
-        config = super().config
-        assert isinstance(config, PostgresConfig)
-        return config
+    if TYPE_CHECKING:  # the core checked it is a PostgresConfig (config_class); no override to call
+
+        @property
+        def config(self) -> PostgresConfig: ...
 
     def session_settings(self) -> dict[str, str | int | float | bool]:
         """Settings every connection starts with: the supported limits, then ``settings``."""

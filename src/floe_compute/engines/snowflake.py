@@ -171,11 +171,10 @@ class SnowflakeComputePlugin(ComputePlugin):
     default_pre_ping = False
     default_recycle_s = 3600.0
 
-    @property
-    def config(self) -> SnowflakeConfig:
-        config = super().config
-        assert isinstance(config, SnowflakeConfig)
-        return config
+    if TYPE_CHECKING:  # the core checked it is a SnowflakeConfig (config_class); no override to call
+
+        @property
+        def config(self) -> SnowflakeConfig: ...
 
     def engine_url(self) -> URL:
         config = self.config

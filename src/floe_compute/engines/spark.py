@@ -147,11 +147,10 @@ class SparkComputePlugin(ComputePlugin):
         super().__init__(config)
         self._canceller = Canceller(self._open)
 
-    @property
-    def config(self) -> SparkConfig:
-        config = super().config
-        assert isinstance(config, SparkConfig)
-        return config
+    if TYPE_CHECKING:  # the core checked it is a SparkConfig (config_class); no override to call
+
+        @property
+        def config(self) -> SparkConfig: ...
 
     def session_settings(self) -> dict[str, str]:
         """What every new session gets with ``SET``: our defaults, then ``settings``."""

@@ -129,11 +129,10 @@ class SparkConnectComputePlugin(ComputePlugin):
     load_path = "createDataFrame from Arrow, written with saveAsTable (not atomic)"
     load_batches = _spark_connect_load.load_batches
 
-    @property
-    def config(self) -> SparkConnectConfig:
-        config = super().config
-        assert isinstance(config, SparkConnectConfig)
-        return config
+    if TYPE_CHECKING:  # the core checked it is a SparkConnectConfig (config_class); no override to call
+
+        @property
+        def config(self) -> SparkConnectConfig: ...
 
     def _open(self) -> dbapi.Connection:
         config = self.config
