@@ -156,6 +156,19 @@ def test_a_write_commits_on_close_and_rolls_back_when_abandoned(pg_url: str, whe
         assert plugin.pool_stats().in_use == 0
 
 
+@pytest.mark.parametrize("where", WHERE)
+def test_an_error_in_the_declare_is_raised_by_execute_and_the_connection_serves_again(
+    pg_url: str, where: str
+) -> None:
+    """``BEGIN; DECLARE ...; FETCH 0`` goes as one message: the error is the DECLARE's, where the
+    server stopped (not the FETCH's of a cursor that does not exist)."""
+    with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}) as plugin:
+        with pytest.raises(QueryError, match=r'relation "no_such_table" does not exist \(SQLSTATE 42P01\)'):
+            on(where, lambda: plugin.execute("SELECT * FROM no_such_table"))
+        assert plugin.pool_stats().in_use == 0
+        assert on(where, lambda: plugin.execute("SELECT 1").fetchall()) == [(1,)]
+
+
 FAILING_READS = {
     "server error": ("SELECT 1 / (i - 3) FROM generate_series(1, 5) i", "division by zero"),
     # a value Python cannot hold: the error names its column

@@ -5,8 +5,10 @@ for its columns with a portal ``Describe`` (a third). A statement sent without p
 instead as one simple query, ``BEGIN; DECLARE ... ; FETCH FORWARD 0 FROM ...``: the empty ``FETCH``
 carries the columns and runs nothing (the cursor is still before its first row), so the first read
 can still choose a COPY.
-The ``DECLARE`` and ``FETCH`` texts are formatted directly (psycopg composes them from ``sql``
-objects, a few hundred Python calls per query).
+On a thread that waits inside libpq, the message goes through ``PQexec`` (one GIL release for the
+round trip). The ``DECLARE`` and ``FETCH`` texts are formatted directly (psycopg composes them from
+``sql`` objects, a few hundred Python calls per query); a cursor's ``FETCH`` ends in the same bytes
+each time, made once.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ def declare_gen(
         yield from cursor._start_query(query)
     encoded = command.encode(cursor._encoding)
     if _postgres_blocking.waits_in_libpq():
-        # the server stops at the first error, which is then the last result: PQexec's
+        # PQexec returns the last result; the server skips what follows an error, so an error
+        # is the one returned
         described = _postgres_blocking.exec_command(cursor._conn, encoded)
     else:
         cursor._pgconn.send_query(encoded)
