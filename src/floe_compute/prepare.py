@@ -55,8 +55,8 @@ def new_context(
         raise ConfigError(
             f"query_id {query_id!r} is not valid: expected 1-128 characters of letters, digits and _ . : -"
         )
-    written = isinstance(sql, str)
     sql_text = sql if isinstance(sql, str) else str(sql)
+    written = sql_text is sql  # a string as given, not an SQLAlchemy construct's text
     summary, operation, count = text_facts(sql_text, hooks.sql_dialect)
     context = QueryContext(
         query_id=query_id or new_query_id(),

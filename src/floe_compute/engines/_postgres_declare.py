@@ -78,7 +78,7 @@ def declare_gen(
     cursor._results = [described]
     cursor._select_current_result(0, format=cursor._format)
     cursor._described = True
-    cursor.floe_fetch_from = f" FROM {name} {cursor.fetch_comment}".rstrip().encode(cursor._encoding)
+    cursor.floe_fetch_from = _fetch_tail(cursor, name)
     return None
 
 
@@ -137,9 +137,12 @@ def _fetch_from(cursor: Any) -> bytes:
     """`` FROM <name> <comment>``, the end of each ``FETCH``, made once per cursor."""
     tail: bytes = cursor.floe_fetch_from
     if not tail:
-        tail = f" FROM {_quoted(cursor)} {cursor.fetch_comment}".rstrip().encode(cursor._encoding)
-        cursor.floe_fetch_from = tail
+        tail = cursor.floe_fetch_from = _fetch_tail(cursor, _quoted(cursor))
     return tail
+
+
+def _fetch_tail(cursor: Any, name: str) -> bytes:
+    return f" FROM {name} {cursor.fetch_comment}".rstrip().encode(cursor._encoding)
 
 
 def _loaded(cursor: Any, res: Any) -> list[Any]:
