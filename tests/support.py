@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,29 @@ def require(condition: bool, reason: str) -> None:
         if IN_CI:
             pytest.fail(f"CI=true and {reason}")
         pytest.skip(reason)
+
+
+@contextmanager
+def cyclic_garbage(*modules: str) -> Iterator[list[str]]:
+    """The garbage collector off for the block; then one collection, and the list is filled with
+    the types (``module.Name``) of the freed objects defined in ``modules`` (and their submodules).
+    Only those: another thread of the process (a test's leftover server or exporter) may leave
+    cycles of its own meanwhile."""
+    found: list[str] = []
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what a collection frees goes to gc.garbage, to be looked at
+    try:
+        yield found
+        gc.collect()
+        for obj in gc.garbage:
+            kind = type(obj)
+            if kind.__module__.split(".")[0] in modules:
+                found.append(f"{kind.__module__}.{kind.__qualname__}")
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
 
 
 def run_directory(name: str) -> Path:

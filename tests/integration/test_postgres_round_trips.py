@@ -3,7 +3,6 @@ connection: under concurrency they are what a query costs."""
 
 from __future__ import annotations
 
-import gc
 import tempfile
 from collections.abc import Callable
 
@@ -12,6 +11,7 @@ import pytest
 from floe_compute import create_plugin
 from floe_compute.engines import _postgres_ping
 from floe_compute.testing.threads import run_in_thread
+from support import cyclic_garbage
 
 pytest_plugins = ["postgres_fixtures"]
 pytestmark = pytest.mark.postgres
@@ -123,13 +123,9 @@ def test_a_query_leaves_no_reference_cycle_behind(pg_url: str, where: str) -> No
 
     with create_plugin(pg_url, pool={"size": 1, "max_overflow": 0}) as plugin:
         plugin.execute("SELECT 1").fetchall()
-        gc.collect()
-        gc.disable()
-        try:
+        with cyclic_garbage("floe_compute", "sqlalchemy", "psycopg") as freed:
             if where == "main thread":
                 queries()
             else:
                 assert run_in_thread(queries).join(60).error is None
-            assert gc.collect() == 0
-        finally:
-            gc.enable()
+        assert freed == []

@@ -8,11 +8,10 @@ instead. Speed itself is measured by ``make bench`` (``benchmarks/concurrency.py
 
 from __future__ import annotations
 
-import gc
-
 from sqlalchemy.events import ConnectionEvents
 
 from floe_compute import create_plugin
+from support import cyclic_garbage
 
 
 def test_the_engine_has_no_connection_event_listeners_of_the_plugin() -> None:
@@ -34,14 +33,10 @@ def test_a_query_leaves_no_reference_cycle_behind() -> None:
     plugin = create_plugin("duckdb:///:memory:").connect()
     try:
         plugin.execute("SELECT 1").fetchall()  # the pool's first connection
-        gc.collect()
-        gc.disable()
-        try:
+        with cyclic_garbage("floe_compute", "sqlalchemy", "duckdb", "duckdb_engine") as freed:
             for _ in range(20):
                 with plugin.execute("SELECT i FROM range(3) t(i)", tags={"team": "growth"}) as result:
                     assert len(result.fetchall()) == 3
-            assert gc.collect() == 0
-        finally:
-            gc.enable()
+        assert freed == []
     finally:
         plugin.disconnect()
